@@ -1,0 +1,1 @@
+"""The tinytorch-data command line."""

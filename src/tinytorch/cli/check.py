@@ -1,0 +1,146 @@
+"""``tinytorch-data check``: the seed's inline self-check, with a real check behind each line.
+
+Prints the seed's progress style (``✅ ...``, ``Progress: DataLoader ✓``) and
+exits non-zero, naming the failed check, when any component is broken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinytorch.data import DataLoader, Dataset, TensorDataset, default_collate
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the self-check: ``run()`` raises ``AssertionError`` when broken."""
+
+    message: str
+    run: Callable[[], None]
+
+
+class _Squares(Dataset[tuple[np.ndarray, int]]):
+    def __len__(self) -> int:
+        return 10
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        if not 0 <= index < 10:
+            raise IndexError(index)
+        return np.full((3, 4, 4), index, dtype=np.uint8), index * index
+
+
+def _expect(condition: bool, what: str) -> None:
+    if not condition:
+        raise AssertionError(what)
+
+
+def _getitem() -> None:
+    image, label = _Squares()[3]
+    _expect(image.shape == (3, 4, 4) and label == 9, "dataset[3] returned the wrong sample")
+
+
+def _len() -> None:
+    _expect(len(_Squares()) == 10, "len(dataset) is not 10")
+
+
+def _tuples() -> None:
+    sample = TensorDataset(np.zeros((5, 2)), np.arange(5))[4]
+    _expect(isinstance(sample, tuple) and sample[1] == 4, "TensorDataset[i] is not (data, label)")
+
+
+def _batch_shapes() -> None:
+    images = np.zeros((100, 3, 32, 32), dtype=np.uint8)
+    batch = next(iter(DataLoader(TensorDataset(images, np.arange(100)), batch_size=32)))
+    _expect(batch[0].shape == (32, 3, 32, 32), f"batch shape {batch[0].shape}")
+
+
+def _shuffling() -> None:
+    loader = DataLoader(TensorDataset(np.arange(100)), batch_size=100, shuffle=True, seed=0)
+    first, second = (next(iter(loader))[0] for _ in range(2))
+    _expect(not np.array_equal(first, second), "two epochs gave the same order")
+    _expect(not np.array_equal(first, np.arange(100)), "shuffle=True did not shuffle")
+
+
+def _coverage() -> None:
+    loader = DataLoader(TensorDataset(np.arange(103)), batch_size=10, shuffle=True, seed=1)
+    seen = np.concatenate([b[0] for b in loader])
+    _expect(sorted(seen.tolist()) == list(range(103)), "an epoch missed or repeated samples")
+    _expect(len(loader) == 11, "len(loader) is not ceil(103 / 10)")
+
+
+def _determinism() -> None:
+    def epoch(seed: int) -> list[list[int]]:
+        loader = DataLoader(TensorDataset(np.arange(50)), batch_size=7, shuffle=True, seed=seed)
+        return [b[0].tolist() for b in loader]
+
+    _expect(epoch(5) == epoch(5), "the same seed gave different batches")
+
+
+def _collate() -> None:
+    batch = default_collate([{"x": np.ones(2), "y": 1}, {"x": np.zeros(2), "y": 2}])
+    _expect(
+        batch["x"].shape == (2, 2) and batch["y"].dtype == np.int64, "dict samples collated wrong"
+    )
+
+
+SECTIONS: list[tuple[str, str, list[Check]]] = [
+    (
+        "Dataset abstraction",
+        "Dataset Interface",
+        [
+            Check("__getitem__ protocol works correctly", _getitem),
+            Check("__len__ returns correct size", _len),
+            Check("Indexing returns (data, label) tuples", _tuples),
+        ],
+    ),
+    (
+        "DataLoader batching",
+        "DataLoader",
+        [
+            Check("Batch shapes correct: (32, 3, 32, 32)", _batch_shapes),
+            Check("Shuffling produces different orderings", _shuffling),
+            Check("Iteration covers all samples exactly once", _coverage),
+            Check("Same seed gives the same batches", _determinism),
+            Check("Nested samples collate into numpy batches", _collate),
+        ],
+    ),
+]
+
+
+def run_checks(sections: list[tuple[str, str, list[Check]]] = SECTIONS) -> int:
+    """Run every check, print the seed's progress lines; return the number of failures."""
+    failures = 0
+    for title, progress, checks in sections:
+        print(f"Unit Test: {title}...")
+        ok = True
+        for check in checks:
+            try:
+                check.run()
+            except Exception as e:  # every failure is reported, none stops the others
+                ok = False
+                failures += 1
+                print(f"❌ {check.message}: {type(e).__name__}: {e}")
+                print("".join(traceback.format_exception(e)).rstrip())
+            else:
+                print(f"✅ {check.message}")
+        print(f"Progress: {progress} {'✓' if ok else '✗'}\n")
+    return failures
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("check", help="run the pipeline's self-check")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    failures = run_checks()
+    if failures:
+        print(f"{failures} check(s) failed: the installation is broken")
+        return 1
+    print("All checks passed.")
+    return 0

@@ -1,0 +1,1 @@
+"""The seed's import path: ``tinytorch.core.dataloader``."""

@@ -1,0 +1,1 @@
+"""The collate stage of the data flow."""

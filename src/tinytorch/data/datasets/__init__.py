@@ -1,0 +1,1 @@
+"""The datasets stage of the data flow."""

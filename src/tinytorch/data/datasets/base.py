@@ -1,0 +1,122 @@
+"""The dataset protocols: map-style :class:`Dataset` and :class:`IterableDataset`.
+
+A map-style dataset answers ``len(ds)`` and ``ds[i]``. It may also answer
+``ds.__getitems__(indices)`` (as in PyTorch >= 2.0), reading a whole batch at
+once; :func:`read_batch` is the one place that chooses between the two.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tinytorch.data.seeding import batch_context, get_batch_context
+
+if TYPE_CHECKING:
+    from tinytorch.data.datasets.combine import ConcatDataset
+
+__all__ = ["Dataset", "IterableDataset", "has_len", "map_samples", "read_batch"]
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Dataset(abc.ABC, Generic[T_co]):
+    """A map-style dataset: ``len(ds)`` samples, sample ``i`` is ``ds[i]``.
+
+    Subclasses implement ``__getitem__`` and ``__len__``; instantiating
+    ``Dataset`` itself raises ``TypeError``. Subclasses that can read many
+    samples at once should also implement ``__getitems__(indices)`` returning
+    either a list of samples or a :class:`~tinytorch.data.datasets.stacked.StackedSamples`.
+
+    Contract: ``ds[i]`` is a pure function of ``i`` (and of the current
+    :func:`~tinytorch.data.seeding.get_batch_context` for random transforms), so
+    the loader's determinism guarantee holds.
+    """
+
+    @abc.abstractmethod
+    def __getitem__(self, index: int) -> T_co:
+        """Return sample ``index`` (0 <= index < len(self); negative indices may be allowed)."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Return the number of samples."""
+
+    def __add__(self, other: Dataset[Any]) -> ConcatDataset[Any]:
+        from tinytorch.data.datasets.combine import ConcatDataset
+
+        return ConcatDataset([self, other])
+
+
+class IterableDataset(Dataset[T_co]):
+    """A dataset read as a stream: subclasses implement ``__iter__``.
+
+    ``len()`` is optional: define ``__len__`` when the number of samples is
+    known exactly, and the loader's ``len()`` will use it. Indexing is refused.
+
+    When the loader starts an epoch it calls ``set_epoch(epoch)`` on the
+    dataset if the dataset defines it, so a stream can reshuffle per epoch as a
+    pure function of ``(seed, epoch)``.
+    """
+
+    @abc.abstractmethod
+    def __iter__(self) -> Iterator[T_co]:
+        """Yield the samples of one pass."""
+
+    def __getitem__(self, index: int) -> T_co:
+        raise TypeError(
+            f"{type(self).__name__} is an IterableDataset and cannot be indexed; "
+            "iterate over it, or use a map-style Dataset for random access"
+        )
+
+    def __len__(self) -> int:
+        raise TypeError(
+            f"{type(self).__name__} is an IterableDataset without a length; "
+            "define __len__ on it if the number of samples is known"
+        )
+
+
+def has_len(dataset: object) -> bool:
+    """Whether ``len(dataset)`` works (iterable datasets may not define it)."""
+    try:
+        len(dataset)  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    return True
+
+
+def read_batch(dataset: Dataset[Any], indices: NDArray[np.intp] | Sequence[int]) -> Any:
+    """Read the samples ``indices`` of a map-style dataset.
+
+    Uses the dataset's ``__getitems__`` when it has one (one call for the whole
+    batch), else one ``dataset[i]`` per index.
+
+    Returns:
+        Whatever ``__getitems__`` returns (a list of samples or
+        ``StackedSamples``), or a list of samples.
+    """
+    getitems = getattr(dataset, "__getitems__", None)
+    if getitems is not None:
+        return getitems(indices)
+    return map_samples(lambda i: dataset[int(i)], indices)
+
+
+def map_samples(fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+    """``[fn(x) for x in items]``, with each call inside its sample's batch context.
+
+    While the loader fetches a batch, the call for the item at position ``p``
+    sees ``get_batch_context().position == p``, so a random per-sample
+    transform draws from the stream of ``(seed, epoch, batch_index, p)``.
+    Outside a loader this is a plain list comprehension.
+    """
+    context = get_batch_context()
+    if context is None:
+        return [fn(x) for x in items]
+    out = []
+    for position, x in enumerate(items):
+        with batch_context(context.for_sample(position)):
+            out.append(fn(x))
+    return out

@@ -1,0 +1,1 @@
+"""The loader stage of the data flow."""

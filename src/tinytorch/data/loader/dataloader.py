@@ -1,0 +1,263 @@
+"""``DataLoader``: PyTorch's loader API over a deterministic, vectorized pipeline.
+
+The constructor only validates and stores. Each ``iter(loader)`` starts one
+epoch: it plans the epoch's index batches (a pure function of the seed and the
+epoch), then makes batch after batch with a fetcher. See docs/architecture.md
+for the determinism contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Final
+
+from tinytorch.data.collate.default import default_collate, default_convert
+from tinytorch.data.datasets.base import Dataset, IterableDataset, has_len
+from tinytorch.data.fetch.fetcher import BatchTransform, IterableFetcher, MapFetcher
+from tinytorch.data.loader.epoch import IterableEpoch, MapEpoch
+from tinytorch.data.sampling.batching import BatchSampler
+from tinytorch.data.sampling.samplers import RandomSampler, SequentialSampler
+from tinytorch.data.seeding import check_seed, fresh_seed
+from tinytorch.data.validate import check_bool, check_int
+
+__all__ = ["DataLoader"]
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "32"
+
+
+_DEFAULT_BATCH_SIZE: Final = _Default()
+"""``batch_size`` not given: 32 (the seed's default), or none when a batch_sampler is given."""
+
+
+class DataLoader:
+    """Iterate over a dataset in batches, reproducibly.
+
+    Args:
+        dataset: a map-style :class:`Dataset` (``len`` + indexing, optionally
+            ``__getitems__``) or an :class:`IterableDataset`.
+        batch_size: samples per batch (default 32, as in the seed), or ``None``
+            to turn batching off: each sample goes through ``collate_fn``
+            (default: returned as is).
+        shuffle: a new random order each epoch (map-style datasets only).
+        sampler: the order of indices (an iterable of ints); excludes ``shuffle``.
+        batch_sampler: yields whole index batches; excludes ``batch_size``,
+            ``shuffle``, ``sampler`` and ``drop_last``.
+        num_workers: 0 loads in the calling process.
+        collate_fn: list of samples → batch; default :func:`default_collate`.
+        drop_last: drop the last, incomplete batch.
+        seed: the seed every random choice derives from. ``None`` draws one from
+            OS entropy now; it is exposed as :attr:`seed` so the run can be repeated.
+        batch_transform: ``f(batch, rng) -> batch`` applied to each collated
+            batch, ``rng`` derived from ``(seed, epoch, batch index)``.
+        generator: not supported; use ``seed`` (an epoch's order must be a pure
+            function of the seed and the epoch).
+
+    Epochs: each ``iter(loader)`` runs the epoch :attr:`epoch` and then advances
+    it by one; ``set_epoch(n)`` chooses the epoch of the next ``iter``.
+    Batch ``k`` of epoch ``e`` is a pure function of the dataset, the sampler
+    settings, ``seed``, ``e`` and ``k``.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset[Any] | IterableDataset[Any],
+        batch_size: int | _Default | None = _DEFAULT_BATCH_SIZE,
+        shuffle: bool | None = False,
+        sampler: Iterable[int] | None = None,
+        batch_sampler: Iterable[Any] | None = None,
+        num_workers: int = 0,
+        collate_fn: Callable[[Any], Any] | None = None,
+        pin_memory: bool = False,
+        drop_last: bool = False,
+        timeout: float = 0,
+        worker_init_fn: Callable[[int], None] | None = None,
+        multiprocessing_context: Any = None,
+        generator: Any = None,
+        *,
+        prefetch_factor: int | None = None,
+        persistent_workers: bool = False,
+        seed: int | None = None,
+        batch_transform: BatchTransform | None = None,
+    ) -> None:
+        _check_dataset(dataset)
+        shuffle = check_bool(bool(shuffle) if shuffle is None else shuffle, "shuffle")
+        drop_last = check_bool(drop_last, "drop_last")
+        self.num_workers = check_int(
+            num_workers, "num_workers", hint="use 0 to load in the calling process"
+        )
+        if generator is not None:
+            raise TypeError(
+                "DataLoader takes seed=<int> instead of generator=: batches are a pure function "
+                "of (seed, epoch, batch index). Replace generator=torch.Generator().manual_seed(s) "
+                "with seed=s"
+            )
+        _check_callable(collate_fn, "collate_fn")
+        _check_callable(batch_transform, "batch_transform")
+        if self.num_workers > 0:
+            raise NotImplementedError(
+                f"num_workers={self.num_workers}: worker processes are not available in this "
+                "version; use num_workers=0"
+            )
+
+        self.dataset = dataset
+        self.seed = fresh_seed() if seed is None else check_seed(seed)
+        self.drop_last = drop_last
+        self.pin_memory = pin_memory
+        self.timeout = timeout
+        self.worker_init_fn = worker_init_fn
+        self.multiprocessing_context = multiprocessing_context
+        self.prefetch_factor = prefetch_factor
+        self.persistent_workers = persistent_workers
+        self.batch_transform = batch_transform
+        self._epoch = 0
+
+        if batch_sampler is not None:
+            if (
+                batch_size not in (_DEFAULT_BATCH_SIZE, 1, None)
+                or shuffle
+                or sampler is not None
+                or drop_last
+            ):
+                raise ValueError(
+                    "batch_sampler is mutually exclusive with batch_size, shuffle, sampler and "
+                    "drop_last: the batch sampler already decides batch size, order and the last "
+                    "batch. Pass only batch_sampler=, or drop it and use those arguments"
+                )
+            batch_size = None
+        elif batch_size is _DEFAULT_BATCH_SIZE:
+            batch_size = 32
+        elif batch_size is not None:
+            batch_size = check_int(
+                batch_size, "batch_size", minimum=1, hint="or None to turn batching off"
+            )
+
+        if isinstance(dataset, IterableDataset):
+            if shuffle or sampler is not None or batch_sampler is not None:
+                raise ValueError(
+                    f"{type(dataset).__name__} is an IterableDataset: it decides its own order, so "
+                    "shuffle=True, sampler= and batch_sampler= do not apply. Shuffle inside the "
+                    "dataset (see ShardedDataset's windowed shuffle) or use a map-style dataset"
+                )
+        else:
+            if shuffle and sampler is not None:
+                raise ValueError(
+                    "shuffle=True is mutually exclusive with sampler=: the sampler decides the "
+                    "order. Drop shuffle=True, or drop the sampler (shuffle=True uses a "
+                    "RandomSampler seeded with the loader's seed)"
+                )
+            if sampler is None:
+                sampler = (
+                    RandomSampler(dataset, seed=self.seed)
+                    if shuffle
+                    else SequentialSampler(dataset)
+                )
+            if batch_size is not None and batch_sampler is None:
+                batch_sampler = BatchSampler(sampler, batch_size, drop_last)
+
+        self.batch_size: int | None = batch_size
+        self.sampler = sampler
+        self.batch_sampler = batch_sampler
+        self._auto_collation = batch_sampler is not None or (
+            isinstance(dataset, IterableDataset) and batch_size is not None
+        )
+        self.collate_fn = collate_fn or (
+            default_collate if self._auto_collation else default_convert
+        )
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next ``iter(loader)`` will run."""
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch of the next ``iter(loader)`` (non-negative int)."""
+        self._epoch = check_int(epoch, "epoch")
+
+    def __iter__(self) -> Iterator[Any]:
+        epoch = self._epoch
+        self._epoch += 1
+        if isinstance(self.dataset, IterableDataset):
+            if hasattr(self.dataset, "set_epoch"):
+                self.dataset.set_epoch(epoch)
+            fetcher = IterableFetcher(
+                iter(self.dataset),
+                self.collate_fn,
+                batch_size=self.batch_size,
+                drop_last=self.drop_last,
+                seed=self.seed,
+                batch_transform=self.batch_transform,
+            )
+            return IterableEpoch(fetcher, epoch, length=self._len_or_none())
+        fetcher_ = MapFetcher(
+            self.dataset,
+            self.collate_fn,
+            batched=self._auto_collation,
+            seed=self.seed,
+            batch_transform=self.batch_transform,
+        )
+        index_source = self.batch_sampler if self._auto_collation else self.sampler
+        assert index_source is not None  # set in __init__ for map-style datasets
+        return MapEpoch(
+            fetcher_,
+            index_source,
+            epoch,
+            batched=self._auto_collation,
+            dataset_length=len(self.dataset),
+            length=self._len_or_none(),
+        )
+
+    def _len_or_none(self) -> int | None:
+        try:
+            return len(self)
+        except TypeError:
+            return None
+
+    def __len__(self) -> int:
+        """Batches per epoch (samples per epoch when ``batch_size`` is ``None``).
+
+        Raises:
+            TypeError: the dataset is an ``IterableDataset`` without ``__len__``,
+                or the sampler has no ``len()``.
+        """
+        if isinstance(self.dataset, IterableDataset):
+            if not has_len(self.dataset):
+                raise TypeError(
+                    f"len(DataLoader) is unknown: {type(self.dataset).__name__} is an "
+                    "IterableDataset without __len__, so the number of batches is only known "
+                    "after iterating. Define __len__ on the dataset if its size is known"
+                )
+            n = len(self.dataset)
+            if self.batch_size is None:
+                return n
+            return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        source = self.batch_sampler if self._auto_collation else self.sampler
+        if not has_len(source):
+            raise TypeError(
+                f"len(DataLoader) is unknown: the {type(source).__name__} has no __len__"
+            )
+        return len(source)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return (
+            f"DataLoader({type(self.dataset).__name__}, batch_size={self.batch_size}, "
+            f"num_workers={self.num_workers}, seed={self.seed})"
+        )
+
+
+def _check_dataset(dataset: object) -> None:
+    if isinstance(dataset, IterableDataset):
+        return
+    if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+        raise TypeError(
+            f"DataLoader needs a map-style dataset (with __getitem__ and __len__) or an "
+            f"IterableDataset, got {type(dataset).__name__}. Wrap arrays with "
+            "TensorDataset(x, y); subclass IterableDataset for streams"
+        )
+
+
+def _check_callable(fn: object, name: str) -> None:
+    if fn is not None and not callable(fn):
+        raise TypeError(f"{name} must be callable or None, got {type(fn).__name__} {fn!r}")

@@ -1,0 +1,1 @@
+"""The sampling stage of the data flow."""

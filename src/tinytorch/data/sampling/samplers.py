@@ -1,0 +1,217 @@
+"""Index samplers with PyTorch's names and semantics, and pure, seeded order.
+
+Every sampler here computes an epoch's indices with :meth:`ArraySampler.indices`,
+a pure function of ``(seed, epoch)`` and the sampler's settings that returns an
+``int64`` array. Iterating a sampler yields ``indices(self.epoch)`` as Python
+ints, exactly like ``torch.utils.data`` samplers; ``set_epoch(e)`` selects the
+epoch (the DataLoader calls it at the start of every epoch).
+
+Differences from PyTorch, on purpose: randomness comes from ``seed=`` (an int,
+recorded on the sampler, drawn once from OS entropy when ``None``) instead of a
+stateful ``generator=``, so an epoch's order never depends on how many epochs
+ran before or on global random state.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sized
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from tinytorch.data.seeding import Stream, check_seed, derive_rng, fresh_seed
+from tinytorch.data.validate import check_bool, check_int
+
+__all__ = [
+    "ArraySampler",
+    "RandomSampler",
+    "Sampler",
+    "SequentialSampler",
+    "SubsetRandomSampler",
+    "WeightedRandomSampler",
+]
+
+
+class Sampler(abc.ABC):
+    """Base class: an iterable of dataset indices for the current epoch.
+
+    Subclasses implement ``__iter__`` and usually ``__len__``. ``set_epoch``
+    stores the epoch that the next ``__iter__`` uses.
+    """
+
+    epoch: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch that the next iteration produces (non-negative int)."""
+        self.epoch = check_int(epoch, "epoch")
+
+    @abc.abstractmethod
+    def __iter__(self) -> Iterator[int]:
+        """Yield the indices of the current epoch."""
+
+
+class ArraySampler(Sampler):
+    """A sampler whose epoch is planned as one array: implement :meth:`indices`."""
+
+    @abc.abstractmethod
+    def indices(self, epoch: int) -> NDArray[np.int64]:
+        """The indices of ``epoch``: a 1-D int64 array, a pure function of the settings."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Number of indices per epoch."""
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices(self.epoch).tolist())
+
+
+class SequentialSampler(ArraySampler):
+    """``0, 1, ..., len(data_source) - 1``."""
+
+    def __init__(self, data_source: Sized) -> None:
+        self.data_source = data_source
+
+    def __len__(self) -> int:
+        return len(self.data_source)
+
+    def indices(self, epoch: int) -> NDArray[np.int64]:
+        return np.arange(len(self.data_source), dtype=np.int64)
+
+
+class RandomSampler(ArraySampler):
+    """A random order of ``data_source``'s indices, new each epoch.
+
+    Args:
+        data_source: anything with ``len()``; its length is read each epoch.
+        replacement: draw ``num_samples`` indices independently (with repeats)
+            instead of permuting.
+        num_samples: indices per epoch, default ``len(data_source)``. Without
+            replacement and larger than the dataset, whole permutations are
+            concatenated and the last one truncated (PyTorch's behaviour).
+        generator: not supported; pass ``seed`` instead (see module docs).
+        seed: the order of epoch ``e`` is a pure function of ``(seed, e)``.
+    """
+
+    def __init__(
+        self,
+        data_source: Sized,
+        replacement: bool = False,
+        num_samples: int | None = None,
+        generator: Any = None,
+        *,
+        seed: int | None = None,
+    ) -> None:
+        _refuse_generator(generator, type(self).__name__)
+        self.data_source = data_source
+        self.replacement = check_bool(replacement, "replacement")
+        self._num_samples = (
+            None if num_samples is None else check_int(num_samples, "num_samples", minimum=1)
+        )
+        self.seed = fresh_seed() if seed is None else check_seed(seed)
+
+    @property
+    def num_samples(self) -> int:
+        """Indices per epoch."""
+        return len(self.data_source) if self._num_samples is None else self._num_samples
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def indices(self, epoch: int) -> NDArray[np.int64]:
+        n, k = len(self.data_source), self.num_samples
+        rng = derive_rng(self.seed, Stream.SHUFFLE, epoch)
+        if n == 0:
+            if k and self._num_samples is not None:
+                raise ValueError("RandomSampler cannot draw num_samples from an empty dataset")
+            return np.empty(0, dtype=np.int64)
+        if self.replacement:
+            return rng.integers(0, n, size=k, dtype=np.int64)
+        whole, rest = divmod(k, n)
+        parts = [rng.permutation(n) for _ in range(whole)]
+        if rest:
+            parts.append(rng.permutation(n)[:rest])
+        return np.concatenate(parts).astype(np.int64, copy=False)
+
+
+class SubsetRandomSampler(ArraySampler):
+    """The given ``indices`` in a random order, new each epoch (seeded)."""
+
+    def __init__(
+        self, indices: ArrayLike, generator: Any = None, *, seed: int | None = None
+    ) -> None:
+        _refuse_generator(generator, type(self).__name__)
+        array = np.asarray(indices)
+        if array.size and array.dtype.kind not in "iu":
+            raise TypeError(
+                f"SubsetRandomSampler indices must be integers, got dtype {array.dtype}"
+            )
+        self.subset = array.astype(np.int64).reshape(-1)
+        self.seed = fresh_seed() if seed is None else check_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.subset)
+
+    def indices(self, epoch: int) -> NDArray[np.int64]:
+        rng = derive_rng(self.seed, Stream.SHUFFLE, epoch)
+        return self.subset[rng.permutation(len(self.subset))]
+
+
+class WeightedRandomSampler(ArraySampler):
+    """``num_samples`` indices drawn with probability proportional to ``weights``.
+
+    Args:
+        weights: one non-negative finite weight per index (need not sum to 1).
+        num_samples: indices per epoch.
+        replacement: with replacement (default, as in PyTorch) or without, in
+            which case ``num_samples`` may not exceed the number of non-zero weights.
+        seed: the draw of epoch ``e`` is a pure function of ``(seed, e)``.
+    """
+
+    def __init__(
+        self,
+        weights: ArrayLike,
+        num_samples: int,
+        replacement: bool = True,
+        generator: Any = None,
+        *,
+        seed: int | None = None,
+    ) -> None:
+        _refuse_generator(generator, type(self).__name__)
+        w = np.asarray(weights, dtype=np.float64).reshape(-1)
+        if w.size == 0:
+            raise ValueError("WeightedRandomSampler needs at least one weight")
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError("WeightedRandomSampler weights must be finite and non-negative")
+        if w.sum() <= 0:
+            raise ValueError("WeightedRandomSampler weights must not all be zero")
+        replacement = check_bool(replacement, "replacement")
+        self.num_samples = check_int(num_samples, "num_samples", minimum=1)
+        if not replacement and self.num_samples > int(np.count_nonzero(w)):
+            raise ValueError(
+                f"WeightedRandomSampler without replacement cannot draw {self.num_samples} "
+                f"samples from {int(np.count_nonzero(w))} non-zero weights; lower num_samples "
+                "or use replacement=True"
+            )
+        self.weights = w
+        self.replacement = replacement
+        self.seed = fresh_seed() if seed is None else check_seed(seed)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def indices(self, epoch: int) -> NDArray[np.int64]:
+        rng = derive_rng(self.seed, Stream.SHUFFLE, epoch)
+        p = self.weights / self.weights.sum()
+        drawn = rng.choice(len(p), size=self.num_samples, replace=self.replacement, p=p)
+        return np.asarray(drawn, dtype=np.int64)
+
+
+def _refuse_generator(generator: Any, owner: str) -> None:
+    if generator is not None:
+        raise TypeError(
+            f"{owner} takes seed=<int> instead of generator=: order must be a pure function "
+            f"of (seed, epoch), which a stateful generator cannot give. Replace "
+            f"generator=torch.Generator().manual_seed(s) with seed=s"
+        )

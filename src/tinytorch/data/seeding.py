@@ -1,0 +1,143 @@
+"""Where every random number in the pipeline comes from.
+
+The determinism contract (docs/architecture.md): a batch is a pure function of
+``(seed, epoch, batch index)``. Every stage that needs randomness derives a
+``numpy.random.Generator`` from those keys with :func:`derive_rng`, never from
+numpy's or Python's global state, and never from which worker or thread runs
+the work.
+
+Keys are fed to ``numpy.random.SeedSequence`` as its ``spawn_key``, so streams
+for different purposes (shuffling, a batch's augmentation, a sample's
+augmentation) are statistically independent even when their numeric keys match.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+from tinytorch.data.validate import check_int
+
+__all__ = [
+    "BatchContext",
+    "Stream",
+    "batch_context",
+    "check_seed",
+    "derive_rng",
+    "fresh_seed",
+    "get_batch_context",
+]
+
+
+class Stream(IntEnum):
+    """The purposes a random stream is derived for; the first element of a spawn key."""
+
+    SHUFFLE = 1
+    """Sampler order for an epoch: keys ``(epoch,)``."""
+    BATCH = 2
+    """Randomness of one batch (batch transforms): keys ``(epoch, batch_index)``."""
+    SAMPLE = 3
+    """Randomness of one sample of a batch: keys ``(epoch, batch_index, position)``."""
+    SPLIT = 4
+    """``random_split``: no further keys."""
+    STREAM_ORDER = 5
+    """Order of shards / windows of a streaming dataset: keys ``(epoch,)``."""
+
+
+def check_seed(seed: object, *, name: str = "seed") -> int:
+    """Validate a user-given seed (a non-negative int) and return it as a Python int."""
+    return check_int(
+        seed, name, hint=f"pass e.g. {name}=0, or {name}=None to draw one from OS entropy"
+    )
+
+
+def fresh_seed() -> int:
+    """Draw a new 64-bit seed from OS entropy (used when the user gives ``seed=None``).
+
+    The caller records the value (``loader.seed``) so the run can be repeated.
+    """
+    return int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
+
+
+def derive_rng(seed: int, stream: Stream, *keys: int) -> np.random.Generator:
+    """A generator that depends only on ``(seed, stream, *keys)``.
+
+    Args:
+        seed: the run's seed (non-negative int).
+        stream: what the numbers are for; see :class:`Stream`.
+        keys: non-negative ints, e.g. ``(epoch, batch_index)``.
+
+    Returns:
+        A fresh PCG64 ``numpy.random.Generator``; calling twice with the same
+        arguments gives two generators producing identical streams.
+    """
+    spawn_key = (int(stream), *(int(k) for k in keys))
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=spawn_key))
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What is being fetched right now: set by the loader around each batch and sample.
+
+    Dataset code (``__getitem__``, per-sample transforms) reads it through
+    :func:`get_batch_context` to get randomness that is deterministic for any
+    number or kind of workers.
+
+    Attributes:
+        seed: the loader's seed.
+        epoch: the epoch being loaded.
+        batch_index: position of the batch in the epoch (0-based).
+        position: position of the sample within the batch while one sample is
+            being read (``dataset[i]``), ``None`` while the batch as a whole is
+            being read, collated or transformed.
+    """
+
+    seed: int
+    epoch: int
+    batch_index: int
+    position: int | None = None
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """A fresh generator for what is being fetched.
+
+        From ``(seed, epoch, batch_index)`` for the batch, or from
+        ``(seed, epoch, batch_index, position)`` inside a per-sample read. Each
+        access returns a new generator at the start of the same stream.
+        """
+        if self.position is None:
+            return derive_rng(self.seed, Stream.BATCH, self.epoch, self.batch_index)
+        return derive_rng(self.seed, Stream.SAMPLE, self.epoch, self.batch_index, self.position)
+
+    def for_sample(self, position: int) -> BatchContext:
+        """The context of the sample at ``position`` within this batch."""
+        return BatchContext(self.seed, self.epoch, self.batch_index, position)
+
+
+_CURRENT: contextvars.ContextVar[BatchContext | None] = contextvars.ContextVar(
+    "tinytorch_batch_context", default=None
+)
+
+
+def get_batch_context() -> BatchContext | None:
+    """The batch being fetched in this thread, or ``None`` outside a loader.
+
+    Context variables are per thread (and per worker process), so this is
+    correct under thread workers too.
+    """
+    return _CURRENT.get()
+
+
+@contextlib.contextmanager
+def batch_context(context: BatchContext) -> Iterator[BatchContext]:
+    """Make ``context`` current for the duration of the ``with`` block."""
+    token = _CURRENT.set(context)
+    try:
+        yield context
+    finally:
+        _CURRENT.reset(token)

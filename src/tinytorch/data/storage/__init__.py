@@ -1,0 +1,1 @@
+"""The storage stage of the data flow."""

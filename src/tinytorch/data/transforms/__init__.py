@@ -1,0 +1,1 @@
+"""The transforms stage of the data flow."""

@@ -1,0 +1,1 @@
+"""The workers stage of the data flow."""

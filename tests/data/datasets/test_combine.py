@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tinytorch.data.collate.default import default_collate
+from tinytorch.data.datasets.base import Dataset, read_batch
+from tinytorch.data.datasets.combine import ConcatDataset, Subset, random_split
+from tinytorch.data.datasets.stacked import StackedSamples
+from tinytorch.data.datasets.tensor import TensorDataset
+
+
+class Plain(Dataset):
+    """A dataset without __getitems__: samples are (value, tag) tuples."""
+
+    def __init__(self, values, tag):
+        self.values, self.tag = list(values), tag
+
+    def __len__(self):
+        return len(self.values)
+
+    def __getitem__(self, i):
+        return np.int64(self.values[i]), self.tag
+
+
+def tensor(start, n):
+    return TensorDataset(np.arange(start, start + n).reshape(n, 1), np.arange(start, start + n))
+
+
+def test_subset_maps_indices():
+    ds = tensor(0, 10)
+    sub = Subset(ds, [9, 2, -1])
+    assert len(sub) == 3
+    assert sub[1][1] == 2
+    assert sub[2][1] == 9
+    batch = sub.__getitems__([0, 1])
+    assert isinstance(batch, StackedSamples)
+    np.testing.assert_array_equal(batch.collated()[1], [9, 2])
+
+
+def test_subset_checks_indices_against_parent():
+    with pytest.raises(IndexError, match="Subset's parent dataset of length 10"):
+        Subset(tensor(0, 10), [10])
+    assert len(Subset(tensor(0, 10), [])) == 0
+
+
+def test_concat_locates_samples():
+    c = ConcatDataset([tensor(0, 3), tensor(100, 2), tensor(200, 4)])
+    assert len(c) == 9
+    assert [int(c[i][1]) for i in range(9)] == [0, 1, 2, 100, 101, 200, 201, 202, 203]
+    assert int(c[-1][1]) == 203
+    with pytest.raises(IndexError):
+        c[9]
+
+
+@given(st.lists(st.integers(0, 8), min_size=1, max_size=30))
+def test_concat_getitems_equals_per_sample_reads(indices):
+    c = ConcatDataset([tensor(0, 3), tensor(100, 2), tensor(200, 4)])
+    fast = default_collate(c.__getitems__(indices))
+    slow = default_collate([c[i] for i in indices])
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_concat_of_plain_datasets_returns_samples_in_order():
+    c = ConcatDataset([Plain([1, 2], "a"), Plain([3], "b")])
+    assert c.__getitems__([2, 0]) == [(3, "b"), (1, "a")]
+    assert read_batch(c, [1]) == [(2, "a")]
+
+
+def test_concat_of_mismatched_stacked_layouts_falls_back_to_samples():
+    wide = TensorDataset(np.zeros((2, 2)), np.zeros(2))
+    narrow = TensorDataset(np.zeros((2, 3)), np.zeros(2))
+    out = ConcatDataset([wide, narrow]).__getitems__([0, 2])
+    assert isinstance(out, list)
+    assert out[1][0].shape == (3,)
+
+
+def test_concat_refuses_iterable_datasets_and_empty_lists():
+    from tinytorch.data.datasets.base import IterableDataset
+
+    class S(IterableDataset):
+        def __iter__(self):
+            yield 1
+
+    with pytest.raises(TypeError, match="IterableDataset"):
+        ConcatDataset([tensor(0, 2), S()])
+    with pytest.raises(ValueError, match="at least one dataset"):
+        ConcatDataset([])
+
+
+def test_random_split_lengths_partition_the_dataset():
+    parts = random_split(tensor(0, 10), [3, 7], seed=1)
+    seen = np.concatenate([p.indices for p in parts])
+    assert [len(p) for p in parts] == [3, 7]
+    assert sorted(seen.tolist()) == list(range(10))
+
+
+def test_random_split_fractions_and_remainder_like_torch():
+    assert [len(p) for p in random_split(tensor(0, 10), [0.33, 0.33, 0.34])] == [4, 3, 3]
+
+
+def test_random_split_is_seeded():
+    a = random_split(tensor(0, 20), [10, 10], seed=5)[0].indices
+    b = random_split(tensor(0, 20), [10, 10], seed=5)[0].indices
+    c = random_split(tensor(0, 20), [10, 10], seed=6)[0].indices
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("lengths", [[3, 3], [0.5, 0.6], [11, -1]])
+def test_random_split_bad_lengths(lengths):
+    with pytest.raises(ValueError, match="random_split"):
+        random_split(tensor(0, 10), lengths)
+
+
+def test_random_split_sum_message_names_the_length():
+    with pytest.raises(ValueError, match="must sum to the dataset length 10, got \\[3, 3\\]"):
+        random_split(tensor(0, 10), [3, 3])
