@@ -11,6 +11,7 @@ environment.
 
 from tinytorch.data.collate.default import CollateError, default_collate, default_convert
 from tinytorch.data.datasets.base import Dataset, IterableDataset
+from tinytorch.data.datasets.cifar import CIFAR10Dataset, CIFAR100Dataset
 from tinytorch.data.datasets.combine import ConcatDataset, Subset, random_split
 from tinytorch.data.datasets.stacked import StackedSamples
 from tinytorch.data.datasets.tensor import TensorDataset
@@ -24,14 +25,24 @@ from tinytorch.data.sampling.samplers import (
     WeightedRandomSampler,
 )
 from tinytorch.data.seeding import BatchContext, get_batch_context
+from tinytorch.data.storage.cifar_format import CorruptDatasetError
+from tinytorch.data.storage.download import ChecksumError, DownloadError
+from tinytorch.data.storage.extract import UnsafeArchiveError
+from tinytorch.data.storage.unpickle import ForbiddenPickleError
 
 __all__ = [
     "BatchContext",
     "BatchSampler",
+    "CIFAR10Dataset",
+    "CIFAR100Dataset",
+    "ChecksumError",
     "CollateError",
     "ConcatDataset",
+    "CorruptDatasetError",
     "DataLoader",
     "Dataset",
+    "DownloadError",
+    "ForbiddenPickleError",
     "IterableDataset",
     "RandomSampler",
     "Sampler",
@@ -40,6 +51,7 @@ __all__ = [
     "Subset",
     "SubsetRandomSampler",
     "TensorDataset",
+    "UnsafeArchiveError",
     "WeightedRandomSampler",
     "default_collate",
     "default_convert",

@@ -1,0 +1,201 @@
+"""The CIFAR-10 / CIFAR-100 "python version" files: what they are and how to read them.
+
+Each batch file is a Python 2 pickle of a dict with byte-string keys:
+``data`` is an ``(n, 3072)`` uint8 array (1024 red, then green, then blue
+values per image, row-major 32x32), ``labels`` (CIFAR-10) or ``fine_labels``
+and ``coarse_labels`` (CIFAR-100) are lists of ints. The meta file holds the
+class-name lists. Files are unpickled with :func:`~tinytorch.data.storage.unpickle.safe_load`.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tinytorch.data.storage.unpickle import ForbiddenPickleError, safe_load
+
+__all__ = ["CIFAR10", "CIFAR100", "CifarSpec", "CifarSplit", "CorruptDatasetError", "read_split"]
+
+
+class CorruptDatasetError(ValueError):
+    """A dataset file is truncated or malformed; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class CifarSpec:
+    """Where a CIFAR variant comes from and how its files are laid out."""
+
+    name: str
+    url: str
+    md5: str
+    archive: str
+    folder: str
+    train_files: tuple[str, ...]
+    test_files: tuple[str, ...]
+    meta_file: str
+    label_keys: tuple[str, ...]
+    """Label lists in a batch file; the first one is the dataset's ``targets``."""
+    names_keys: tuple[str, ...]
+    """Class-name lists in the meta file, aligned with ``label_keys``."""
+    num_classes: tuple[int, ...]
+
+    @property
+    def env_prefix(self) -> str:
+        """Prefix of the environment variables that choose a mirror, e.g. ``TINYTORCH_CIFAR10``."""
+        return f"TINYTORCH_{self.name.replace('-', '').upper()}"
+
+
+CIFAR10 = CifarSpec(
+    name="CIFAR10",
+    url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    md5="c58f30108f718f92721af3b95e74349a",
+    archive="cifar-10-python.tar.gz",
+    folder="cifar-10-batches-py",
+    train_files=tuple(f"data_batch_{i}" for i in range(1, 6)),
+    test_files=("test_batch",),
+    meta_file="batches.meta",
+    label_keys=("labels",),
+    names_keys=("label_names",),
+    num_classes=(10,),
+)
+
+CIFAR100 = CifarSpec(
+    name="CIFAR100",
+    url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+    md5="eb9058c3a382ffc7106e4002c42a8d85",
+    archive="cifar-100-python.tar.gz",
+    folder="cifar-100-python",
+    train_files=("train",),
+    test_files=("test",),
+    meta_file="meta",
+    label_keys=("fine_labels", "coarse_labels"),
+    names_keys=("fine_label_names", "coarse_label_names"),
+    num_classes=(100, 20),
+)
+
+
+@dataclass(frozen=True)
+class CifarSplit:
+    """One split in memory.
+
+    Attributes:
+        images: ``(N, 3, 32, 32)`` uint8, C-contiguous.
+        labels: per label key, ``(N,)`` int64.
+        names: per names key, the class names.
+    """
+
+    images: NDArray[np.uint8]
+    labels: dict[str, NDArray[np.int64]]
+    names: dict[str, list[str]]
+
+
+def split_files(spec: CifarSpec, folder: Path, train: bool) -> list[Path]:
+    """The batch files of a split followed by the meta file, in reading order."""
+    names = spec.train_files if train else spec.test_files
+    return [folder / n for n in (*names, spec.meta_file)]
+
+
+def read_split(spec: CifarSpec, folder: Path, train: bool) -> CifarSplit:
+    """Read and validate a split from an extracted ``folder``.
+
+    The official archives hold 50,000 training and 10,000 test images; their
+    MD5 pins that. Here every file is checked for structure: ``data`` shape and
+    dtype, one label per image, labels within the class count, and (CIFAR-10)
+    the per-batch count stated by the meta file.
+
+    Raises:
+        FileNotFoundError: a batch or meta file is missing.
+        CorruptDatasetError: a file is truncated, malformed, has the wrong shape,
+            count or label range.
+        ForbiddenPickleError: a file references a global other than numpy's.
+    """
+    *batch_paths, meta_path = split_files(spec, folder, train)
+    meta = _load_dict(meta_path)
+    per_batch = meta.get("num_cases_per_batch")  # CIFAR-10's meta states it; CIFAR-100's does not
+    images: list[NDArray[np.uint8]] = []
+    labels: dict[str, list[NDArray[np.int64]]] = {k: [] for k in spec.label_keys}
+    for path in batch_paths:
+        batch = _load_dict(path)
+        data = _field(batch, "data", path)
+        if (
+            not isinstance(data, np.ndarray)
+            or data.dtype != np.uint8
+            or data.ndim != 2
+            or data.shape[1] != 3072
+        ):
+            shape = getattr(data, "shape", None)
+            dtype = getattr(data, "dtype", type(data).__name__)
+            raise CorruptDatasetError(
+                f"{path}: 'data' should be an (n, 3072) uint8 array, got {dtype} of shape {shape}"
+            )
+        if isinstance(per_batch, int) and len(data) != per_batch:
+            raise CorruptDatasetError(
+                f"{path} holds {len(data)} images, but {meta_path.name} says each batch "
+                f"holds {per_batch}"
+            )
+        images.append(data.reshape(-1, 3, 32, 32))
+        for key, num_classes in zip(spec.label_keys, spec.num_classes, strict=True):
+            labels[key].append(_labels(_field(batch, key, path), len(data), num_classes, key, path))
+    names = {}
+    for key, num_classes in zip(spec.names_keys, spec.num_classes, strict=True):
+        raw = _field(meta, key, meta_path)
+        if not isinstance(raw, list) or len(raw) != num_classes:
+            raise CorruptDatasetError(f"{meta_path}: {key!r} should list {num_classes} class names")
+        names[key] = [n.decode() if isinstance(n, bytes) else str(n) for n in raw]
+    return CifarSplit(
+        images=np.ascontiguousarray(np.concatenate(images)),
+        labels={k: np.concatenate(v) for k, v in labels.items()},
+        names=names,
+    )
+
+
+def _load_dict(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing")
+    try:
+        obj = safe_load(path.read_bytes(), str(path))
+    except ForbiddenPickleError:
+        raise
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        IndexError,
+        AttributeError,
+    ) as e:
+        raise CorruptDatasetError(
+            f"{path} is truncated or not a valid pickle ({type(e).__name__}: {e})"
+        ) from e
+    if not isinstance(obj, dict):
+        raise CorruptDatasetError(f"{path} should hold a dict, got {type(obj).__name__}")
+    return {k.decode("latin1") if isinstance(k, bytes) else str(k): v for k, v in obj.items()}
+
+
+def _field(batch: dict[str, Any], key: str, path: Path) -> Any:
+    try:
+        return batch[key]
+    except KeyError:
+        raise CorruptDatasetError(f"{path} has no {key!r} entry (keys: {sorted(batch)})") from None
+
+
+def _labels(raw: Any, n: int, num_classes: int, key: str, path: Path) -> NDArray[np.int64]:
+    try:
+        labels = np.asarray(raw, dtype=np.int64)
+    except (TypeError, ValueError) as e:
+        raise CorruptDatasetError(f"{path}: {key!r} should be a list of ints ({e})") from e
+    if labels.shape != (n,):
+        raise CorruptDatasetError(
+            f"{path}: {key!r} has shape {labels.shape}, expected ({n},) to match 'data'"
+        )
+    if n and (labels.min() < 0 or labels.max() >= num_classes):
+        raise CorruptDatasetError(
+            f"{path}: {key!r} values lie in [{labels.min()}, {labels.max()}], "
+            f"expected [0, {num_classes - 1}]"
+        )
+    return labels

@@ -1,0 +1,1 @@
+"""Test helpers: a local HTTP server and CIFAR files in the official layout."""
