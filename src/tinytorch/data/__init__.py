@@ -29,6 +29,10 @@ from tinytorch.data.storage.cifar_format import CorruptDatasetError
 from tinytorch.data.storage.download import ChecksumError, DownloadError
 from tinytorch.data.storage.extract import UnsafeArchiveError
 from tinytorch.data.storage.unpickle import ForbiddenPickleError
+from tinytorch.data.transforms.base import Compose, Transform
+from tinytorch.data.transforms.image import Cutout, RandomCrop, RandomErasing, RandomHorizontalFlip
+from tinytorch.data.transforms.normalize import Normalize, ToFloat
+from tinytorch.data.transforms.normalizer import Normalizer
 
 __all__ = [
     "BatchContext",
@@ -37,13 +41,20 @@ __all__ = [
     "CIFAR100Dataset",
     "ChecksumError",
     "CollateError",
+    "Compose",
     "ConcatDataset",
     "CorruptDatasetError",
+    "Cutout",
     "DataLoader",
     "Dataset",
     "DownloadError",
     "ForbiddenPickleError",
     "IterableDataset",
+    "Normalize",
+    "Normalizer",
+    "RandomCrop",
+    "RandomErasing",
+    "RandomHorizontalFlip",
     "RandomSampler",
     "Sampler",
     "SequentialSampler",
@@ -51,6 +62,8 @@ __all__ = [
     "Subset",
     "SubsetRandomSampler",
     "TensorDataset",
+    "ToFloat",
+    "Transform",
     "UnsafeArchiveError",
     "WeightedRandomSampler",
     "default_collate",

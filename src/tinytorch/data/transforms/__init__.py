@@ -1,1 +1,1 @@
-"""The transforms stage of the data flow."""
+"""The transforms stage: per-sample and batch-vectorized augmentation and normalization."""

@@ -1,0 +1,273 @@
+"""Random image augmentations on whole batches: crop, flip, erasing.
+
+Every transform takes ``(C, H, W)`` or ``(N, C, H, W)`` arrays of any dtype, draws all its
+random numbers for the batch in one call (:meth:`draw`), and applies them with array
+operations only (:meth:`apply`): no per-sample Python loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from numpy.typing import NDArray
+
+from tinytorch.data.transforms.base import Transform
+from tinytorch.data.validate import check_int
+
+__all__ = ["CropThenFlip", "Cutout", "RandomCrop", "RandomErasing", "RandomHorizontalFlip"]
+
+PadMode = Literal["constant", "edge", "reflect", "symmetric"]
+
+
+class CropParams(NamedTuple):
+    """Top-left corner of each crop in the padded image: ``top``, ``left``, each ``(N,)`` int64."""
+
+    top: NDArray[np.int64]
+    left: NDArray[np.int64]
+
+
+class RandomCrop(Transform):
+    """Pad by ``padding`` on every side, then crop ``size`` at a uniformly random position.
+
+    Args:
+        size: output ``(h, w)``, or one int for a square.
+        padding: pixels added on each side (0 for none).
+        pad_mode: ``"constant"`` (with ``fill``), ``"edge"``, ``"reflect"`` or ``"symmetric"``,
+            as in ``numpy.pad`` / torchvision.
+        fill: value of constant padding.
+
+    Every one of the ``(H + 2p - h + 1) * (W + 2p - w + 1)`` positions is equally likely.
+    Shapes: ``(N, C, H, W)`` in, ``(N, C, h, w)`` out, dtype kept.
+    """
+
+    random = True
+
+    def __init__(
+        self,
+        size: int | tuple[int, int],
+        padding: int = 0,
+        pad_mode: PadMode = "constant",
+        fill: float = 0,
+    ) -> None:
+        pair = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+        if len(pair) != 2:
+            raise ValueError(f"RandomCrop size must be an int or (h, w), got {size!r}")
+        self.size = (check_int(pair[0], "size", minimum=1), check_int(pair[1], "size", minimum=1))
+        self.padding = check_int(padding, "padding")
+        if pad_mode not in ("constant", "edge", "reflect", "symmetric"):
+            raise ValueError(
+                f"pad_mode must be 'constant', 'edge', 'reflect' or 'symmetric', got {pad_mode!r}"
+            )
+        self.pad_mode = pad_mode
+        self.fill = fill
+        self._positions: tuple[int, int] | None = None
+
+    def positions(self, height: int, width: int) -> tuple[int, int]:
+        """Number of possible crop offsets vertically and horizontally for an ``H x W`` input."""
+        h, w = self.size
+        rows, cols = height + 2 * self.padding - h + 1, width + 2 * self.padding - w + 1
+        if rows < 1 or cols < 1:
+            raise ValueError(
+                f"RandomCrop size {self.size} is larger than the padded input "
+                f"({height + 2 * self.padding}, {width + 2 * self.padding}); lower size or raise "
+                "padding"
+            )
+        return rows, cols
+
+    def draw(self, rng: np.random.Generator, n: int) -> Any:
+        # The input size is only known in apply(); draw uniform floats and scale them there,
+        # so the number of draws does not depend on the image size.
+        return rng.random((n, 2))
+
+    def apply(self, batch: NDArray[Any], params: Any) -> NDArray[Any]:
+        _, _, height, width = _check_images(batch, "RandomCrop")
+        rows, cols = self.positions(height, width)
+        crop = self.offsets(params, rows, cols)
+        return self.crop(self.pad(batch), crop)
+
+    @staticmethod
+    def offsets(uniform: NDArray[np.float64], rows: int, cols: int) -> CropParams:
+        """Map uniform draws in ``[0, 1)`` to integer offsets in ``[0, rows)`` x ``[0, cols)``."""
+        top = np.minimum((uniform[:, 0] * rows).astype(np.int64), rows - 1)
+        left = np.minimum((uniform[:, 1] * cols).astype(np.int64), cols - 1)
+        return CropParams(top, left)
+
+    def pad(self, batch: NDArray[Any]) -> NDArray[Any]:
+        """The batch padded on the two spatial axes (one allocation and copy)."""
+        p = self.padding
+        if p == 0:
+            return batch
+        n, c, height, width = batch.shape
+        if self.pad_mode == "constant":
+            padded = np.full((n, c, height + 2 * p, width + 2 * p), self.fill, dtype=batch.dtype)
+            padded[:, :, p : p + height, p : p + width] = batch
+            return padded
+        return np.pad(batch, ((0, 0), (0, 0), (p, p), (p, p)), mode=self.pad_mode)
+
+    def crop(self, padded: NDArray[Any], at: CropParams) -> NDArray[Any]:
+        """Gather one ``size`` window per sample at ``at`` (one fancy-indexing operation)."""
+        windows = sliding_window_view(padded, self.size, axis=(2, 3))  # (N, C, rows, cols, h, w)
+        out: NDArray[Any] = windows[np.arange(len(padded)), :, at.top, at.left]
+        return out
+
+
+class RandomHorizontalFlip(Transform):
+    """Mirror each image left-right with probability ``p``. Shapes and dtype kept."""
+
+    random = True
+
+    def __init__(self, p: float = 0.5) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"RandomHorizontalFlip p must be in [0, 1], got {p}")
+        self.p = float(p)
+
+    def draw(self, rng: np.random.Generator, n: int) -> NDArray[np.bool_]:
+        return rng.random(n) < self.p
+
+    def apply(self, batch: NDArray[Any], params: NDArray[np.bool_]) -> NDArray[Any]:
+        _check_images(batch, "RandomHorizontalFlip")
+        out: NDArray[Any] = batch.copy()
+        flip = np.flatnonzero(params)
+        out[flip] = batch[flip, ..., ::-1]
+        return out
+
+
+class CropThenFlip(Transform):
+    """``RandomCrop`` followed by ``RandomHorizontalFlip``, in one gather.
+
+    ``Compose`` builds it from the adjacent pair. It draws the same numbers in the same order as
+    the two steps and returns the same bytes; flipped samples are read through a mirrored view
+    of the padded batch (a crop at ``left`` of the mirror image is the mirror of the crop at
+    ``cols - 1 - left``), so no sample is copied twice.
+    """
+
+    random = True
+
+    def __init__(self, crop: RandomCrop, flip: RandomHorizontalFlip) -> None:
+        self.crop, self.flip = crop, flip
+
+    def draw(self, rng: np.random.Generator, n: int) -> Any:
+        return self.crop.draw(rng, n), self.flip.draw(rng, n)
+
+    def apply(self, batch: NDArray[Any], params: Any) -> NDArray[Any]:
+        crop_params, flips = params
+        n, c, height, width = _check_images(batch, "RandomCrop")
+        rows, cols = self.crop.positions(height, width)
+        at = self.crop.offsets(crop_params, rows, cols)
+        padded = self.crop.pad(batch)
+        h, w = self.crop.size
+        out: NDArray[Any] = np.empty((n, c, h, w), dtype=batch.dtype)
+        keep, mirror = np.flatnonzero(~flips), np.flatnonzero(flips)
+        windows = sliding_window_view(padded, (h, w), axis=(2, 3))
+        out[keep] = windows[keep, :, at.top[keep], at.left[keep]]
+        mirrored = sliding_window_view(padded[..., ::-1], (h, w), axis=(2, 3))
+        out[mirror] = mirrored[mirror, :, at.top[mirror], cols - 1 - at.left[mirror]]
+        return out
+
+
+class EraseParams(NamedTuple):
+    """Rectangles to erase: ``apply``, ``top``, ``left``, ``height``, ``width``, each ``(N,)``."""
+
+    apply: NDArray[np.bool_]
+    top: NDArray[np.int64]
+    left: NDArray[np.int64]
+    height: NDArray[np.int64]
+    width: NDArray[np.int64]
+
+
+def _erase(batch: NDArray[Any], r: EraseParams, value: float) -> NDArray[Any]:
+    """Set each sample's rectangle to ``value`` through one broadcast mask."""
+    _, _, height, width = batch.shape
+    rows = np.arange(height)
+    cols = np.arange(width)
+    in_rows = (rows >= r.top[:, None]) & (rows < (r.top + r.height)[:, None]) & r.apply[:, None]
+    in_cols = (cols >= r.left[:, None]) & (cols < (r.left + r.width)[:, None])
+    mask = in_rows[:, None, :, None] & in_cols[:, None, None, :]  # (N, 1, H, W)
+    out: NDArray[Any] = batch.copy()
+    np.copyto(out, np.asarray(value, dtype=batch.dtype), where=mask)
+    return out
+
+
+class RandomErasing(Transform):
+    """Erase a random rectangle with probability ``p`` (Zhong et al.; torchvision's defaults).
+
+    The rectangle covers a fraction of the image drawn uniformly from ``scale`` with an aspect
+    ratio drawn log-uniformly from ``ratio``; its sides are clipped to the image (torchvision
+    instead retries up to 10 times to fit it, a per-sample loop), and its position is uniform
+    over the places where it fits. Shapes and dtype kept.
+    """
+
+    random = True
+
+    def __init__(
+        self,
+        p: float = 0.5,
+        scale: tuple[float, float] = (0.02, 0.33),
+        ratio: tuple[float, float] = (0.3, 3.3),
+        value: float = 0,
+    ) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"RandomErasing p must be in [0, 1], got {p}")
+        if not 0 < scale[0] <= scale[1] <= 1:
+            raise ValueError(f"RandomErasing scale must satisfy 0 < lo <= hi <= 1, got {scale}")
+        if not 0 < ratio[0] <= ratio[1]:
+            raise ValueError(f"RandomErasing ratio must satisfy 0 < lo <= hi, got {ratio}")
+        self.p, self.scale, self.ratio, self.value = float(p), scale, ratio, value
+
+    def draw(self, rng: np.random.Generator, n: int) -> NDArray[np.float64]:
+        return rng.random((n, 5))
+
+    def rectangles(self, uniform: NDArray[np.float64], height: int, width: int) -> EraseParams:
+        """Turn the 5 uniform draws per sample into rectangles for an ``H x W`` image."""
+        area = height * width * (self.scale[0] + uniform[:, 1] * (self.scale[1] - self.scale[0]))
+        log_lo, log_hi = np.log(self.ratio[0]), np.log(self.ratio[1])
+        aspect = np.exp(log_lo + uniform[:, 2] * (log_hi - log_lo))
+        h = np.clip(np.round(np.sqrt(area * aspect)), 1, height).astype(np.int64)
+        w = np.clip(np.round(np.sqrt(area / aspect)), 1, width).astype(np.int64)
+        top = (uniform[:, 3] * (height - h + 1)).astype(np.int64)
+        left = (uniform[:, 4] * (width - w + 1)).astype(np.int64)
+        return EraseParams(uniform[:, 0] < self.p, top, left, h, w)
+
+    def apply(self, batch: NDArray[Any], params: NDArray[np.float64]) -> NDArray[Any]:
+        _, _, height, width = _check_images(batch, "RandomErasing")
+        return _erase(batch, self.rectangles(params, height, width), self.value)
+
+
+class Cutout(Transform):
+    """Erase a ``size x size`` square centred uniformly on the image (DeVries & Taylor, 2017).
+
+    The square is clipped where it crosses the border. Applied with probability ``p``.
+    Shapes and dtype kept.
+    """
+
+    random = True
+
+    def __init__(self, size: int, p: float = 1.0, value: float = 0) -> None:
+        self.size = check_int(size, "size", minimum=1)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Cutout p must be in [0, 1], got {p}")
+        self.p, self.value = float(p), value
+
+    def draw(self, rng: np.random.Generator, n: int) -> NDArray[np.float64]:
+        return rng.random((n, 3))
+
+    def apply(self, batch: NDArray[Any], params: NDArray[np.float64]) -> NDArray[Any]:
+        _, _, height, width = _check_images(batch, "Cutout")
+        cy = (params[:, 1] * height).astype(np.int64)
+        cx = (params[:, 2] * width).astype(np.int64)
+        top, left = np.maximum(cy - self.size // 2, 0), np.maximum(cx - self.size // 2, 0)
+        bottom = np.minimum(cy - self.size // 2 + self.size, height)
+        right = np.minimum(cx - self.size // 2 + self.size, width)
+        rect = EraseParams(params[:, 0] < self.p, top, left, bottom - top, right - left)
+        return _erase(batch, rect, self.value)
+
+
+def _check_images(batch: NDArray[Any], owner: str) -> tuple[int, int, int, int]:
+    if batch.ndim != 4:
+        raise ValueError(
+            f"{owner} works on images (C, H, W) or batches (N, C, H, W), got {batch.shape}"
+        )
+    n, c, h, w = batch.shape
+    return n, c, h, w

@@ -1,0 +1,112 @@
+"""``ToFloat`` and ``Normalize``: uint8 images to normalized float32, per channel.
+
+``Compose([ToFloat(), Normalize(mean, std)])`` is fused into one :class:`Normalize` that
+reads uint8 and writes the float32 output once: ``out = x * (1 / (255 std)) - mean / std``,
+computed into a preallocated array.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from tinytorch.data.transforms.base import Transform
+
+__all__ = ["Normalize", "ToFloat"]
+
+
+def _integer_scale(dtype: np.dtype[Any]) -> float:
+    """1 / max for unsigned/signed integer dtypes (uint8: 1/255); 1 for floats."""
+    if np.issubdtype(dtype, np.integer):
+        return 1.0 / float(np.iinfo(dtype).max)
+    return 1.0
+
+
+class ToFloat(Transform):
+    """Integer images to float32 in ``[0, 1]`` (uint8: divided by 255); floats cast to float32.
+
+    Shapes: ``(C, H, W)`` or ``(N, C, H, W)`` in, the same shape out, float32.
+    """
+
+    def apply(self, batch: NDArray[Any], params: Any) -> NDArray[np.float32]:
+        out = np.empty(batch.shape, dtype=np.float32)
+        out[...] = batch
+        scale = _integer_scale(batch.dtype)
+        if scale != 1.0:
+            out *= np.float32(scale)
+        return out
+
+
+class Normalize(Transform):
+    """``(x - mean[c]) / std[c]`` for each channel ``c``; output float32.
+
+    Args:
+        mean: one value per channel (or one for all), in the scale of the input.
+        std: one positive value per channel (or one for all).
+
+    Shapes: ``(C, H, W)`` or ``(N, C, H, W)`` in, the same shape out, float32.
+
+    Raises:
+        ValueError: ``std`` has a non-positive entry, or the input's channel count differs
+            from the number of means.
+    """
+
+    def __init__(self, mean: ArrayLike, std: ArrayLike) -> None:
+        self.mean = np.atleast_1d(np.asarray(mean, dtype=np.float64))
+        self.std = np.atleast_1d(np.asarray(std, dtype=np.float64))
+        if self.mean.ndim != 1 or self.std.ndim != 1:
+            raise ValueError("Normalize takes one mean and one std per channel (1-D sequences)")
+        if len(self.mean) != len(self.std) and 1 not in (len(self.mean), len(self.std)):
+            raise ValueError(
+                f"Normalize got {len(self.mean)} means and {len(self.std)} stds; pass one of each "
+                "per channel"
+            )
+        if np.any(self.std <= 0) or not np.all(np.isfinite(self.std)):
+            raise ValueError(f"Normalize std must be positive and finite, got {self.std.tolist()}")
+        self._after_to_float = False
+
+    @property
+    def fused_to_float(self) -> bool:
+        """Whether this is ``ToFloat()`` + ``Normalize`` fused (integer input is scaled first)."""
+        return self._after_to_float
+
+    def after_to_float(self) -> Normalize:
+        """The fused equivalent of ``ToFloat()`` followed by this transform."""
+        fused = Normalize(self.mean, self.std)
+        fused._after_to_float = True
+        return fused
+
+    def coefficients(
+        self, channels: int, dtype: np.dtype[Any]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """Per-channel ``(scale, shift)`` with ``out = x * scale + shift``, shaped ``(C, 1, 1)``."""
+        n = max(len(self.mean), len(self.std))
+        if n != 1 and n != channels:
+            raise ValueError(
+                f"Normalize has statistics for {n} channels but the input has {channels} "
+                "(channel axis: 1 of (N, C, H, W), 0 of (C, H, W))"
+            )
+        mean = np.broadcast_to(self.mean, (channels,))
+        std = np.broadcast_to(self.std, (channels,))
+        scale = (_integer_scale(dtype) if self._after_to_float else 1.0) / std
+        shift = -mean / std
+        return (
+            scale.astype(np.float32).reshape(-1, 1, 1),
+            shift.astype(np.float32).reshape(-1, 1, 1),
+        )
+
+    def apply(self, batch: NDArray[Any], params: Any) -> NDArray[np.float32]:
+        if batch.ndim < 2:
+            raise ValueError(f"Normalize needs a channel axis, got shape {batch.shape[1:]}")
+        scale, shift = self.coefficients(batch.shape[1], batch.dtype)
+        out = np.empty(batch.shape, dtype=np.float32)
+        out[...] = batch  # one cast pass into the preallocated output, then two in-place ops
+        out *= scale
+        out += shift
+        return out
+
+    def __repr__(self) -> str:
+        prefix = "ToFloat+" if self._after_to_float else ""
+        return f"{prefix}Normalize(mean={self.mean.tolist()}, std={self.std.tolist()})"

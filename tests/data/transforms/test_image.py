@@ -1,0 +1,141 @@
+import numpy as np
+import pytest
+
+from tinytorch.data.transforms.image import Cutout, RandomCrop, RandomErasing, RandomHorizontalFlip
+
+
+def images(n=8, c=3, h=6, w=6, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(n, c, h, w), dtype=np.uint8)
+
+
+def test_crop_shape_dtype_and_content_comes_from_the_padded_image():
+    x = images()
+    out = RandomCrop(4, padding=1)(x, np.random.default_rng(0))
+    assert out.shape == (8, 3, 4, 4)
+    assert out.dtype == np.uint8
+
+
+def test_crop_offsets_are_uniform_over_all_positions():
+    # 81 positions for padding 4 on a 32-pixel image (size 32). Chi-square with 80 degrees of
+    # freedom: the 99.9% quantile is 124.8; with this fixed seed the statistic is far below.
+    crop = RandomCrop(32, padding=4)
+    u = crop.draw(np.random.default_rng(123), 81 * 400)
+    at = crop.offsets(u, *crop.positions(32, 32))
+    counts = np.bincount(at.top * 9 + at.left, minlength=81)
+    assert counts.shape == (81,)
+    expected = len(u) / 81
+    chi2 = ((counts - expected) ** 2 / expected).sum()
+    assert chi2 < 124.8
+    assert at.top.min() == 0
+    assert at.top.max() == 8
+
+
+def test_crop_batch_equals_per_sample_with_the_same_draws():
+    x = images(n=16)
+    crop = RandomCrop(5, padding=2, pad_mode="reflect")
+    params = crop.draw(np.random.default_rng(1), 16)
+    batch = crop.apply(x, params)
+    for i in range(16):
+        single = crop.apply(x[i : i + 1], params[i : i + 1])[0]
+        np.testing.assert_array_equal(batch[i], single)
+
+
+def test_crop_positions_match_a_manual_crop():
+    x = images(n=1)
+    crop = RandomCrop(6, padding=2, fill=7)
+    params = np.array([[0.0, 0.99]])  # top 0, left 4 of 5 positions
+    out = crop.apply(x, params)[0]
+    padded = np.pad(x[0], ((0, 0), (2, 2), (2, 2)), constant_values=7)
+    np.testing.assert_array_equal(out, padded[:, 0:6, 4:10])
+
+
+@pytest.mark.parametrize("mode", ["constant", "edge", "reflect", "symmetric"])
+def test_pad_modes_match_numpy(mode):
+    x = images(n=2)
+    padded = RandomCrop(6, padding=3, pad_mode=mode).pad(x)
+    np.testing.assert_array_equal(padded, np.pad(x, ((0, 0), (0, 0), (3, 3), (3, 3)), mode=mode))
+
+
+def test_crop_bad_arguments():
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        RandomCrop(10, padding=1)(images(), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="pad_mode"):
+        RandomCrop(4, pad_mode="wrap")
+    with pytest.raises(ValueError, match="size must be a positive int"):
+        RandomCrop(0)
+
+
+def test_flip_rate_and_content():
+    x = images(n=20_000, c=1, h=1, w=3)
+    flip = RandomHorizontalFlip(p=0.3)
+    params = flip.draw(np.random.default_rng(5), len(x))
+    out = flip.apply(x, params)
+    flipped = np.all(out == x[..., ::-1], axis=(1, 2, 3)) & ~np.all(
+        x == x[..., ::-1], axis=(1, 2, 3)
+    )
+    # Binomial(20000, 0.3): sd ~ 65; tolerance of 5 sd.
+    assert abs(params.sum() - 6000) < 325
+    np.testing.assert_array_equal(out[params], x[params][..., ::-1])
+    np.testing.assert_array_equal(out[~params], x[~params])
+    assert flipped.sum() <= params.sum()
+
+
+def test_flip_does_not_modify_its_input():
+    x = images()
+    before = x.copy()
+    RandomHorizontalFlip(1.0)(x, np.random.default_rng(0))
+    np.testing.assert_array_equal(x, before)
+
+
+def test_erasing_zeroes_one_rectangle_per_selected_image():
+    x = np.full((500, 3, 16, 16), 9, dtype=np.uint8)
+    erase = RandomErasing(p=0.5, value=0)
+    params = erase.draw(np.random.default_rng(2), len(x))
+    out = erase.apply(x, params)
+    rect = erase.rectangles(params, 16, 16)
+    zeros = (out == 0).all(axis=1).sum(axis=(1, 2))
+    np.testing.assert_array_equal(zeros, np.where(rect.apply, rect.height * rect.width, 0))
+    area = rect.height * rect.width / 256
+    assert area.min() >= 0.015
+    assert area.max() <= 0.36
+    assert abs(rect.apply.mean() - 0.5) < 0.08
+    assert (x == 9).all()
+
+
+def test_cutout_square_is_clipped_at_borders():
+    x = np.ones((1, 1, 8, 8), dtype=np.float32)
+    out = Cutout(4).apply(x, np.array([[0.0, 0.0, 0.0]]))  # centre (0, 0): 2x2 visible
+    assert (out == 0).sum() == 4
+    assert out[0, 0, :2, :2].sum() == 0
+
+
+def test_erasing_batch_equals_per_sample():
+    x = images(n=10, h=12, w=12)
+    erase = RandomErasing(p=0.7)
+    params = erase.draw(np.random.default_rng(9), 10)
+    batch = erase.apply(x, params)
+    for i in range(10):
+        np.testing.assert_array_equal(batch[i], erase.apply(x[i : i + 1], params[i : i + 1])[0])
+
+
+def test_bad_probabilities():
+    for make in (
+        lambda: RandomHorizontalFlip(1.5),
+        lambda: RandomErasing(p=-0.1),
+        lambda: Cutout(2, p=2),
+    ):
+        with pytest.raises(ValueError, match="must be in \\[0, 1\\]"):
+            make()
+
+
+def test_fused_crop_then_flip_equals_the_two_steps():
+    from tinytorch.data.transforms.base import Compose
+
+    x = images(n=64, h=10, w=12)
+    for mode in ("constant", "reflect"):
+        steps = [RandomCrop((8, 9), padding=2, pad_mode=mode), RandomHorizontalFlip(0.5)]
+        fused = Compose(steps)
+        assert type(fused._steps[0]).__name__ == "CropThenFlip"
+        rng = np.random.default_rng(4)
+        expected = steps[1](steps[0](x, rng), rng)
+        np.testing.assert_array_equal(fused(x, np.random.default_rng(4)), expected)

@@ -1,0 +1,124 @@
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinytorch import DataLoader, TensorDataset
+from tinytorch.data.transforms.normalizer import Moments, Normalizer
+
+
+def images(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(loc=[[[100]], [[50]], [[200]]], scale=[[[20]], [[5]], [[10]]], size=(n, 3, 8, 8))
+    return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def test_per_feature_is_the_seeds_axis_zero_statistics():
+    x = np.random.default_rng(0).normal(size=(100, 5)) * [1, 2, 3, 4, 5] + 7
+    n = Normalizer().fit(x)
+    np.testing.assert_allclose(n.mean, x.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(n.std, x.std(axis=0), rtol=1e-12)
+    out = n.transform(x)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(out.std(axis=0), 1, atol=1e-5)
+
+
+def test_per_channel_image_statistics():
+    x = images()
+    n = Normalizer(mode="per_channel").fit(x)
+    assert n.mean.shape == (3,)
+    np.testing.assert_allclose(n.mean, x.astype(np.float64).mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(n.std, x.astype(np.float64).std(axis=(0, 2, 3)), rtol=1e-12)
+    out = n.transform(x)
+    np.testing.assert_allclose(out.mean(axis=(0, 2, 3)), 0, atol=1e-4)
+    np.testing.assert_allclose(out.std(axis=(0, 2, 3)), 1, atol=1e-4)
+    assert n.transform(x[0]).shape == (3, 8, 8)
+
+
+def test_inverse_transform_round_trips():
+    x = images()
+    n = Normalizer(mode="per_channel").fit(x)
+    np.testing.assert_allclose(n.inverse_transform(n.transform(x)), x, atol=1e-3)
+
+
+def test_streaming_fit_through_a_loader_equals_full_fit():
+    x = images(n=1000)
+    full = Normalizer(mode="per_channel").fit(x)
+    streamed = Normalizer(mode="per_channel").fit(
+        DataLoader(TensorDataset(x, np.arange(1000)), batch_size=77)
+    )
+    np.testing.assert_allclose(streamed.mean, full.mean, rtol=1e-9)
+    np.testing.assert_allclose(streamed.std, full.std, rtol=1e-9)
+    assert streamed.count == full.count == 1000 * 64
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 30), min_size=1, max_size=8), st.integers(0, 1000))
+def test_moments_merge_is_exact(sizes, seed):
+    x = np.random.default_rng(seed).normal(size=(sum(sizes), 3)) * 1000 + 1e6
+    merged = None
+    start = 0
+    for s in sizes:
+        part = Moments.of(x[start : start + s], (0,))
+        merged = part if merged is None else merged.merge(part)
+        start += s
+    np.testing.assert_allclose(merged.mean, x.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(np.sqrt(merged.m2 / merged.count), x.std(axis=0), rtol=1e-9)
+
+
+def test_chunked_fit_matches_on_large_uint8(monkeypatch):
+    monkeypatch.setattr("tinytorch.data.transforms.normalizer.CHUNK_BYTES", 8 * 64 * 3 * 7)
+    x = images(n=100)
+    chunked = Normalizer(mode="per_channel").fit(x)
+    np.testing.assert_allclose(chunked.std, x.astype(np.float64).std(axis=(0, 2, 3)), rtol=1e-9)
+
+
+def test_zero_variance_features_are_only_centred():
+    x = np.column_stack([np.full(10, 3.0), np.arange(10.0)])
+    n = Normalizer().fit(x)
+    out = n.transform(np.array([[5.0, 4.5]]))
+    assert out[0, 0] == 2.0  # centred, divided by 1
+    np.testing.assert_allclose(n.inverse_transform(out), [[5.0, 4.5]], atol=1e-5)
+
+
+def test_transform_before_fit():
+    with pytest.raises(ValueError, match=r"needs fitted statistics: call fit\(train_data\)"):
+        Normalizer().transform(np.zeros((2, 3)))
+
+
+def test_shape_mismatch_names_both_shapes():
+    n = Normalizer().fit(np.zeros((4, 3)) + np.arange(3))
+    with pytest.raises(
+        ValueError, match=r"fitted on samples of shape \(3,\), got data of shape \(2, 4\)"
+    ):
+        n.transform(np.zeros((2, 4)))
+    c = Normalizer(mode="per_channel").fit(images(n=4))
+    with pytest.raises(ValueError, match="fitted on images with 3 channels"):
+        c.transform(np.zeros((2, 1, 8, 8)))
+    with pytest.raises(ValueError, match="fits images"):
+        Normalizer(mode="per_channel").fit(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="mode must be"):
+        Normalizer(mode="global")
+
+
+def test_state_dict_is_json_and_restores():
+    n = Normalizer(mode="per_channel").fit(images())
+    state = json.loads(json.dumps(n.state_dict()))
+    restored = Normalizer().load_state_dict(state)
+    assert restored.mode == "per_channel"
+    np.testing.assert_array_equal(restored.transform(images(n=3)), n.transform(images(n=3)))
+    with pytest.raises(ValueError, match="invalid state"):
+        Normalizer().load_state_dict({"mode": "per_feature"})
+
+
+def test_normalizer_as_dataset_transform_and_batch_transform():
+    x = images(n=20)
+    n = Normalizer(mode="per_channel").fit(x)
+    ds = TensorDataset(x, np.arange(20))
+    xb, yb = next(iter(DataLoader(ds, batch_size=20, batch_transform=n)))
+    np.testing.assert_array_equal(xb, n.transform(x))
+    assert yb.tolist() == list(range(20))
+    np.testing.assert_array_equal(n(x[0]), n.transform(x)[0])
