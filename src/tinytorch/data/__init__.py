@@ -33,6 +33,14 @@ from tinytorch.data.transforms.base import Compose, Transform
 from tinytorch.data.transforms.image import Cutout, RandomCrop, RandomErasing, RandomHorizontalFlip
 from tinytorch.data.transforms.normalize import Normalize, ToFloat
 from tinytorch.data.transforms.normalizer import Normalizer
+from tinytorch.data.workers.capacity import InsufficientSharedMemoryError
+from tinytorch.data.workers.errors import (
+    WorkerDiedError,
+    WorkerError,
+    WorkerStartError,
+    WorkerTimeoutError,
+)
+from tinytorch.data.workers.info import WorkerInfo, get_worker_info
 
 __all__ = [
     "BatchContext",
@@ -49,6 +57,7 @@ __all__ = [
     "Dataset",
     "DownloadError",
     "ForbiddenPickleError",
+    "InsufficientSharedMemoryError",
     "IterableDataset",
     "Normalize",
     "Normalizer",
@@ -66,8 +75,14 @@ __all__ = [
     "Transform",
     "UnsafeArchiveError",
     "WeightedRandomSampler",
+    "WorkerDiedError",
+    "WorkerError",
+    "WorkerInfo",
+    "WorkerStartError",
+    "WorkerTimeoutError",
     "default_collate",
     "default_convert",
     "get_batch_context",
+    "get_worker_info",
     "random_split",
 ]

@@ -47,6 +47,8 @@ class Stream(IntEnum):
     """``random_split``: no further keys."""
     STREAM_ORDER = 5
     """Order of shards / windows of a streaming dataset: keys ``(epoch,)``."""
+    WORKER_GLOBALS = 6
+    """Seeds of a process worker's global RNGs for one batch: keys ``(epoch, batch_index)``."""
 
 
 def check_seed(seed: object, *, name: str = "seed") -> int:

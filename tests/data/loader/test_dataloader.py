@@ -317,3 +317,43 @@ def test_epoch_properties(n, batch_size, drop_last, shuffle, seed):
     )
     if shuffle and len(seen) >= 8:
         assert epoch0 != epoch1
+
+
+# ---- worker arguments ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"prefetch_factor": 2}, ValueError, "prefetch_factor only applies with workers"),
+        ({"persistent_workers": True}, ValueError, "persistent_workers=True needs num_workers > 0"),
+        (
+            {"num_workers": 2, "prefetch_factor": 0},
+            ValueError,
+            "prefetch_factor must be a positive int",
+        ),
+        ({"worker_type": "fiber"}, ValueError, "worker_type must be 'process' or 'thread'"),
+        ({"timeout": -1}, ValueError, "timeout must be a non-negative number"),
+        (
+            {"multiprocessing_context": "teleport"},
+            ValueError,
+            "multiprocessing_context must be one of",
+        ),
+        ({"worker_init_fn": 5}, TypeError, "worker_init_fn must be callable"),
+        ({"pin_memory": "yes"}, TypeError, "pin_memory must be True or False"),
+    ],
+)
+def test_bad_worker_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        DataLoader(ints(8), **kwargs)
+
+
+def test_iterable_dataset_with_workers_is_refused_with_the_alternative():
+    with pytest.raises(ValueError, match="IterableDataset is not supported"):
+        DataLoader(Stream(3), num_workers=2)
+
+
+def test_pin_memory_without_cuda_is_a_documented_no_op():
+    loader = DataLoader(ints(8), batch_size=4, pin_memory=True)
+    assert not loader.pin_memory_active
+    assert isinstance(next(iter(loader))[0], np.ndarray)

@@ -1,49 +1,70 @@
-import numpy as np
+import gc
+
 import pytest
 
 from tinytorch.data.collate.default import default_collate
-from tinytorch.data.datasets.tensor import TensorDataset
-from tinytorch.data.fetch.fetcher import IterableFetcher, MapFetcher
-from tinytorch.data.loader.epoch import IterableEpoch, MapEpoch
+from tinytorch.data.fetch.fetcher import IterableFetcher
+from tinytorch.data.loader.epoch import Epoch, iterable_batches, plan_tasks
 from tinytorch.data.sampling.batching import BatchSampler
 
 
-def map_epoch(batch_sampler, n=10, length=None):
-    ds = TensorDataset(np.arange(n))
-    fetcher = MapFetcher(ds, default_collate, batched=True, seed=0)
-    return MapEpoch(fetcher, batch_sampler, 0, batched=True, dataset_length=n, length=length)
-
-
-def test_map_epoch_runs_the_plan_in_order():
-    epoch = map_epoch(BatchSampler(range(10), 4, False), length=3)
-    assert len(epoch) == 3
-    assert [b[0].tolist() for b in epoch] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+def test_plan_tasks_numbers_batches_in_order():
+    tasks = list(plan_tasks(BatchSampler(range(10), 4, False), 3, batched=True, dataset_length=10))
+    assert [t.index for t in tasks] == [0, 1, 2]
+    assert {t.epoch for t in tasks} == {3}
+    assert [t.indices.tolist() for t in tasks] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    unbatched = list(plan_tasks(range(3), 0, batched=False, dataset_length=3))
+    assert [t.indices.tolist() for t in unbatched] == [[0], [1], [2]]
 
 
 def test_out_of_range_index_names_the_sampler_batch_and_epoch():
-    epoch = map_epoch([[0, 1], [2, 12]])
-    next(epoch)
+    tasks = plan_tasks([[0, 1], [2, 12]], 0, batched=True, dataset_length=10)
+    next(tasks)
     with pytest.raises(
         IndexError,
         match=r"the list produced index 12 in batch 1 of epoch 0, but the dataset has 10",
     ):
-        next(epoch)
+        next(tasks)
 
 
-def test_close_stops_and_unknown_length_raises():
-    epoch = map_epoch([[0], [1]])
-    with pytest.raises(TypeError, match="unknown"):
-        len(epoch)
+def test_finish_runs_once_on_exhaustion():
+    calls = []
+    epoch = Epoch(iter([1, 2]), 0, length=2, finish=lambda: calls.append(1))
+    assert len(epoch) == 2
+    assert list(epoch) == [1, 2]
     epoch.close()
-    assert list(epoch) == []
+    assert calls == [1]
 
 
-def test_iterable_epoch_stays_exhausted():
+def test_finish_runs_on_error_close_and_garbage_collection():
+    calls = []
+
+    def failing():
+        yield 1
+        raise ValueError("boom")
+
+    epoch = Epoch(failing(), 0, length=None, finish=lambda: calls.append("error"))
+    next(epoch)
+    with pytest.raises(ValueError, match="boom"):
+        next(epoch)
+    dropped = Epoch(iter([1, 2]), 0, length=None, finish=lambda: calls.append("gc"))
+    next(dropped)
+    del dropped
+    gc.collect()
+    with Epoch(iter([1]), 0, length=None, finish=lambda: calls.append("with")) as e:
+        pass
+    assert calls == ["error", "gc", "with"]
+    assert list(e) == []
+    with pytest.raises(TypeError, match="unknown"):
+        len(e)
+
+
+def test_deliver_is_applied_in_the_consumer():
+    assert list(Epoch(iter([1, 2]), 0, length=None, deliver=lambda b: b * 10)) == [10, 20]
+
+
+def test_iterable_batches_until_the_stream_ends():
     fetcher = IterableFetcher(
         iter(range(3)), default_collate, batch_size=2, drop_last=False, seed=0
     )
-    epoch = IterableEpoch(fetcher, 0, length=None)
-    assert [b.tolist() for b in epoch] == [[0, 1], [2]]
-    assert list(epoch) == []
-    with pytest.raises(TypeError, match="no __len__"):
-        len(epoch)
+    assert [b.tolist() for b in iterable_batches(fetcher, 0)] == [[0, 1], [2]]

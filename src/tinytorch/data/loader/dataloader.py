@@ -8,13 +8,17 @@ for the determinism contract.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import multiprocessing as mp
+import weakref
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from tinytorch.data.collate.default import default_collate, default_convert
 from tinytorch.data.datasets.base import Dataset, IterableDataset, has_len
 from tinytorch.data.fetch.fetcher import BatchTransform, IterableFetcher, MapFetcher
-from tinytorch.data.loader.epoch import IterableEpoch, MapEpoch
+from tinytorch.data.loader.epoch import Epoch, iterable_batches, plan_tasks
+from tinytorch.data.loader.pinning import pin_memory_function
+from tinytorch.data.loader.workers import WorkerSet
 from tinytorch.data.sampling.batching import BatchSampler
 from tinytorch.data.sampling.samplers import RandomSampler, SequentialSampler
 from tinytorch.data.seeding import check_seed, fresh_seed
@@ -45,15 +49,30 @@ class DataLoader:
         sampler: the order of indices (an iterable of ints); excludes ``shuffle``.
         batch_sampler: yields whole index batches; excludes ``batch_size``,
             ``shuffle``, ``sampler`` and ``drop_last``.
-        num_workers: 0 loads in the calling process.
+        num_workers: 0 loads in the calling process; ``n > 0`` starts ``n`` workers.
         collate_fn: list of samples → batch; default :func:`default_collate`.
         drop_last: drop the last, incomplete batch.
         seed: the seed every random choice derives from. ``None`` draws one from
             OS entropy now; it is exposed as :attr:`seed` so the run can be repeated.
         batch_transform: ``f(batch, rng) -> batch`` applied to each collated
             batch, ``rng`` derived from ``(seed, epoch, batch index)``.
+        pin_memory: with torch installed and CUDA available, batches are delivered as
+            pinned torch tensors (for fast, asynchronous copies to the GPU); otherwise it
+            does nothing (numpy arrays cannot be pinned), and ``loader.pin_memory_active``
+            says which.
+        timeout: seconds to wait for a batch from the workers before raising
+            ``WorkerTimeoutError`` (0: wait forever; a dead worker is reported at once anyway).
+        worker_init_fn: called in each worker with its id before it makes any batch.
+        multiprocessing_context: start method (``"fork"``, ``"spawn"``, ``"forkserver"``) or a
+            context; default: the platform's.
         generator: not supported; use ``seed`` (an epoch's order must be a pure
             function of the seed and the epoch).
+        prefetch_factor: batches in flight per worker (default 2 when there are workers).
+        persistent_workers: keep the workers between epochs (the dataset copy in each process
+            worker is kept too).
+        worker_type: ``"process"`` (default: true parallelism for Python code; batches travel
+            through shared memory) or ``"thread"`` (no start-up cost, no pickling, no shared
+            memory; parallel where the work releases the GIL, as numpy does).
 
     Epochs: each ``iter(loader)`` runs the epoch :attr:`epoch` and then advances
     it by one; ``set_epoch(n)`` chooses the epoch of the next ``iter``.
@@ -81,6 +100,7 @@ class DataLoader:
         persistent_workers: bool = False,
         seed: int | None = None,
         batch_transform: BatchTransform | None = None,
+        worker_type: str = "process",
     ) -> None:
         _check_dataset(dataset)
         shuffle = check_bool(bool(shuffle) if shuffle is None else shuffle, "shuffle")
@@ -96,23 +116,34 @@ class DataLoader:
             )
         _check_callable(collate_fn, "collate_fn")
         _check_callable(batch_transform, "batch_transform")
-        if self.num_workers > 0:
-            raise NotImplementedError(
-                f"num_workers={self.num_workers}: worker processes are not available in this "
-                "version; use num_workers=0"
+        _check_callable(worker_init_fn, "worker_init_fn")
+        self.worker_type = _check_worker_type(worker_type)
+        self.timeout = _check_timeout(timeout)
+        self.prefetch_factor = _check_prefetch(prefetch_factor, self.num_workers)
+        self.persistent_workers = check_bool(persistent_workers, "persistent_workers")
+        if self.persistent_workers and self.num_workers == 0:
+            raise ValueError(
+                "persistent_workers=True needs num_workers > 0: there are no workers to keep. "
+                "Set num_workers, or drop persistent_workers"
+            )
+        self.multiprocessing_context = _check_context(multiprocessing_context)
+        if self.num_workers > 0 and isinstance(dataset, IterableDataset):
+            raise ValueError(
+                f"num_workers={self.num_workers} with an IterableDataset is not supported: a "
+                "stream cannot be split into batches that any worker can make independently. "
+                "Use num_workers=0, or a map-style dataset (ShardedDataset, TensorDataset)"
             )
 
         self.dataset = dataset
         self.seed = fresh_seed() if seed is None else check_seed(seed)
         self.drop_last = drop_last
-        self.pin_memory = pin_memory
-        self.timeout = timeout
+        self.pin_memory = check_bool(pin_memory, "pin_memory")
+        self._pin = pin_memory_function() if self.pin_memory else None
         self.worker_init_fn = worker_init_fn
-        self.multiprocessing_context = multiprocessing_context
-        self.prefetch_factor = prefetch_factor
-        self.persistent_workers = persistent_workers
         self.batch_transform = batch_transform
         self._epoch = 0
+        self._workers: WorkerSet | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
 
         if batch_sampler is not None:
             if (
@@ -176,13 +207,19 @@ class DataLoader:
         """Choose the epoch of the next ``iter(loader)`` (non-negative int)."""
         self._epoch = check_int(epoch, "epoch")
 
-    def __iter__(self) -> Iterator[Any]:
+    @property
+    def pin_memory_active(self) -> bool:
+        """Whether batches are really pinned (``pin_memory=True``, torch and CUDA present)."""
+        return self._pin is not None
+
+    def __iter__(self) -> Epoch:
         epoch = self._epoch
         self._epoch += 1
+        length = self._len_or_none()
         if isinstance(self.dataset, IterableDataset):
             if hasattr(self.dataset, "set_epoch"):
                 self.dataset.set_epoch(epoch)
-            fetcher = IterableFetcher(
+            stream = IterableFetcher(
                 iter(self.dataset),
                 self.collate_fn,
                 batch_size=self.batch_size,
@@ -190,8 +227,8 @@ class DataLoader:
                 seed=self.seed,
                 batch_transform=self.batch_transform,
             )
-            return IterableEpoch(fetcher, epoch, length=self._len_or_none())
-        fetcher_ = MapFetcher(
+            return Epoch(iterable_batches(stream, epoch), epoch, length=length, deliver=self._pin)
+        fetcher = MapFetcher(
             self.dataset,
             self.collate_fn,
             batched=self._auto_collation,
@@ -200,14 +237,46 @@ class DataLoader:
         )
         index_source = self.batch_sampler if self._auto_collation else self.sampler
         assert index_source is not None  # set in __init__ for map-style datasets
-        return MapEpoch(
-            fetcher_,
-            index_source,
-            epoch,
-            batched=self._auto_collation,
-            dataset_length=len(self.dataset),
-            length=self._len_or_none(),
+        tasks = plan_tasks(
+            index_source, epoch, batched=self._auto_collation, dataset_length=len(self.dataset)
         )
+        if self.num_workers == 0:
+            return Epoch(map(fetcher, tasks), epoch, length=length, deliver=self._pin)
+        batches, finish = self._worker_set(fetcher).run(tasks)
+        return Epoch(batches, epoch, length=length, finish=finish, deliver=self._pin, owner=self)
+
+    def _worker_set(self, fetcher: MapFetcher) -> WorkerSet:
+        if self._workers is None:
+            self._workers = WorkerSet(
+                fetcher,
+                self.dataset,
+                kind=self.worker_type,
+                num_workers=self.num_workers,
+                prefetch_factor=self.prefetch_factor or 2,
+                persistent=self.persistent_workers,
+                timeout=self.timeout,
+                seed=self.seed,
+                worker_init_fn=self.worker_init_fn,
+                context=self.multiprocessing_context,
+            )
+            self._finalizer = weakref.finalize(self, self._workers.close)
+        return self._workers
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of this loader's running worker processes (for monitoring and tests)."""
+        return [] if self._workers is None else self._workers.pids
+
+    def close(self) -> None:
+        """Stop every worker of this loader (a later ``iter`` starts new ones)."""
+        if self._workers is not None:
+            self._workers.close()
+
+    def __enter__(self) -> DataLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _len_or_none(self) -> int | None:
         try:
@@ -256,6 +325,43 @@ def _check_dataset(dataset: object) -> None:
             f"IterableDataset, got {type(dataset).__name__}. Wrap arrays with "
             "TensorDataset(x, y); subclass IterableDataset for streams"
         )
+
+
+def _check_worker_type(kind: object) -> str:
+    if kind not in ("process", "thread"):
+        raise ValueError(f"worker_type must be 'process' or 'thread', got {kind!r}")
+    return str(kind)
+
+
+def _check_timeout(timeout: object) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+        raise ValueError(
+            f"timeout must be a non-negative number of seconds (0 waits forever), got {timeout!r}"
+        )
+    return float(timeout)
+
+
+def _check_prefetch(prefetch_factor: object, num_workers: int) -> int | None:
+    if prefetch_factor is None:
+        return 2 if num_workers > 0 else None
+    if num_workers == 0:
+        raise ValueError(
+            "prefetch_factor only applies with workers (num_workers > 0); with num_workers=0 "
+            "drop it, or set num_workers"
+        )
+    return check_int(prefetch_factor, "prefetch_factor", minimum=1)
+
+
+def _check_context(context: object) -> Any:
+    if context is None or not isinstance(context, str):
+        return context
+    methods = mp.get_all_start_methods()
+    if context not in methods:
+        raise ValueError(
+            f"multiprocessing_context must be one of {methods} or a multiprocessing context, "
+            f"got {context!r}"
+        )
+    return mp.get_context(context)
 
 
 def _check_callable(fn: object, name: str) -> None:

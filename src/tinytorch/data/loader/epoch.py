@@ -1,108 +1,114 @@
-"""One epoch of a loader: an iterator that makes the planned batches in order.
+"""One epoch of a loader: planning its tasks, and the iterator that delivers its batches.
 
-Kept apart from ``DataLoader`` so the rules of one pass (planning, range
-checks, batch numbering, shutdown) are small and testable on their own.
+Kept apart from ``DataLoader`` so the rules of one pass (planning, range checks, batch
+numbering, shutdown on every exit path) are small and testable on their own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
-from tinytorch.data.fetch.fetcher import BatchTask, IterableFetcher, MapFetcher
+from tinytorch.data.fetch.fetcher import BatchTask, IterableFetcher
 from tinytorch.data.sampling.batching import plan_batches, plan_samples
 
-__all__ = ["IterableEpoch", "MapEpoch"]
+__all__ = ["Epoch", "iterable_batches", "plan_tasks"]
 
 
-class MapEpoch(Iterator[Any]):
-    """Epoch ``epoch`` over a map-style dataset.
+def plan_tasks(
+    index_source: Iterable[Any], epoch: int, *, batched: bool, dataset_length: int
+) -> Iterator[BatchTask]:
+    """The tasks of ``epoch`` in order, with every index checked against the dataset.
 
     Args:
-        fetcher: makes a batch from a :class:`BatchTask`.
         index_source: the batch sampler (``batched``) or the sampler.
-        epoch: the epoch to run.
+        epoch: the epoch to plan.
         batched: whether ``index_source`` yields batches of indices.
-        dataset_length: ``len(dataset)``, to reject out-of-range indices early.
+        dataset_length: ``len(dataset)``.
+
+    Raises:
+        IndexError: an index outside ``[-n, n)``, naming the sampler, batch and epoch.
+    """
+    plan = plan_batches(index_source, epoch) if batched else plan_samples(index_source, epoch)
+    n = dataset_length
+    for k, indices in enumerate(plan):
+        if indices.size and not (-n <= indices.min() and indices.max() < n):
+            bad = indices[(indices < -n) | (indices >= n)]
+            raise IndexError(
+                f"the {type(index_source).__name__} produced index {int(bad[0])} in batch {k} of "
+                f"epoch {epoch}, but the dataset has {n} samples (valid: 0 to {n - 1}); build the "
+                "sampler over this dataset"
+            )
+        yield BatchTask(epoch, k, indices)
+
+
+def iterable_batches(fetcher: IterableFetcher, epoch: int) -> Iterator[Any]:
+    """Batches of an ``IterableDataset`` stream, in stream order, until it is exhausted."""
+    k = 0
+    while True:
+        try:
+            batch = fetcher(epoch, k)
+        except StopIteration:
+            return
+        yield batch
+        k += 1
+
+
+class Epoch(Iterator[Any]):
+    """The iterator ``iter(loader)`` returns: batches of one epoch, in order.
+
+    Args:
+        batches: produces the batches (in-process fetches or a worker prefetcher).
+        epoch: the epoch number.
         length: batches in the epoch when known (for ``len()``).
+        finish: called exactly once when the epoch ends for any reason: exhausted, an
+            exception, ``close()``, ``break`` (garbage collection) or interpreter exit.
+        deliver: applied to each batch in the consuming thread (e.g. pinning memory).
+        owner: the loader, kept alive as long as the epoch is.
     """
 
     def __init__(
         self,
-        fetcher: MapFetcher,
-        index_source: Iterable[Any],
+        batches: Iterator[Any],
         epoch: int,
         *,
-        batched: bool,
-        dataset_length: int,
         length: int | None,
+        finish: Callable[[], None] | None = None,
+        deliver: Callable[[Any], Any] | None = None,
+        owner: object = None,
     ) -> None:
         self.epoch = epoch
-        self._fetcher = fetcher
-        self._source_name = type(index_source).__name__
-        self._plan: Iterator[NDArray[np.int64]] = (
-            plan_batches(index_source, epoch) if batched else plan_samples(index_source, epoch)
-        )
-        self._dataset_length = dataset_length
+        self._owner = owner  # keeps the loader (and its workers) alive while the epoch runs
+        self._batches = batches
         self._length = length
-        self._next_batch = 0
-
-    def __next__(self) -> Any:
-        indices = next(self._plan)
-        task = BatchTask(self.epoch, self._next_batch, indices)
-        self._check_range(task)
-        self._next_batch += 1
-        return self._fetcher(task)
-
-    def _check_range(self, task: BatchTask) -> None:
-        n = self._dataset_length
-        if task.indices.size and not (-n <= task.indices.min() and task.indices.max() < n):
-            bad = task.indices[(task.indices < -n) | (task.indices >= n)]
-            raise IndexError(
-                f"the {self._source_name} produced index {int(bad[0])} in batch {task.index} of "
-                f"epoch {task.epoch}, but the dataset has {n} samples (valid: 0 to {n - 1}); "
-                "build the sampler over this dataset"
-            )
-
-    def __len__(self) -> int:
-        if self._length is None:
-            raise TypeError(f"this epoch's length is unknown: the {self._source_name} has no len()")
-        return self._length
-
-    def close(self) -> None:
-        """Stop the epoch; further ``next()`` calls raise ``StopIteration``."""
-        self._plan = iter(())
-
-
-class IterableEpoch(Iterator[Any]):
-    """Epoch ``epoch`` over an ``IterableDataset``: batches in stream order."""
-
-    def __init__(self, fetcher: IterableFetcher, epoch: int, *, length: int | None) -> None:
-        self.epoch = epoch
-        self._fetcher = fetcher
-        self._length = length
-        self._next_batch = 0
+        self._deliver = deliver
+        self._finalizer = weakref.finalize(self, finish) if finish is not None else None
         self._done = False
 
     def __next__(self) -> Any:
         if self._done:
             raise StopIteration
         try:
-            batch = self._fetcher(self.epoch, self._next_batch)
-        except StopIteration:
-            self._done = True
+            batch = next(self._batches)
+        except BaseException:  # StopIteration, worker failures, KeyboardInterrupt alike
+            self.close()
             raise
-        self._next_batch += 1
-        return batch
+        return self._deliver(batch) if self._deliver is not None else batch
 
     def __len__(self) -> int:
         if self._length is None:
-            raise TypeError("this epoch's length is unknown: the IterableDataset has no __len__")
+            raise TypeError("this epoch's length is unknown: the sampler or dataset has no len()")
         return self._length
 
     def close(self) -> None:
-        """Stop the epoch; further ``next()`` calls raise ``StopIteration``."""
+        """End the epoch now; stops workers that belong to it. Later ``next()`` calls stop."""
         self._done = True
+        if self._finalizer is not None:
+            self._finalizer()
+
+    def __enter__(self) -> Epoch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,24 @@
+"""What goes wrong in workers, as exceptions that say which worker, which batch and what to do."""
+
+from __future__ import annotations
+
+__all__ = ["WorkerDiedError", "WorkerError", "WorkerStartError", "WorkerTimeoutError"]
+
+
+class WorkerError(RuntimeError):
+    """A worker raised an exception whose type could not be re-created in the main process.
+
+    The message holds the worker id, pid, batch index and the worker's traceback.
+    """
+
+
+class WorkerDiedError(RuntimeError):
+    """A worker process exited unexpectedly (killed by a signal, or ``os._exit``)."""
+
+
+class WorkerTimeoutError(TimeoutError):
+    """No batch arrived within the loader's ``timeout``."""
+
+
+class WorkerStartError(RuntimeError):
+    """Workers could not be started (e.g. ``worker_init_fn`` failed)."""

@@ -1,0 +1,49 @@
+"""``get_worker_info()``: which worker is running this code (PyTorch's API)."""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["WorkerInfo", "get_worker_info", "set_worker_info"]
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """Describes the worker that runs the current code.
+
+    Attributes:
+        id: the worker's index, ``0 <= id < num_workers``.
+        num_workers: how many workers the loader runs.
+        seed: the loader's seed (per-batch randomness comes from
+            :func:`~tinytorch.data.seeding.get_batch_context`, not from the worker).
+        dataset: the worker's dataset object (a copy in process workers, shared in threads).
+        kind: ``"process"`` or ``"thread"``.
+        pid: the worker's process id.
+    """
+
+    id: int
+    num_workers: int
+    seed: int
+    dataset: Any
+    kind: str
+    pid: int
+
+
+_INFO: contextvars.ContextVar[WorkerInfo | None] = contextvars.ContextVar(
+    "tinytorch_worker_info", default=None
+)
+
+
+def get_worker_info() -> WorkerInfo | None:
+    """The :class:`WorkerInfo` of the calling worker, or ``None`` in the loading process.
+
+    Correct in process workers and in thread workers (each thread has its own value).
+    """
+    return _INFO.get()
+
+
+def set_worker_info(info: WorkerInfo) -> None:
+    """Record ``info`` for the calling thread; called once by each worker at start."""
+    _INFO.set(info)

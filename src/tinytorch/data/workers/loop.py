@@ -1,0 +1,105 @@
+"""The loop every worker runs: receive a job, make the batch, send it (or the failure) back.
+
+The same function serves thread workers and process workers; only the channel and the
+transport of the finished batch differ.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from tinytorch.data.fetch.fetcher import BatchTask
+from tinytorch.data.seeding import Stream, derive_rng
+from tinytorch.data.workers.info import WorkerInfo, set_worker_info
+from tinytorch.data.workers.messages import Done, Failed, Job
+
+__all__ = ["Channel", "seed_global_rngs", "worker_loop"]
+
+
+class Channel(Protocol):
+    """A worker's link to the loader: ``receive()`` a job (``None``: stop), ``send`` replies."""
+
+    def receive(self) -> Job | None: ...
+
+    def send(self, message: Done | Failed) -> None: ...
+
+
+def seed_global_rngs(seed: int, task: BatchTask) -> None:
+    """Seed numpy's and Python's global generators (and torch's, if imported) for this batch.
+
+    Only process workers do this: a process worker's global state belongs to the loader, so
+    user code calling ``np.random.*`` or ``random.*`` in ``__getitem__`` gets a stream derived
+    from ``(seed, epoch, batch index)``, independent of which worker runs the batch.
+    """
+    value = int(derive_rng(seed, Stream.WORKER_GLOBALS, task.epoch, task.index).integers(2**32))
+    np.random.seed(value)
+    random.seed(value)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(value)
+
+
+def worker_loop(
+    channel: Channel,
+    make_batch: Callable[[BatchTask], Any],
+    package: Callable[[Job, Any], Done],
+    info: WorkerInfo,
+    worker_init_fn: Callable[[int], None] | None,
+    *,
+    seed_globals: bool,
+) -> None:
+    """Serve jobs until told to stop (``None``) or the channel closes.
+
+    Args:
+        channel: the worker's end of its connection to the loader.
+        make_batch: the fetcher (read, collate, batch transform).
+        package: turns a finished batch into the ``Done`` message (shared memory for processes).
+        info: what :func:`~tinytorch.data.workers.info.get_worker_info` returns here.
+        worker_init_fn: called once with the worker id before the first job.
+        seed_globals: seed global RNGs per batch (process workers only).
+    """
+    set_worker_info(info)
+
+    def failure(error: BaseException, generation: int, task: BatchTask | None) -> Failed:
+        return Failed.of(
+            error,
+            generation=generation,
+            task=task,
+            worker_id=info.id,
+            pid=os.getpid(),
+            kind=info.kind,
+            traceback=traceback.format_exc(),
+        )
+
+    if worker_init_fn is not None:
+        try:
+            worker_init_fn(info.id)
+        except Exception as e:
+            channel.send(failure(e, -1, None))
+            return
+    while True:
+        try:
+            job = channel.receive()
+        except (EOFError, OSError):
+            return  # the loader is gone
+        if job is None:
+            return
+        try:
+            if seed_globals:
+                seed_global_rngs(info.seed, job.task)
+            message: Done | Failed = package(job, make_batch(job.task))
+        except Exception as e:
+            message = failure(e, job.generation, job.task)
+        try:
+            channel.send(message)
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        except Exception as e:  # the batch itself could not be sent (e.g. not picklable)
+            channel.send(failure(e, job.generation, job.task))

@@ -1,0 +1,101 @@
+"""Messages between the loader and its workers (small, frozen, picklable)."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from typing import Any
+
+from tinytorch.data.fetch.fetcher import BatchTask
+from tinytorch.data.workers.errors import WorkerError
+
+__all__ = ["Done", "Failed", "Job", "rebuild_exception"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """Make ``task``; ``generation`` tells epochs of persistent workers apart.
+
+    ``released`` lists the worker's shared-memory blocks the consumer no longer uses.
+    """
+
+    generation: int
+    task: BatchTask
+    released: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Done:
+    """Batch ``index`` of ``generation`` is ready; ``payload`` is the batch or a ``Packed``."""
+
+    generation: int
+    index: int
+    payload: Any
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Making batch ``index`` raised. ``exception`` is the pickled exception when picklable."""
+
+    generation: int
+    index: int
+    epoch: int
+    worker_id: int
+    pid: int
+    kind: str
+    type_name: str
+    traceback: str
+    exception: bytes | None
+
+    @staticmethod
+    def of(
+        error: BaseException,
+        *,
+        generation: int,
+        task: BatchTask | None,
+        worker_id: int,
+        pid: int,
+        kind: str,
+        traceback: str,
+    ) -> Failed:
+        try:
+            pickled: bytes | None = pickle.dumps(error)
+            pickle.loads(pickle.dumps(error))
+        except Exception:
+            pickled = None
+        return Failed(
+            generation=generation,
+            index=-1 if task is None else task.index,
+            epoch=-1 if task is None else task.epoch,
+            worker_id=worker_id,
+            pid=pid,
+            kind=kind,
+            type_name=f"{type(error).__module__}.{type(error).__qualname__}",
+            traceback=traceback,
+            exception=pickled,
+        )
+
+
+def rebuild_exception(failure: Failed) -> BaseException:
+    """An exception of the original type (where possible) whose message says where it happened.
+
+    The message names the worker id and pid, the batch and epoch, and carries the worker's
+    traceback; the original exception is attached as ``__cause__`` when it could be pickled.
+    """
+    where = f"batch {failure.index} of epoch {failure.epoch}" if failure.index >= 0 else "start-up"
+    message = (
+        f"Caught {failure.type_name} in DataLoader {failure.kind} worker {failure.worker_id} "
+        f"(pid {failure.pid}) while making {where}.\nOriginal traceback:\n{failure.traceback}"
+    )
+    original: BaseException | None = None
+    if failure.exception is not None:
+        original = pickle.loads(failure.exception)
+    error: BaseException
+    try:
+        error = type(original)(message) if original is not None else WorkerError(message)
+        if original is not None and error.args != (message,):
+            error = WorkerError(message)
+    except Exception:
+        error = WorkerError(message)
+    error.__cause__ = original
+    return error

@@ -1,0 +1,146 @@
+"""Keeping workers busy and handing batches back in order.
+
+:class:`OrderedPrefetcher` is the only place that knows the rules: at most ``window`` jobs per
+worker in flight, each new job to the least-loaded worker, results buffered until their turn,
+results of an abandoned epoch dropped, failures and timeouts turned into exceptions. It talks
+to any pool with ``send``/``wait``/``decode``/``discard`` and can be tested with a fake one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from tinytorch.data.fetch.fetcher import BatchTask
+from tinytorch.data.workers.errors import WorkerTimeoutError
+from tinytorch.data.workers.messages import Done, Failed, rebuild_exception
+
+__all__ = ["OrderedPrefetcher", "Pool"]
+
+POLL_SECONDS = 1.0
+"""Longest single wait; between waits the pool checks that its workers are alive."""
+
+
+class Pool(Protocol):
+    num_workers: int
+    kind: str
+
+    def send(self, worker_id: int, generation: int, task: BatchTask) -> None: ...
+
+    def wait(self, timeout: float | None) -> list[tuple[int, Done | Failed]]: ...
+
+    def decode(self, worker_id: int, message: Done) -> Any: ...
+
+    def discard(self, worker_id: int, message: Done) -> None: ...
+
+
+class Inflight:
+    """Jobs sent and not yet answered, per worker (shared by the epochs of persistent workers)."""
+
+    def __init__(self, num_workers: int) -> None:
+        self.jobs: list[dict[tuple[int, int], BatchTask]] = [{} for _ in range(num_workers)]
+
+    def least_loaded(self) -> int:
+        return min(range(len(self.jobs)), key=lambda w: len(self.jobs[w]))
+
+    def count(self, worker_id: int) -> int:
+        return len(self.jobs[worker_id])
+
+    def owner(self, generation: int, index: int) -> int | None:
+        for worker_id, jobs in enumerate(self.jobs):
+            if (generation, index) in jobs:
+                return worker_id
+        return None
+
+
+class OrderedPrefetcher(Iterator[Any]):
+    """Runs ``tasks`` on ``pool`` and yields their batches in task order.
+
+    Args:
+        pool: the workers.
+        inflight: bookkeeping of unanswered jobs, owned by whoever owns the pool.
+        tasks: the epoch's tasks, in order (indices 0, 1, 2, ...).
+        generation: tags this epoch's jobs; results of other generations are dropped.
+        window: jobs in flight per worker (``prefetch_factor``).
+        timeout: seconds to wait for the next batch before raising (0 waits forever).
+    """
+
+    def __init__(
+        self,
+        pool: Pool,
+        inflight: Inflight,
+        tasks: Iterator[BatchTask],
+        *,
+        generation: int,
+        window: int,
+        timeout: float,
+    ) -> None:
+        self.pool, self.inflight, self.tasks = pool, inflight, tasks
+        self.generation, self.window, self.timeout = generation, window, timeout
+        self._ready: dict[int, tuple[int, Done | Failed]] = {}
+        self._next = 0
+        self._sent = 0
+        self._exhausted = False
+
+    def _fill(self) -> None:
+        while not self._exhausted:
+            worker_id = self.inflight.least_loaded()
+            if self.inflight.count(worker_id) >= self.window:
+                return
+            task = next(self.tasks, None)
+            if task is None:
+                self._exhausted = True
+                return
+            self.pool.send(worker_id, self.generation, task)
+            self.inflight.jobs[worker_id][(self.generation, task.index)] = task
+            self._sent += 1
+
+    def __next__(self) -> Any:
+        self._fill()
+        if self._next >= self._sent and self._exhausted:
+            raise StopIteration
+        start = time.monotonic()
+        while self._next not in self._ready:
+            waited = time.monotonic() - start
+            if self.timeout and waited >= self.timeout:
+                raise self._timeout_error(waited)
+            budget = POLL_SECONDS if not self.timeout else min(POLL_SECONDS, self.timeout - waited)
+            for worker_id, message in self.pool.wait(budget):
+                self._receive(worker_id, message)
+            self._fill()  # answered jobs (even stale ones) free room in the window
+        worker_id, message = self._ready.pop(self._next)
+        self._next += 1
+        if isinstance(message, Failed):
+            raise rebuild_exception(message)  # in its turn: earlier batches were delivered
+        batch = self.pool.decode(worker_id, message)
+        self._fill()
+        return batch
+
+    def _receive(self, worker_id: int, message: Done | Failed) -> None:
+        self.inflight.jobs[worker_id].pop((message.generation, message.index), None)
+        if message.generation != self.generation and message.generation >= 0:
+            if isinstance(message, Done):
+                self.pool.discard(worker_id, message)
+            return
+        if isinstance(message, Failed) and message.index < 0:
+            raise rebuild_exception(message)  # failed before any batch (worker_init_fn)
+        self._ready[message.index] = (worker_id, message)
+
+    def _timeout_error(self, waited: float) -> WorkerTimeoutError:
+        owner = self.inflight.owner(self.generation, self._next)
+        who = f"{self.pool.kind} worker {owner}" if owner is not None else "the workers"
+        return WorkerTimeoutError(
+            f"DataLoader timed out after {waited:.1f} s waiting for batch {self._next} from {who} "
+            f"(timeout={self.timeout}). The dataset's __getitem__ or the collate/transform code "
+            "is stuck or very slow: check it, or raise timeout"
+        )
+
+    def abandon(self) -> None:
+        """Stop this epoch: results still in flight will be dropped when they arrive."""
+        self._exhausted = True
+        self._next = self._sent
+        for worker_id, message in self._ready.values():
+            if isinstance(message, Done):
+                self.pool.discard(worker_id, message)
+        self._ready.clear()

@@ -1,0 +1,251 @@
+"""Worker processes: one duplex pipe each, batches through shared memory, supervision.
+
+Each worker has its own socket pair: jobs go down, results (small messages; the arrays stay in
+shared memory) come up. The loader waits on every pipe *and* every process sentinel at once,
+so a worker killed by a signal is noticed immediately, never waited for. Workers ignore SIGINT
+(Ctrl-C stops the loader, which stops them) and exit on their own when the loader's end of
+the pipe closes, so they cannot outlive it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
+from multiprocessing.reduction import recv_handle, send_handle
+from typing import Any
+
+from tinytorch.data.fetch.fetcher import BatchTask
+from tinytorch.data.workers.errors import WorkerDiedError
+from tinytorch.data.workers.info import WorkerInfo
+from tinytorch.data.workers.loop import worker_loop
+from tinytorch.data.workers.messages import Done, Failed, Job
+from tinytorch.data.workers.transport import BlockReader, BlockWriter, Packed
+
+__all__ = ["ProcessPool", "check_picklable"]
+
+
+def check_picklable(objects: dict[str, Any], method: str) -> None:
+    """Raise ``TypeError`` naming the first object a ``method`` start cannot send to workers."""
+    for name, obj in objects.items():
+        if obj is None:
+            continue
+        try:
+            pickle.dumps(obj)
+        except Exception as e:
+            raise TypeError(
+                f"the {name} ({type(obj).__name__}) cannot be sent to '{method}' worker processes: "
+                f"pickling it failed with {type(e).__name__}: {e}. Make it picklable (define it at "
+                "module level; open files or connections lazily inside __getitem__), use "
+                "multiprocessing_context='fork', or worker_type='thread'"
+            ) from e
+
+
+class _ProcessChannel:
+    """The worker's end: jobs in, results out, shared-memory blocks' descriptors passed once."""
+
+    def __init__(self, conn: Connection, worker_id: int) -> None:
+        self.conn = conn
+        self.writer = BlockWriter(worker_id)
+        self._pending_fd: int | None = None
+
+    def receive(self) -> Job | None:
+        job: Job | None = self.conn.recv()
+        if job is not None:
+            self.writer.release(list(job.released))
+        return job
+
+    def package(self, job: Job, batch: Any) -> Done:
+        packed, fd = self.writer.write(batch)
+        self._pending_fd = fd
+        return Done(job.generation, job.task.index, packed)
+
+    def send(self, message: Done | Failed) -> None:
+        fd, self._pending_fd = self._pending_fd, None
+        try:
+            self.conn.send(message)
+        except Exception:
+            if isinstance(message, Done) and isinstance(message.payload, Packed):
+                block = message.payload.block
+                if block is not None:
+                    self.writer.release([block])
+            if fd is not None:
+                os.close(fd)
+            raise
+        if fd is not None:
+            send_handle(self.conn, fd, os.getppid())
+            os.close(fd)
+
+
+def _process_main(
+    conn: Connection,
+    make_batch: Callable[[BatchTask], Any],
+    info: WorkerInfo,
+    worker_init_fn: Callable[[int], None] | None,
+) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    channel = _ProcessChannel(conn, info.id)
+    info = WorkerInfo(info.id, info.num_workers, info.seed, info.dataset, "process", os.getpid())
+    try:
+        worker_loop(channel, make_batch, channel.package, info, worker_init_fn, seed_globals=True)
+    finally:
+        channel.writer.close()
+        conn.close()
+
+
+class ProcessPool:
+    """``num_workers`` processes running ``make_batch`` on the jobs they are sent."""
+
+    kind = "process"
+    grace_seconds = 0.5
+    """How long shutdown waits for workers to finish their current batch before terminating."""
+
+    def __init__(
+        self,
+        make_batch: Callable[[BatchTask], Any],
+        dataset: Any,
+        *,
+        num_workers: int,
+        seed: int,
+        worker_init_fn: Callable[[int], None] | None,
+        context: Any,
+    ) -> None:
+        self.num_workers = num_workers
+        self._make_batch = make_batch
+        self._dataset = dataset
+        self._seed = seed
+        self._worker_init_fn = worker_init_fn
+        self._context: Any = (
+            context if not isinstance(context, (str, type(None))) else mp.get_context(context)
+        )
+        self._conns: list[Connection] = []
+        self._procs: list[Any] = []
+        self._reader = BlockReader()
+        self._stopping = False
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._procs]
+
+    def start(self) -> None:
+        method = self._context.get_start_method()
+        if method != "fork":
+            check_picklable(
+                {
+                    "dataset": self._dataset,
+                    "fetcher (collate_fn, batch_transform)": self._make_batch,
+                    "worker_init_fn": self._worker_init_fn,
+                },
+                method,
+            )
+        frozen = method == "fork"
+        if frozen:
+            gc.freeze()  # keep the children's garbage collector off the parent's objects' pages
+        try:
+            for worker_id in range(self.num_workers):
+                parent, child = self._context.Pipe(duplex=True)
+                info = WorkerInfo(
+                    worker_id, self.num_workers, self._seed, self._dataset, "process", 0
+                )
+                proc = self._context.Process(
+                    target=_process_main,
+                    args=(child, self._make_batch, info, self._worker_init_fn),
+                    name=f"tinytorch-worker-{worker_id}",
+                    daemon=True,
+                )
+                proc.start()
+                child.close()
+                self._conns.append(parent)
+                self._procs.append(proc)
+        except BaseException:
+            self.shutdown()
+            raise
+        finally:
+            if frozen:
+                gc.unfreeze()
+
+    def send(self, worker_id: int, generation: int, task: BatchTask) -> None:
+        released = tuple(self._reader.take_released(worker_id))
+        self._conns[worker_id].send(Job(generation, task, released))
+
+    def wait(self, timeout: float | None) -> list[tuple[int, Done | Failed]]:
+        """Messages that arrived within ``timeout`` seconds (possibly none).
+
+        Raises:
+            WorkerDiedError: a worker process exited without being asked to.
+        """
+        ready = wait([*self._conns, *(p.sentinel for p in self._procs)], timeout)
+        messages: list[tuple[int, Done | Failed]] = []
+        for worker_id, conn in enumerate(self._conns):
+            while conn in ready and conn.poll():
+                try:
+                    message = conn.recv()
+                except (EOFError, OSError):
+                    break
+                if isinstance(message, Done) and isinstance(message.payload, Packed):
+                    packed = message.payload
+                    if packed.new_block_size is not None and packed.block is not None:
+                        fd = recv_handle(conn)
+                        self._reader.attach(worker_id, packed.block, fd, packed.new_block_size)
+                messages.append((worker_id, message))
+        if not messages:  # a worker's last words (e.g. a failed worker_init_fn) come first
+            self._check_alive()
+        return messages
+
+    def _check_alive(self) -> None:
+        for worker_id, proc in enumerate(self._procs):
+            code = proc.exitcode
+            if code is None or self._stopping:
+                continue
+            if code < 0:
+                name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+                cause = f"was killed by signal {name} ({-code})"
+                hint = (
+                    " SIGKILL usually comes from the out-of-memory killer: lower batch_size, "
+                    "prefetch_factor or num_workers, or use worker_type='thread'"
+                    if -code == signal.SIGKILL
+                    else ""
+                )
+            else:
+                cause, hint = f"exited with code {code}", ""
+            raise WorkerDiedError(
+                f"DataLoader process worker {worker_id} (pid {proc.pid}) {cause} "
+                f"unexpectedly.{hint}"
+            )
+
+    def decode(self, worker_id: int, message: Done) -> Any:
+        payload = message.payload
+        return self._reader.read(worker_id, payload) if isinstance(payload, Packed) else payload
+
+    def discard(self, worker_id: int, message: Done) -> None:
+        if isinstance(message.payload, Packed):
+            self._reader.discard(worker_id, message.payload)
+
+    def shutdown(self) -> None:
+        """Stop every worker (asking first, then terminating, then killing) and close pipes."""
+        self._stopping = True
+        for conn in self._conns:
+            with contextlib.suppress(OSError, ValueError):
+                conn.send(None)
+        deadline = time.monotonic() + self.grace_seconds
+        for proc in self._procs:
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        for proc in self._procs:
+            if proc.is_alive():
+                proc.terminate()  # a worker still busy with a batch nobody will read
+        for proc in self._procs:
+            proc.join(timeout=1.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        for conn in self._conns:
+            conn.close()
+        self._conns.clear()
+        self._procs.clear()
+        self._reader.close()

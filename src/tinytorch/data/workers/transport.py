@@ -1,0 +1,234 @@
+"""Moving collated batches from worker processes to the consumer through shared memory.
+
+A batch is split into its array leaves and a small *structure* (the containers, with
+placeholders where the arrays were, plus any non-array values). The worker copies the arrays
+into a block of anonymous shared memory (``memfd_create``: no file in ``/dev/shm``, so nothing
+can be left behind there by a crash) and sends only the structure and the layout; the block's
+file descriptor travels once, when the block is new. The consumer maps the block and builds
+numpy arrays that view it directly: the array bytes are never pickled.
+
+Block lifetime: every batch the consumer builds holds its block through the arrays' ``base``.
+When the last array of a batch is garbage-collected, a finalizer marks the block free and the
+next task sent to that worker carries the release, so the worker reuses the block. A batch that
+the consumer keeps is therefore never overwritten; a block is reused only when nothing refers
+to it any more. Memory is returned to the system when both sides have closed their mappings,
+at the latest when the processes exit.
+
+Where ``os.memfd_create`` does not exist (macOS, Windows), batches are pickled instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import threading
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "BlockReader",
+    "BlockWriter",
+    "Packed",
+    "flatten",
+    "shared_memory_supported",
+    "unflatten",
+]
+
+ALIGN = 64
+
+
+def shared_memory_supported() -> bool:
+    """Whether batches can travel through anonymous shared memory on this platform."""
+    return hasattr(os, "memfd_create")
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    index: int
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """Where one array lies in a block: byte ``offset``, ``dtype`` string and ``shape``."""
+
+    offset: int
+    dtype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Packed:
+    """A batch as sent from a worker.
+
+    Attributes:
+        structure: the batch with arrays replaced by placeholders (pickled when sent).
+        block: id of the worker's block holding the arrays, or ``None`` when the batch is
+            inline (``structure`` then holds the arrays themselves).
+        specs: layout of each array in the block.
+        nbytes: bytes of the block used by this batch.
+        new_block_size: set when the block is new: its size; its file descriptor follows.
+    """
+
+    structure: Any
+    block: int | None
+    specs: tuple[ArraySpec, ...]
+    nbytes: int
+    new_block_size: int | None = None
+
+
+def flatten(batch: Any, arrays: list[np.ndarray[Any, Any]]) -> Any:
+    """``batch`` with each numeric numpy array moved to ``arrays`` and replaced by a placeholder."""
+    if (
+        isinstance(batch, np.ndarray)
+        and batch.dtype.kind in "biufcmMV"
+        and not batch.dtype.hasobject
+    ):
+        arrays.append(batch)
+        return _Leaf(len(arrays) - 1)
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(flatten(x, arrays) for x in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(flatten(x, arrays) for x in batch)
+    if isinstance(batch, Mapping):
+        items = {k: flatten(v, arrays) for k, v in batch.items()}
+        return items if type(batch) is dict else _rebuild_mapping(batch, items)
+    return batch
+
+
+def _rebuild_mapping(original: Mapping[Any, Any], items: dict[Any, Any]) -> Any:
+    try:
+        return type(original)(items)  # type: ignore[call-arg]
+    except TypeError:
+        return items
+
+
+def unflatten(structure: Any, arrays: list[Any]) -> Any:
+    """Inverse of :func:`flatten`."""
+    if isinstance(structure, _Leaf):
+        return arrays[structure.index]
+    if isinstance(structure, tuple) and hasattr(structure, "_fields"):
+        return type(structure)(*(unflatten(x, arrays) for x in structure))
+    if isinstance(structure, (list, tuple)):
+        return type(structure)(unflatten(x, arrays) for x in structure)
+    if isinstance(structure, Mapping):
+        items = {k: unflatten(v, arrays) for k, v in structure.items()}
+        return items if type(structure) is dict else _rebuild_mapping(structure, items)
+    return structure
+
+
+def _layout(arrays: list[np.ndarray[Any, Any]]) -> tuple[tuple[ArraySpec, ...], int]:
+    specs, offset = [], 0
+    for a in arrays:
+        specs.append(ArraySpec(offset, a.dtype.str, a.shape))
+        offset += -(-a.nbytes // ALIGN) * ALIGN
+    return tuple(specs), offset
+
+
+class BlockWriter:
+    """Worker side: the worker's shared-memory blocks, reused once the consumer releases them."""
+
+    def __init__(self, worker_id: int) -> None:
+        self.worker_id = worker_id
+        self._maps: dict[int, mmap.mmap] = {}
+        self._free: set[int] = set()
+        self._next_id = 0
+
+    def release(self, block_ids: list[int]) -> None:
+        """The consumer no longer refers to these blocks: they may be overwritten."""
+        self._free.update(b for b in block_ids if b in self._maps)
+
+    def write(self, batch: Any) -> tuple[Packed, int | None]:
+        """Copy ``batch``'s arrays into a free block; returns the message and, for a new block,
+        its file descriptor (which the caller sends and then closes)."""
+        arrays: list[np.ndarray[Any, Any]] = []
+        structure = flatten(batch, arrays)
+        if not arrays or not shared_memory_supported():
+            return Packed(batch, None, (), 0), None
+        specs, nbytes = _layout(arrays)
+        block, fd = self._block(nbytes)
+        buffer = self._maps[block]
+        for spec, a in zip(specs, arrays, strict=True):
+            dst = np.frombuffer(buffer, dtype=a.dtype, count=a.size, offset=spec.offset)
+            np.copyto(dst.reshape(a.shape), a, casting="no")
+        size = len(buffer) if fd is not None else None
+        return Packed(structure, block, specs, nbytes, size), fd
+
+    def _block(self, nbytes: int) -> tuple[int, int | None]:
+        fitting = [b for b in self._free if len(self._maps[b]) >= nbytes]
+        if fitting:
+            block = min(fitting, key=lambda b: len(self._maps[b]))
+            self._free.discard(block)
+            return block, None
+        size = max(mmap.PAGESIZE, -(-nbytes // mmap.PAGESIZE) * mmap.PAGESIZE)
+        block = self._next_id
+        self._next_id += 1
+        fd = os.memfd_create(f"tinytorch-w{self.worker_id}-b{block}", os.MFD_CLOEXEC)
+        os.ftruncate(fd, size)
+        self._maps[block] = mmap.mmap(fd, size)
+        return block, fd
+
+    def close(self) -> None:
+        for m in self._maps.values():
+            m.close()
+        self._maps.clear()
+        self._free.clear()
+
+
+class BlockReader:
+    """Consumer side: maps workers' blocks and builds batches whose arrays view them."""
+
+    def __init__(self) -> None:
+        self._maps: dict[tuple[int, int], mmap.mmap] = {}
+        self._released: dict[int, list[int]] = {}
+        self._lock = threading.Lock()
+
+    def attach(self, worker_id: int, block: int, fd: int, size: int) -> None:
+        """Map a new block of ``worker_id`` from its file descriptor (closed here)."""
+        try:
+            self._maps[(worker_id, block)] = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+
+    def read(self, worker_id: int, packed: Packed) -> Any:
+        """The batch of ``packed``; its arrays view the block until they are garbage."""
+        if packed.block is None:
+            return packed.structure
+        buffer = self._maps[(worker_id, packed.block)]
+        base = np.frombuffer(buffer, dtype=np.uint8, count=packed.nbytes)
+        weakref.finalize(base, self._release, worker_id, packed.block)
+        arrays = [
+            base[s.offset : s.offset + _nbytes(s)].view(np.dtype(s.dtype)).reshape(s.shape)
+            for s in packed.specs
+        ]
+        return unflatten(packed.structure, arrays)
+
+    def discard(self, worker_id: int, packed: Packed) -> None:
+        """A result nobody will read: release its block at once."""
+        if packed.block is not None:
+            self._release(worker_id, packed.block)
+
+    def _release(self, worker_id: int, block: int) -> None:
+        with self._lock:
+            self._released.setdefault(worker_id, []).append(block)
+
+    def take_released(self, worker_id: int) -> list[int]:
+        """Blocks of ``worker_id`` released since the last call (sent with the next task)."""
+        with self._lock:
+            return self._released.pop(worker_id, [])
+
+    def close(self) -> None:
+        """Drop this reader's mappings; blocks still viewed by live arrays stay valid."""
+        for m in self._maps.values():
+            # A batch the user keeps may still view it: then it is freed with its last array.
+            with contextlib.suppress(BufferError):
+                m.close()
+        self._maps.clear()
+
+
+def _nbytes(spec: ArraySpec) -> int:
+    return int(np.prod(spec.shape, dtype=np.int64)) * np.dtype(spec.dtype).itemsize

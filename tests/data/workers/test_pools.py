@@ -1,0 +1,263 @@
+"""Process and thread workers end to end: determinism, failures, cleanup (real processes)."""
+
+import gc
+import hashlib
+import multiprocessing as mp
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from support.worker_datasets import (
+    GlobalRandom,
+    Randomized,
+    Squares,
+    Unpicklable,
+    WhoAmI,
+    record_init,
+)
+from tinytorch import DataLoader, get_worker_info
+from tinytorch.data.workers.errors import WorkerDiedError, WorkerTimeoutError
+
+
+def digest(loader):
+    return [hashlib.sha256(np.ascontiguousarray(b).tobytes()).hexdigest()[:16] for b in loader]
+
+
+def children():
+    return mp.active_children()
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers():
+    yield
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not children(), children()
+    assert not [f for f in os.listdir("/dev/shm") if "tinytorch" in f]
+
+
+@pytest.mark.parametrize(
+    ("workers", "kind"),
+    [(1, "process"), (2, "process"), (4, "process"), (2, "thread"), (4, "thread")],
+)
+def test_same_bytes_as_in_process(workers, kind):
+    reference = digest(DataLoader(Randomized(), batch_size=5, shuffle=True, seed=9))
+    loader = DataLoader(
+        Randomized(), batch_size=5, shuffle=True, seed=9, num_workers=workers, worker_type=kind
+    )
+    assert digest(loader) == reference
+    assert digest(loader) != reference  # the next epoch differs
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    workers=st.integers(1, 3),
+    kind=st.sampled_from(["process", "thread"]),
+    batch_size=st.integers(1, 9),
+    seed=st.integers(0, 2**32),
+    drop_last=st.booleans(),
+)
+def test_determinism_property(workers, kind, batch_size, seed, drop_last):
+    kwargs = {"batch_size": batch_size, "shuffle": True, "seed": seed, "drop_last": drop_last}
+    expected = digest(DataLoader(Randomized(), **kwargs))
+    assert (
+        digest(DataLoader(Randomized(), num_workers=workers, worker_type=kind, **kwargs))
+        == expected
+    )
+
+
+def test_global_rngs_in_process_workers_depend_on_batch_not_worker():
+    one = [b.tolist() for b in DataLoader(GlobalRandom(), batch_size=4, seed=3, num_workers=1)]
+    three = [b.tolist() for b in DataLoader(GlobalRandom(), batch_size=4, seed=3, num_workers=3)]
+    assert one == three
+    flat = [tuple(x) for b in one for x in b]
+    assert len(set(flat)) == len(flat)  # no duplicated streams across batches
+
+
+def test_exception_is_reraised_with_worker_batch_and_traceback():
+    loader = DataLoader(Squares(fail_at=13), batch_size=4, num_workers=2)
+    seen = []
+    with pytest.raises(KeyError) as info:
+        for batch in loader:
+            seen.append(batch)
+    message = str(info.value)
+    assert "process worker" in message
+    assert "while making batch 3 of epoch 0" in message
+    assert "sample 13 is broken" in message
+    assert "__getitem__" in message
+    assert len(seen) == 3  # earlier batches were delivered in order
+
+
+def test_thread_worker_exception():
+    with pytest.raises(KeyError, match="thread worker .* batch 1 of epoch 0"):
+        list(DataLoader(Squares(fail_at=5), batch_size=4, num_workers=2, worker_type="thread"))
+
+
+def test_killed_worker_is_reported_quickly_with_the_signal():
+    loader = DataLoader(Squares(kill_at=40), batch_size=4, num_workers=2)
+    start = time.monotonic()
+    with pytest.raises(WorkerDiedError, match=r"killed by signal SIGKILL \(9\).*out-of-memory"):
+        list(loader)
+    assert time.monotonic() - start < 5
+
+
+def test_externally_killed_worker_mid_epoch():
+    loader = DataLoader(Squares(n=4000), batch_size=4, num_workers=2, persistent_workers=True)
+    it = iter(loader)
+    next(it)
+    os.kill(loader.worker_pids[1], signal.SIGKILL)
+    with pytest.raises(WorkerDiedError, match="worker 1"):
+        for _ in it:
+            pass
+    loader.close()
+
+
+@pytest.mark.parametrize("kind", ["process", "thread"])
+def test_stuck_worker_times_out(kind):
+    loader = DataLoader(
+        Squares(sleep_at=9), batch_size=4, num_workers=2, timeout=0.5, worker_type=kind
+    )
+    start = time.monotonic()
+    with pytest.raises(WorkerTimeoutError, match="timed out after 0.5 s waiting for batch 2"):
+        list(loader)
+    assert time.monotonic() - start < 4
+
+
+def test_unpicklable_dataset_is_named_before_workers_start():
+    loader = DataLoader(Unpicklable(), batch_size=4, num_workers=2, multiprocessing_context="spawn")
+    with pytest.raises(
+        TypeError, match="the dataset \\(Unpicklable\\) cannot be sent to 'spawn' worker"
+    ):
+        iter(loader)
+    assert not children()
+
+
+def test_spawn_and_fork_give_the_same_batches():
+    reference = digest(DataLoader(Randomized(), batch_size=8, shuffle=True, seed=1))
+    for method in ("fork", "spawn"):
+        loader = DataLoader(
+            Randomized(),
+            batch_size=8,
+            shuffle=True,
+            seed=1,
+            num_workers=2,
+            multiprocessing_context=method,
+        )
+        assert digest(loader) == reference, method
+
+
+def test_worker_init_fn_failure_is_reported():
+    with pytest.raises(RuntimeError, match="init failed on purpose"):
+        list(DataLoader(Squares(), batch_size=4, num_workers=2, worker_init_fn=record_init))
+
+
+def test_get_worker_info():
+    assert get_worker_info() is None
+    rows = np.concatenate(list(DataLoader(WhoAmI(), batch_size=4, num_workers=2)))
+    assert set(rows[:, 0].tolist()) <= {0, 1}
+    assert set(rows[:, 1].tolist()) == {2}
+    assert os.getpid() not in set(rows[:, 2].tolist())
+    threads = np.concatenate(
+        list(DataLoader(WhoAmI(), batch_size=4, num_workers=2, worker_type="thread"))
+    )
+    assert set(threads[:, 2].tolist()) == {os.getpid()}
+
+
+def test_kept_batches_stay_intact():
+    loader = DataLoader(Squares(n=400), batch_size=4, num_workers=2)
+    kept = list(loader)
+    assert len(kept) == 100
+    more = list(loader)  # a second epoch reuses no block that a kept batch views
+    for k, (x, y) in enumerate(kept):
+        np.testing.assert_array_equal(x[:, 0, 0], np.arange(4 * k, 4 * k + 4))
+        np.testing.assert_array_equal(y, np.arange(4 * k, 4 * k + 4) ** 2)
+    assert len(more) == 100
+
+
+def test_persistent_workers_survive_epochs():
+    loader = DataLoader(
+        Randomized(), batch_size=6, shuffle=True, seed=2, num_workers=2, persistent_workers=True
+    )
+    first = digest(loader)
+    pids = loader.worker_pids
+    second = digest(loader)
+    assert loader.worker_pids == pids
+    fresh = DataLoader(Randomized(), batch_size=6, shuffle=True, seed=2, num_workers=2)
+    assert [first, second] == [digest(fresh), digest(fresh)]
+    loader.close()
+    assert not children()
+
+
+def test_persistent_workers_after_break_still_work():
+    loader = DataLoader(Randomized(), batch_size=6, seed=2, num_workers=2, persistent_workers=True)
+    for _ in loader:
+        break
+    loader.set_epoch(0)
+    assert digest(loader) == digest(DataLoader(Randomized(), batch_size=6, seed=2))
+    loader.close()
+
+
+@pytest.mark.parametrize("kind", ["process", "thread"])
+def test_break_exception_and_del_release_everything(kind):
+    for cycle in range(200 if kind == "process" else 50):
+        loader = DataLoader(Squares(n=64), batch_size=4, num_workers=2, worker_type=kind)
+        for k, _ in enumerate(loader):
+            if k == cycle % 3:
+                break
+        del loader
+    gc.collect()
+
+
+def test_consumer_exception_stops_workers():
+    loader = DataLoader(Squares(n=64), batch_size=4, num_workers=2)
+
+    def consume():
+        for _ in loader:
+            raise ValueError("consumer failed")
+
+    with pytest.raises(ValueError, match="consumer failed"):
+        consume()
+    gc.collect()
+    assert not loader.worker_pids
+
+
+def test_epoch_close_and_context_manager():
+    with DataLoader(Squares(n=64), batch_size=4, num_workers=2, persistent_workers=True) as loader:
+        epoch = iter(loader)
+        next(epoch)
+        epoch.close()
+        assert list(epoch) == []
+        assert loader.worker_pids
+    assert not loader.worker_pids
+
+
+def test_interpreter_exit_stops_workers(tmp_path):
+    script = tmp_path / "exit.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path[:0] = {[str(p) for p in (os.path.dirname(os.path.dirname(os.path.dirname(__file__))),)]}\n"
+        "from support.worker_datasets import Squares\n"
+        "from tinytorch import DataLoader\n"
+        "loader = DataLoader(Squares(n=400), batch_size=4, num_workers=2, persistent_workers=True)\n"
+        "it = iter(loader); next(it)\n"
+        "print(' '.join(map(str, loader.worker_pids)), flush=True)\n"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    pids = [int(p) for p in out.stdout.split()]
+    assert len(pids) == 2
+    time.sleep(0.2)
+    for pid in pids:
+        assert (
+            not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split()[2]
+        )
