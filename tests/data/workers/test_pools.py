@@ -4,6 +4,7 @@ import gc
 import hashlib
 import multiprocessing as mp
 import os
+import pathlib
 import signal
 import time
 
@@ -84,9 +85,13 @@ def test_global_rngs_in_process_workers_depend_on_batch_not_worker():
 def test_exception_is_reraised_with_worker_batch_and_traceback():
     loader = DataLoader(Squares(fail_at=13), batch_size=4, num_workers=2)
     seen = []
-    with pytest.raises(KeyError) as info:
+
+    def consume():
         for batch in loader:
             seen.append(batch)
+
+    with pytest.raises(KeyError) as info:
+        consume()
     message = str(info.value)
     assert "process worker" in message
     assert "while making batch 3 of epoch 0" in message
@@ -259,5 +264,6 @@ def test_interpreter_exit_stops_workers(tmp_path):
     time.sleep(0.2)
     for pid in pids:
         assert (
-            not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split()[2]
+            not os.path.exists(f"/proc/{pid}")
+            or "Z" in pathlib.Path(f"/proc/{pid}/stat").read_text().split()[2]
         )
