@@ -13,6 +13,7 @@ from tinytorch.data.collate.default import CollateError, default_collate, defaul
 from tinytorch.data.datasets.base import Dataset, IterableDataset
 from tinytorch.data.datasets.cifar import CIFAR10Dataset, CIFAR100Dataset
 from tinytorch.data.datasets.combine import ConcatDataset, Subset, random_split
+from tinytorch.data.datasets.packed import PackedSequence
 from tinytorch.data.datasets.stacked import StackedSamples
 from tinytorch.data.datasets.tensor import TensorDataset
 from tinytorch.data.loader.dataloader import DataLoader
@@ -61,6 +62,7 @@ __all__ = [
     "IterableDataset",
     "Normalize",
     "Normalizer",
+    "PackedSequence",
     "RandomCrop",
     "RandomErasing",
     "RandomHorizontalFlip",

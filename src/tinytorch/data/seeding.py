@@ -82,7 +82,7 @@ def derive_rng(seed: int, stream: Stream, *keys: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=spawn_key))
 
 
-@dataclass(frozen=True)
+@dataclass
 class BatchContext:
     """What is being fetched right now: set by the loader around each batch and sample.
 
@@ -96,7 +96,8 @@ class BatchContext:
         batch_index: position of the batch in the epoch (0-based).
         position: position of the sample within the batch while one sample is
             being read (``dataset[i]``), ``None`` while the batch as a whole is
-            being read, collated or transformed.
+            being read, collated or transformed. The loader updates it in place as it
+            reads sample after sample (a context belongs to one thread and one batch).
     """
 
     seed: int

@@ -73,7 +73,23 @@ def default_convert(sample: Any) -> Any:
 Path = tuple[Any, ...]
 
 
+_FAST_SCALARS: dict[type, type[np.generic]] = {
+    bool: np.bool_,
+    int: np.int64,
+    float: np.float64,
+    complex: np.complex128,
+}
+
+
 def _collate(samples: list[Any], path: Path) -> Any:
+    types = set(map(type, samples))
+    if len(types) == 1:  # the common case, checked without a per-sample Python call
+        (only,) = types
+        scalar = _FAST_SCALARS.get(only)
+        if scalar is not None:
+            return _typed(scalar)(samples, path)
+        if only is np.ndarray:
+            return _collate_arrays(samples, path)
     kind = _kind_of(samples[0])
     _check_same(samples, path, _kind_of, "kinds")
     return _COLLATORS[kind](samples, path)
@@ -107,6 +123,12 @@ def _kind_of(x: Any) -> str:
 
 def _collate_arrays(samples: list[Any], path: Path) -> np.ndarray[Any, Any]:
     arrays = [np.asarray(s) for s in samples]
+    first = arrays[0]
+    if len({a.shape for a in arrays}) == 1 and len({a.dtype for a in arrays}) == 1:
+        out = np.empty((len(arrays), *first.shape), dtype=first.dtype)
+        for i, a in enumerate(arrays):
+            out[i] = a
+        return out
     _check_same(
         arrays,
         path,

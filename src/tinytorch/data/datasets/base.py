@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from tinytorch.data.seeding import batch_context, get_batch_context
+from tinytorch.data.seeding import get_batch_context
 
 if TYPE_CHECKING:
     from tinytorch.data.datasets.combine import ConcatDataset
@@ -101,7 +101,8 @@ def read_batch(dataset: Dataset[Any], indices: NDArray[np.intp] | Sequence[int])
     getitems = getattr(dataset, "__getitems__", None)
     if getitems is not None:
         return getitems(indices)
-    return map_samples(lambda i: dataset[int(i)], indices)
+    as_list = indices.tolist() if isinstance(indices, np.ndarray) else list(indices)
+    return map_samples(dataset.__getitem__, as_list)
 
 
 def map_samples(fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
@@ -115,8 +116,13 @@ def map_samples(fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
     context = get_batch_context()
     if context is None:
         return [fn(x) for x in items]
+    if context.position is not None:  # already inside a sample (a dataset wrapping another)
+        return [fn(x) for x in items]
     out = []
-    for position, x in enumerate(items):
-        with batch_context(context.for_sample(position)):
+    try:
+        for position, x in enumerate(items):
+            context.position = position
             out.append(fn(x))
+    finally:
+        context.position = None
     return out

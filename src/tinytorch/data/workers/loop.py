@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -32,18 +31,18 @@ class Channel(Protocol):
 
 
 def seed_global_rngs(seed: int, task: BatchTask) -> None:
-    """Seed numpy's and Python's global generators (and torch's, if imported) for this batch.
+    """Seed numpy's and Python's global generators for this batch.
 
     Only process workers do this: a process worker's global state belongs to the loader, so
     user code calling ``np.random.*`` or ``random.*`` in ``__getitem__`` gets a stream derived
-    from ``(seed, epoch, batch index)``, independent of which worker runs the batch.
+    from ``(seed, epoch, batch index)``, independent of which worker runs the batch. torch's
+    global generator is not reseeded: ``torch.manual_seed`` costs ~90 us, more than a small
+    batch; code that needs torch randomness should seed a ``torch.Generator`` from
+    ``get_batch_context().rng``.
     """
     value = int(derive_rng(seed, Stream.WORKER_GLOBALS, task.epoch, task.index).integers(2**32))
     np.random.seed(value)
     random.seed(value)
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.manual_seed(value)
 
 
 def worker_loop(

@@ -172,7 +172,9 @@ class ProcessPool:
 
     def send(self, worker_id: int, generation: int, task: BatchTask) -> None:
         released = tuple(self._reader.take_released(worker_id))
-        self._conns[worker_id].send(Job(generation, task, released))
+        # A worker that is gone: the next wait() reports its last message or its death.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self._conns[worker_id].send(Job(generation, task, released))
 
     def wait(self, timeout: float | None) -> list[tuple[int, Done | Failed]]:
         """Messages that arrived within ``timeout`` seconds (possibly none).

@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 ALIGN = 64
+INLINE_BYTES = 64 << 10
+"""Batches smaller than this travel pickled: cheaper than mapping a block for them."""
 
 
 def shared_memory_supported() -> bool:
@@ -147,9 +149,9 @@ class BlockWriter:
         its file descriptor (which the caller sends and then closes)."""
         arrays: list[np.ndarray[Any, Any]] = []
         structure = flatten(batch, arrays)
-        if not arrays or not shared_memory_supported():
-            return Packed(batch, None, (), 0), None
         specs, nbytes = _layout(arrays)
+        if nbytes < INLINE_BYTES or not shared_memory_supported():
+            return Packed(batch, None, (), 0), None
         block, fd = self._block(nbytes)
         buffer = self._maps[block]
         for spec, a in zip(specs, arrays, strict=True):
