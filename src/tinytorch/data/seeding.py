@@ -104,6 +104,8 @@ class BatchContext:
     epoch: int
     batch_index: int
     position: int | None = None
+    sample_transform_seconds: float = 0.0
+    """Time spent in per-sample transforms of this batch (statistics; see fetch/timing.py)."""
 
     @property
     def rng(self) -> np.random.Generator:

@@ -1,10 +1,13 @@
 import gc
 
+import numpy as np
 import pytest
 
 from tinytorch.data.collate.default import default_collate
 from tinytorch.data.fetch.fetcher import IterableFetcher
+from tinytorch.data.fetch.timing import Made, StageTimes
 from tinytorch.data.loader.epoch import Epoch, iterable_batches, plan_tasks
+from tinytorch.data.loader.stats import LoaderStats, StatsRecorder
 from tinytorch.data.sampling.batching import BatchSampler
 
 
@@ -27,9 +30,14 @@ def test_out_of_range_index_names_the_sampler_batch_and_epoch():
         next(tasks)
 
 
+def made(values):
+    for v in values:
+        yield Made(v, StageTimes(read=0.001))
+
+
 def test_finish_runs_once_on_exhaustion():
     calls = []
-    epoch = Epoch(iter([1, 2]), 0, length=2, finish=lambda: calls.append(1))
+    epoch = Epoch(made([1, 2]), 0, length=2, finish=lambda: calls.append(1))
     assert len(epoch) == 2
     assert list(epoch) == [1, 2]
     epoch.close()
@@ -40,18 +48,18 @@ def test_finish_runs_on_error_close_and_garbage_collection():
     calls = []
 
     def failing():
-        yield 1
+        yield Made(1, StageTimes())
         raise ValueError("boom")
 
     epoch = Epoch(failing(), 0, length=None, finish=lambda: calls.append("error"))
     next(epoch)
     with pytest.raises(ValueError, match="boom"):
         next(epoch)
-    dropped = Epoch(iter([1, 2]), 0, length=None, finish=lambda: calls.append("gc"))
+    dropped = Epoch(made([1, 2]), 0, length=None, finish=lambda: calls.append("gc"))
     next(dropped)
     del dropped
     gc.collect()
-    with Epoch(iter([1]), 0, length=None, finish=lambda: calls.append("with")) as e:
+    with Epoch(made([1]), 0, length=None, finish=lambda: calls.append("with")) as e:
         pass
     assert calls == ["error", "gc", "with"]
     assert list(e) == []
@@ -60,11 +68,25 @@ def test_finish_runs_on_error_close_and_garbage_collection():
 
 
 def test_deliver_is_applied_in_the_consumer():
-    assert list(Epoch(iter([1, 2]), 0, length=None, deliver=lambda b: b * 10)) == [10, 20]
+    assert list(Epoch(made([1, 2]), 0, length=None, deliver=lambda b: b * 10)) == [10, 20]
 
 
 def test_iterable_batches_until_the_stream_ends():
     fetcher = IterableFetcher(
         iter(range(3)), default_collate, batch_size=2, drop_last=False, seed=0
     )
-    assert [b.tolist() for b in iterable_batches(fetcher, 0)] == [[0, 1], [2]]
+    assert [m.batch.tolist() for m in iterable_batches(fetcher, 0)] == [[0, 1], [2]]
+
+
+def test_recorder_counts_batches_and_stage_times():
+    stats = LoaderStats(0, 0, "in-process")
+    epoch = Epoch(
+        made([np.zeros((4, 2)), np.zeros((3, 2))]), 0, length=2, recorder=StatsRecorder(stats)
+    )
+    list(epoch)
+    assert stats.batches == 2
+    assert stats.samples == 7
+    assert stats.nbytes == 7 * 2 * 8
+    assert stats.finished
+    assert stats.stage_seconds["read"] == pytest.approx(0.002)
+    assert stats.per_worker[-1].batches == 2

@@ -69,7 +69,7 @@ def tasks(n):
 def test_results_come_back_in_order_despite_reversed_completion():
     pool = FakePool(3, reverse=True)
     prefetcher = OrderedPrefetcher(pool, Inflight(3), tasks(10), generation=1, window=2, timeout=0)
-    assert list(prefetcher) == [k * 10 for k in range(10)]
+    assert [m.batch for m in prefetcher] == [k * 10 for k in range(10)]
 
 
 def test_window_bounds_jobs_in_flight_per_worker():
@@ -85,7 +85,7 @@ def test_window_bounds_jobs_in_flight_per_worker():
 def test_failure_is_raised_with_its_batch():
     pool = FakePool(2, fail=3)
     prefetcher = OrderedPrefetcher(pool, Inflight(2), tasks(6), generation=1, window=2, timeout=0)
-    assert [next(prefetcher) for _ in range(3)] == [0, 10, 20]
+    assert [next(prefetcher).batch for _ in range(3)] == [0, 10, 20]
     with pytest.raises(
         ValueError, match="fake worker 1 \\(pid 99\\) while making batch 3 of epoch 0"
     ):
@@ -97,7 +97,7 @@ def test_timeout_names_the_batch_and_worker():
     prefetcher = OrderedPrefetcher(
         pool, Inflight(2), tasks(4), generation=1, window=1, timeout=0.05
     )
-    assert next(prefetcher) == 0
+    assert next(prefetcher).batch == 0
     with pytest.raises(WorkerTimeoutError, match="waiting for batch 1 from fake worker 1"):
         next(prefetcher)
 
@@ -109,5 +109,5 @@ def test_results_of_an_abandoned_generation_are_discarded():
     next(old)
     old.abandon()
     new = OrderedPrefetcher(pool, inflight, tasks(2), generation=2, window=2, timeout=0)
-    assert list(new) == [0, 10]
+    assert [m.batch for m in new] == [0, 10]
     assert pool.discarded  # the old epoch's in-flight results were dropped, not delivered

@@ -8,6 +8,7 @@ once; :func:`read_batch` is the one place that chooses between the two.
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -19,7 +20,14 @@ from tinytorch.data.seeding import get_batch_context
 if TYPE_CHECKING:
     from tinytorch.data.datasets.combine import ConcatDataset
 
-__all__ = ["Dataset", "IterableDataset", "has_len", "map_samples", "read_batch"]
+__all__ = [
+    "Dataset",
+    "IterableDataset",
+    "has_len",
+    "map_samples",
+    "read_batch",
+    "timed_sample_transform",
+]
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -126,3 +134,15 @@ def map_samples(fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
     finally:
         context.position = None
     return out
+
+
+def timed_sample_transform(transform: Callable[[Any], Any], value: Any) -> Any:
+    """``transform(value)``, its time added to the current batch's per-sample transform time."""
+    context = get_batch_context()
+    if context is None:
+        return transform(value)
+    start = time.perf_counter()
+    try:
+        return transform(value)
+    finally:
+        context.sample_transform_seconds += time.perf_counter() - start

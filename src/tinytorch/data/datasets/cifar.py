@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tinytorch.data.datasets.base import Dataset, map_samples
+from tinytorch.data.datasets.base import Dataset, map_samples, timed_sample_transform
 from tinytorch.data.datasets.indexing import check_index, check_indices
 from tinytorch.data.datasets.stacked import StackedSamples
 from tinytorch.data.storage.array_cache import fingerprint, load_arrays, save_arrays
@@ -214,9 +214,9 @@ class CIFAR10Dataset(Dataset[tuple[NDArray[np.uint8], int]]):
 
     def _sample(self, image: Any, label: Any) -> tuple[Any, Any]:
         if self.transform is not None:
-            image = self.transform(image)
+            image = timed_sample_transform(self.transform, image)
         if self.target_transform is not None:
-            label = self.target_transform(label)
+            label = timed_sample_transform(self.target_transform, label)
         return image, label
 
     def __getitems__(self, indices: Sequence[int] | NDArray[np.integer]) -> Any:

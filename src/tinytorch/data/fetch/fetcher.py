@@ -8,6 +8,7 @@ is derived from the task's ``(seed, epoch, index)`` through the batch context.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -17,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tinytorch.data.datasets.base import Dataset, read_batch
+from tinytorch.data.fetch.timing import StageTimes
 from tinytorch.data.seeding import BatchContext, batch_context
 
 __all__ = ["BatchTask", "BatchTransform", "IterableFetcher", "MapFetcher"]
@@ -69,17 +71,29 @@ class MapFetcher:
         self.batch_transform = batch_transform
 
     def __call__(self, task: BatchTask) -> Any:
+        return self.make(task)[0]
+
+    def make(self, task: BatchTask) -> tuple[Any, StageTimes]:
+        """The batch of ``task`` and the seconds each stage took."""
         context = BatchContext(self.seed, task.epoch, task.index)
+        clock = time.perf_counter
         with batch_context(context):
+            start = clock()
             if self.batched:
-                batch = self.collate_fn(read_batch(self.dataset, task.indices))
+                samples = read_batch(self.dataset, task.indices)
             else:
-                with batch_context(context.for_sample(0)):
-                    sample = self.dataset[int(task.indices[0])]
-                batch = self.collate_fn(sample)
+                context.position = 0
+                samples = self.dataset[int(task.indices[0])]
+                context.position = None
+            read = clock()
+            batch = self.collate_fn(samples)
+            collated = clock()
             if self.batch_transform is not None:
                 batch = self.batch_transform(batch, context.rng)
-        return batch
+            done = clock()
+        per_sample = context.sample_transform_seconds
+        times = StageTimes(read - start - per_sample, per_sample, collated - read, done - collated)
+        return batch, times
 
 
 class IterableFetcher:

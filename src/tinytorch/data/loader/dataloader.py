@@ -16,8 +16,9 @@ from typing import Any, Final
 from tinytorch.data.collate.default import default_collate, default_convert
 from tinytorch.data.datasets.base import Dataset, IterableDataset, has_len
 from tinytorch.data.fetch.fetcher import BatchTransform, IterableFetcher, MapFetcher
-from tinytorch.data.loader.epoch import Epoch, iterable_batches, plan_tasks
+from tinytorch.data.loader.epoch import Epoch, in_process, iterable_batches, plan_tasks
 from tinytorch.data.loader.pinning import pin_memory_function
+from tinytorch.data.loader.stats import LoaderStats, StatsRecorder
 from tinytorch.data.loader.workers import WorkerSet
 from tinytorch.data.sampling.batching import BatchSampler
 from tinytorch.data.sampling.samplers import RandomSampler, SequentialSampler
@@ -73,6 +74,7 @@ class DataLoader:
         worker_type: ``"process"`` (default: true parallelism for Python code; batches travel
             through shared memory) or ``"thread"`` (no start-up cost, no pickling, no shared
             memory; parallel where the work releases the GIL, as numpy does).
+        stats: record per-stage statistics (:meth:`stats`); ``False`` turns recording off.
 
     Epochs: each ``iter(loader)`` runs the epoch :attr:`epoch` and then advances
     it by one; ``set_epoch(n)`` chooses the epoch of the next ``iter``.
@@ -101,6 +103,7 @@ class DataLoader:
         seed: int | None = None,
         batch_transform: BatchTransform | None = None,
         worker_type: str = "process",
+        stats: bool = True,
     ) -> None:
         _check_dataset(dataset)
         shuffle = check_bool(bool(shuffle) if shuffle is None else shuffle, "shuffle")
@@ -143,6 +146,8 @@ class DataLoader:
         self.batch_transform = batch_transform
         self._epoch = 0
         self._workers: WorkerSet | None = None
+        self.record_stats = check_bool(stats, "stats")
+        self._stats: list[LoaderStats] = []
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
         if batch_sampler is not None:
@@ -212,10 +217,30 @@ class DataLoader:
         """Whether batches are really pinned (``pin_memory=True``, torch and CUDA present)."""
         return self._pin is not None
 
+    def stats(self, which: str = "current") -> LoaderStats | None:
+        """Statistics of the ``"current"`` epoch (running or just finished) or the ``"last"`` one.
+
+        ``None`` before any epoch (or with ``stats=False``). See :class:`LoaderStats`; pass
+        it to :func:`tinytorch.analysis.diagnose` for a plain-words diagnosis.
+        """
+        if which not in ("current", "last"):
+            raise ValueError(f"stats(which=...) takes 'current' or 'last', got {which!r}")
+        position = -1 if which == "current" else -2
+        return self._stats[position] if len(self._stats) >= -position else None
+
+    def _recorder(self, epoch: int) -> StatsRecorder | None:
+        if not self.record_stats:
+            return None
+        kind = self.worker_type if self.num_workers else "in-process"
+        stats = LoaderStats(epoch, self.num_workers, kind)
+        self._stats = [*self._stats[-1:], stats]
+        return StatsRecorder(stats)
+
     def __iter__(self) -> Epoch:
         epoch = self._epoch
         self._epoch += 1
         length = self._len_or_none()
+        recorder = self._recorder(epoch)
         if isinstance(self.dataset, IterableDataset):
             if hasattr(self.dataset, "set_epoch"):
                 self.dataset.set_epoch(epoch)
@@ -227,7 +252,13 @@ class DataLoader:
                 seed=self.seed,
                 batch_transform=self.batch_transform,
             )
-            return Epoch(iterable_batches(stream, epoch), epoch, length=length, deliver=self._pin)
+            return Epoch(
+                iterable_batches(stream, epoch),
+                epoch,
+                length=length,
+                deliver=self._pin,
+                recorder=recorder,
+            )
         fetcher = MapFetcher(
             self.dataset,
             self.collate_fn,
@@ -241,14 +272,28 @@ class DataLoader:
             index_source, epoch, batched=self._auto_collation, dataset_length=len(self.dataset)
         )
         if self.num_workers == 0:
-            return Epoch(map(fetcher, tasks), epoch, length=length, deliver=self._pin)
+            return Epoch(
+                in_process(fetcher.make, tasks),
+                epoch,
+                length=length,
+                deliver=self._pin,
+                recorder=recorder,
+            )
         batches, finish = self._worker_set(fetcher).run(tasks)
-        return Epoch(batches, epoch, length=length, finish=finish, deliver=self._pin, owner=self)
+        return Epoch(
+            batches,
+            epoch,
+            length=length,
+            finish=finish,
+            deliver=self._pin,
+            owner=self,
+            recorder=recorder,
+        )
 
     def _worker_set(self, fetcher: MapFetcher) -> WorkerSet:
         if self._workers is None:
             self._workers = WorkerSet(
-                fetcher,
+                fetcher.make,
                 self.dataset,
                 kind=self.worker_type,
                 num_workers=self.num_workers,

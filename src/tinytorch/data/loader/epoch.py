@@ -6,14 +6,17 @@ numbering, shutdown on every exit path) are small and testable on their own.
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from tinytorch.data.fetch.fetcher import BatchTask, IterableFetcher
+from tinytorch.data.fetch.timing import Made, StageTimes
+from tinytorch.data.loader.stats import StatsRecorder
 from tinytorch.data.sampling.batching import plan_batches, plan_samples
 
-__all__ = ["Epoch", "iterable_batches", "plan_tasks"]
+__all__ = ["Epoch", "in_process", "iterable_batches", "plan_tasks"]
 
 
 def plan_tasks(
@@ -43,41 +46,54 @@ def plan_tasks(
         yield BatchTask(epoch, k, indices)
 
 
-def iterable_batches(fetcher: IterableFetcher, epoch: int) -> Iterator[Any]:
+def iterable_batches(fetcher: IterableFetcher, epoch: int) -> Iterator[Made]:
     """Batches of an ``IterableDataset`` stream, in stream order, until it is exhausted."""
     k = 0
     while True:
+        start = time.perf_counter()
         try:
             batch = fetcher(epoch, k)
         except StopIteration:
             return
-        yield batch
+        yield Made(batch, StageTimes(read=time.perf_counter() - start))
         k += 1
+
+
+def in_process(
+    make: Callable[[BatchTask], tuple[Any, StageTimes]], tasks: Iterator[BatchTask]
+) -> Iterator[Made]:
+    """Make every task in the calling thread."""
+    for task in tasks:
+        batch, times = make(task)
+        yield Made(batch, times)
 
 
 class Epoch(Iterator[Any]):
     """The iterator ``iter(loader)`` returns: batches of one epoch, in order.
 
     Args:
-        batches: produces the batches (in-process fetches or a worker prefetcher).
+        batches: produces the batches as :class:`Made` (in-process or from workers).
         epoch: the epoch number.
         length: batches in the epoch when known (for ``len()``).
         finish: called exactly once when the epoch ends for any reason: exhausted, an
             exception, ``close()``, ``break`` (garbage collection) or interpreter exit.
         deliver: applied to each batch in the consuming thread (e.g. pinning memory).
         owner: the loader, kept alive as long as the epoch is.
+        recorder: collects the epoch's statistics, or ``None`` when they are off.
     """
 
     def __init__(
         self,
-        batches: Iterator[Any],
+        batches: Iterator[Made],
         epoch: int,
         *,
         length: int | None,
         finish: Callable[[], None] | None = None,
         deliver: Callable[[Any], Any] | None = None,
         owner: object = None,
+        recorder: StatsRecorder | None = None,
     ) -> None:
+        self._recorder = recorder
         self.epoch = epoch
         self._owner = owner  # keeps the loader (and its workers) alive while the epoch runs
         self._batches = batches
@@ -89,12 +105,21 @@ class Epoch(Iterator[Any]):
     def __next__(self) -> Any:
         if self._done:
             raise StopIteration
+        recorder = self._recorder
+        asked_at = recorder.before_next() if recorder is not None else 0.0
         try:
-            batch = next(self._batches)
-        except BaseException:  # StopIteration, worker failures, KeyboardInterrupt alike
+            made = next(self._batches)
+        except StopIteration:
+            if recorder is not None:
+                recorder.finish()
             self.close()
             raise
-        return self._deliver(batch) if self._deliver is not None else batch
+        except BaseException:  # worker failures, KeyboardInterrupt alike
+            self.close()
+            raise
+        if recorder is not None:
+            recorder.delivered(asked_at, made)
+        return self._deliver(made.batch) if self._deliver is not None else made.batch
 
     def __len__(self) -> int:
         if self._length is None:

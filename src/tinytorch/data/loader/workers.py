@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from tinytorch.data.fetch.fetcher import BatchTask
+from tinytorch.data.fetch.timing import Made, StageTimes
 from tinytorch.data.workers.capacity import available_memory, check_window
 from tinytorch.data.workers.prefetch import Inflight, OrderedPrefetcher
 from tinytorch.data.workers.process import ProcessPool
@@ -23,7 +24,7 @@ class WorkerSet:
 
     def __init__(
         self,
-        make_batch: Callable[[BatchTask], Any],
+        make_batch: Callable[[BatchTask], tuple[Any, StageTimes]],
         dataset: Any,
         *,
         kind: str,
@@ -78,7 +79,7 @@ class WorkerSet:
         pool.start()
         return pool, Inflight(self.num_workers)
 
-    def run(self, tasks: Iterator[BatchTask]) -> tuple[Iterator[Any], Callable[[], None]]:
+    def run(self, tasks: Iterator[BatchTask]) -> tuple[Iterator[Made], Callable[[], None]]:
         """The batches of ``tasks`` in order, and the function that ends this epoch."""
         if self.persistent:
             if self._current is not None:
@@ -103,17 +104,17 @@ class WorkerSet:
         own_pool = None if self.persistent else pool
         return self._checked_batches(prefetcher), lambda: self._end(prefetcher, own_pool)
 
-    def _checked_batches(self, prefetcher: OrderedPrefetcher) -> Iterator[Any]:
-        for batch in prefetcher:
+    def _checked_batches(self, prefetcher: OrderedPrefetcher) -> Iterator[Made]:
+        for made in prefetcher:
             if not self._checked and self._settings["kind"] == "process":
                 check_window(
-                    batch,
+                    made.batch,
                     num_workers=self.num_workers,
                     prefetch_factor=self.prefetch_factor,
                     available=available_memory(),
                 )
                 self._checked = True
-            yield batch
+            yield made
 
     def _end(self, prefetcher: OrderedPrefetcher, pool: ProcessPool | ThreadPool | None) -> None:
         prefetcher.abandon()

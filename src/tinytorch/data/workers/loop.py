@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from tinytorch.data.fetch.fetcher import BatchTask
+from tinytorch.data.fetch.timing import StageTimes
 from tinytorch.data.seeding import Stream, derive_rng
 from tinytorch.data.workers.info import WorkerInfo, set_worker_info
 from tinytorch.data.workers.messages import Done, Failed, Job
@@ -47,8 +48,8 @@ def seed_global_rngs(seed: int, task: BatchTask) -> None:
 
 def worker_loop(
     channel: Channel,
-    make_batch: Callable[[BatchTask], Any],
-    package: Callable[[Job, Any], Done],
+    make_batch: Callable[[BatchTask], tuple[Any, StageTimes]],
+    package: Callable[[Job, Any, StageTimes], Done],
     info: WorkerInfo,
     worker_init_fn: Callable[[int], None] | None,
     *,
@@ -58,7 +59,7 @@ def worker_loop(
 
     Args:
         channel: the worker's end of its connection to the loader.
-        make_batch: the fetcher (read, collate, batch transform).
+        make_batch: the fetcher's ``make`` (read, collate, batch transform; with times).
         package: turns a finished batch into the ``Done`` message (shared memory for processes).
         info: what :func:`~tinytorch.data.workers.info.get_worker_info` returns here.
         worker_init_fn: called once with the worker id before the first job.
@@ -93,7 +94,8 @@ def worker_loop(
         try:
             if seed_globals:
                 seed_global_rngs(info.seed, job.task)
-            message: Done | Failed = package(job, make_batch(job.task))
+            batch, times = make_batch(job.task)
+            message: Done | Failed = package(job, batch, times)
         except Exception as e:
             message = failure(e, job.generation, job.task)
         try:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tinytorch.data.fetch.fetcher import BatchTask
+from tinytorch.data.fetch.timing import StageTimes
 from tinytorch.data.workers.errors import WorkerError
 
 __all__ = ["Done", "Failed", "Job", "rebuild_exception"]
@@ -31,6 +32,7 @@ class Done:
     generation: int
     index: int
     payload: Any
+    times: StageTimes = field(default_factory=StageTimes)
 
 
 @dataclass(frozen=True)

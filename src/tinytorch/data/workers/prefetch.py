@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from tinytorch.data.fetch.fetcher import BatchTask
+from tinytorch.data.fetch.timing import Made
 from tinytorch.data.workers.errors import WorkerTimeoutError
 from tinytorch.data.workers.messages import Done, Failed, rebuild_exception
 
@@ -54,8 +55,8 @@ class Inflight:
         return None
 
 
-class OrderedPrefetcher(Iterator[Any]):
-    """Runs ``tasks`` on ``pool`` and yields their batches in task order.
+class OrderedPrefetcher(Iterator[Made]):
+    """Runs ``tasks`` on ``pool`` and yields their batches (as :class:`Made`) in task order.
 
     Args:
         pool: the workers.
@@ -96,7 +97,7 @@ class OrderedPrefetcher(Iterator[Any]):
             self.inflight.jobs[worker_id][(self.generation, task.index)] = task
             self._sent += 1
 
-    def __next__(self) -> Any:
+    def __next__(self) -> Made:
         self._fill()
         if self._next >= self._sent and self._exhausted:
             raise StopIteration
@@ -113,9 +114,11 @@ class OrderedPrefetcher(Iterator[Any]):
         self._next += 1
         if isinstance(message, Failed):
             raise rebuild_exception(message)  # in its turn: earlier batches were delivered
+        decode_start = time.perf_counter()
         batch = self.pool.decode(worker_id, message)
+        times = message.times.with_transport(time.perf_counter() - decode_start)
         self._fill()
-        return batch
+        return Made(batch, times, worker_id)
 
     def _receive(self, worker_id: int, message: Done | Failed) -> None:
         self.inflight.jobs[worker_id].pop((message.generation, message.index), None)

@@ -22,6 +22,7 @@ from multiprocessing.reduction import recv_handle, send_handle
 from typing import Any
 
 from tinytorch.data.fetch.fetcher import BatchTask
+from tinytorch.data.fetch.timing import StageTimes
 from tinytorch.data.workers.errors import WorkerDiedError
 from tinytorch.data.workers.info import WorkerInfo
 from tinytorch.data.workers.loop import worker_loop
@@ -61,10 +62,12 @@ class _ProcessChannel:
             self.writer.release(list(job.released))
         return job
 
-    def package(self, job: Job, batch: Any) -> Done:
+    def package(self, job: Job, batch: Any, times: StageTimes) -> Done:
+        start = time.perf_counter()
         packed, fd = self.writer.write(batch)
         self._pending_fd = fd
-        return Done(job.generation, job.task.index, packed)
+        times = times.with_transport(time.perf_counter() - start)
+        return Done(job.generation, job.task.index, packed, times)
 
     def send(self, message: Done | Failed) -> None:
         fd, self._pending_fd = self._pending_fd, None
@@ -85,7 +88,7 @@ class _ProcessChannel:
 
 def _process_main(
     conn: Connection,
-    make_batch: Callable[[BatchTask], Any],
+    make_batch: Callable[[BatchTask], tuple[Any, StageTimes]],
     info: WorkerInfo,
     worker_init_fn: Callable[[int], None] | None,
 ) -> None:
@@ -108,7 +111,7 @@ class ProcessPool:
 
     def __init__(
         self,
-        make_batch: Callable[[BatchTask], Any],
+        make_batch: Callable[[BatchTask], tuple[Any, StageTimes]],
         dataset: Any,
         *,
         num_workers: int,

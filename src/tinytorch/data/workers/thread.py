@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tinytorch.data.fetch.fetcher import BatchTask
+from tinytorch.data.fetch.timing import StageTimes
 from tinytorch.data.workers.info import WorkerInfo
 from tinytorch.data.workers.loop import worker_loop
 from tinytorch.data.workers.messages import Done, Failed, Job
@@ -41,8 +42,8 @@ class _ThreadChannel:
         self.results.put((self.worker_id, message))
 
 
-def _package(job: Job, batch: Any) -> Done:
-    return Done(job.generation, job.task.index, batch)
+def _package(job: Job, batch: Any, times: StageTimes) -> Done:
+    return Done(job.generation, job.task.index, batch, times)
 
 
 class ThreadPool:
@@ -52,7 +53,7 @@ class ThreadPool:
 
     def __init__(
         self,
-        make_batch: Callable[[BatchTask], Any],
+        make_batch: Callable[[BatchTask], tuple[Any, StageTimes]],
         dataset: Any,
         *,
         num_workers: int,

@@ -1,0 +1,60 @@
+import time
+
+import numpy as np
+import pytest
+
+from tinytorch import DataLoader, TensorDataset
+
+
+def loader(**kwargs):
+    x = np.zeros((100, 3, 8, 8), dtype=np.uint8)
+    return DataLoader(TensorDataset(x, np.arange(100)), batch_size=10, **kwargs)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_statistics_add_up(workers):
+    ld = loader(num_workers=workers, worker_type="thread")
+    start = time.perf_counter()
+    for _ in ld:
+        time.sleep(0.001)
+    wall = time.perf_counter() - start
+    s = ld.stats()
+    assert s.finished
+    assert s.batches == len(ld) == 10
+    assert s.samples == 100
+    assert s.nbytes == 100 * 3 * 64 + 100 * 8
+    assert s.wait_seconds + s.consumer_seconds <= wall
+    assert s.wall_seconds <= wall
+    assert sum(w.batches for w in s.per_worker.values()) == 10
+    if workers == 0:
+        assert sum(s.stage_seconds.values()) <= s.wait_seconds
+    assert s.consumer_seconds >= 0.009
+    assert "waiting for data" in str(s)
+
+
+def test_current_and_last_epoch():
+    ld = loader()
+    assert ld.stats() is None
+    list(ld)
+    it = iter(ld)
+    next(it)
+    assert not ld.stats().finished
+    assert ld.stats().batches == 1
+    assert ld.stats("last").batches == 10
+    assert ld.stats("last").epoch == 0
+    with pytest.raises(ValueError, match="'current' or 'last'"):
+        ld.stats("previous")
+
+
+def test_process_workers_report_per_worker_and_transport():
+    ld = loader(num_workers=2)
+    list(ld)
+    s = ld.stats()
+    assert set(s.per_worker) == {0, 1}
+    assert s.stage_seconds["transport"] >= 0
+
+
+def test_off_switch():
+    ld = loader(stats=False)
+    list(ld)
+    assert ld.stats() is None
