@@ -10,9 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tinytorch.cli import check
+from tinytorch.cli import check, demo
 
-COMMANDS = [check]
+COMMANDS = [demo, check]
 
 
 def build_parser() -> argparse.ArgumentParser:
