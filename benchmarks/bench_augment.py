@@ -47,9 +47,7 @@ def images_per_second(make_epoch: Callable[[], Iterable[Any]], epochs: int) -> f
     return N / statistics.median(times)
 
 
-def tinytorch_pipeline(
-    images: np.ndarray, labels: np.ndarray, workers: int, kind: str
-) -> Callable[[], Any]:
+def tinytorch_pipeline(images: np.ndarray, labels: np.ndarray, workers: int, kind: str) -> Callable[[], Any]:
     augment = tt.Compose(
         [
             tt.RandomCrop(32, padding=4),
@@ -158,9 +156,7 @@ def main() -> None:
     labels = rng.integers(0, 10, size=N, dtype=np.int64)
 
     ours: dict[str, float] = {}
-    ours["tinytorch, 0 workers"] = images_per_second(
-        tinytorch_pipeline(images, labels, 0, ""), args.epochs
-    )
+    ours["tinytorch, 0 workers"] = images_per_second(tinytorch_pipeline(images, labels, 0, ""), args.epochs)
     for kind in ("thread", "process"):
         try:
             ours[f"tinytorch, 2 {kind} workers"] = images_per_second(
@@ -169,16 +165,13 @@ def main() -> None:
         except (TypeError, NotImplementedError) as e:
             print(f"tinytorch {kind} workers unavailable: {e}")
     reference = {
-        "(c) bare numpy write of the output": images_per_second(
-            bare_numpy_write(images), args.epochs
-        )
+        "(c) bare numpy write of the output": images_per_second(bare_numpy_write(images), args.epochs)
     }
     peers = {} if args.skip_torch else torch_pipelines(images, labels, args.epochs)
 
     best = max(ours.values())
     rows = [
-        (name, f"{rate:,.0f}", f"{best / rate:.1f}x")
-        for name, rate in {**ours, **peers, **reference}.items()
+        (name, f"{rate:,.0f}", f"{best / rate:.1f}x") for name, rate in {**ours, **peers, **reference}.items()
     ]
     print(
         f"{platform.machine()}, {os.cpu_count()} cores; {N} images, batch {BATCH}; "

@@ -144,15 +144,11 @@ def main() -> None:
         base = Augmented()
         for w in (0, 1, 2):
             ours = rate(
-                tt.DataLoader(
-                    tt_dataset(base), batch_size=256, num_workers=w, persistent_workers=w > 0
-                ),
+                tt.DataLoader(tt_dataset(base), batch_size=256, num_workers=w, persistent_workers=w > 0),
                 3,
                 256,
             )
-            theirs = rate(
-                TorchLoader(base, batch_size=256, num_workers=w, persistent_workers=w > 0), 3, 256
-            )
+            theirs = rate(TorchLoader(base, batch_size=256, num_workers=w, persistent_workers=w > 0), 3, 256)
             rows.append(
                 (
                     f"(a) per-sample numpy aug, {w} workers",
@@ -163,9 +159,7 @@ def main() -> None:
             )
     if "b" in parts:
         base = Augmented()
-        ours = first_batch_seconds(
-            lambda: tt.DataLoader(tt_dataset(base), batch_size=256, num_workers=2)
-        )
+        ours = first_batch_seconds(lambda: tt.DataLoader(tt_dataset(base), batch_size=256, num_workers=2))
         theirs = first_batch_seconds(lambda: TorchLoader(base, batch_size=256, num_workers=2))
         rows.append(
             (
@@ -179,15 +173,11 @@ def main() -> None:
         base = Ints(256 * 400)
         for w in (0, 2):
             ours = rate(
-                tt.DataLoader(
-                    tt_dataset(base), batch_size=256, num_workers=w, persistent_workers=w > 0
-                ),
+                tt.DataLoader(tt_dataset(base), batch_size=256, num_workers=w, persistent_workers=w > 0),
                 3,
                 1,
             )
-            theirs = rate(
-                TorchLoader(base, batch_size=256, num_workers=w, persistent_workers=w > 0), 3, 1
-            )
+            theirs = rate(TorchLoader(base, batch_size=256, num_workers=w, persistent_workers=w > 0), 3, 1)
             rows.append(
                 (
                     f"(c) dataset of ints, batch 256, {w} workers",
@@ -199,12 +189,8 @@ def main() -> None:
     if "d" in parts:
         base = Large()
         ours_ds = tt.TensorDataset(base.images)
-        ours = rate(
-            tt.DataLoader(ours_ds, batch_size=256, num_workers=2, persistent_workers=True), 3, 1
-        )
-        theirs = rate(
-            TorchLoader(base, batch_size=256, num_workers=2, persistent_workers=True), 3, 1
-        )
+        ours = rate(tt.DataLoader(ours_ds, batch_size=256, num_workers=2, persistent_workers=True), 3, 1)
+        theirs = rate(TorchLoader(base, batch_size=256, num_workers=2, persistent_workers=True), 3, 1)
         rows.append(
             (
                 "(d) 256x3x224x224 uint8 batches, 2 workers",
@@ -216,23 +202,15 @@ def main() -> None:
     if "e" in parts:
         for packed in (False, True):
             base = Strings(packed=packed)
-            loader = tt.DataLoader(
-                tt_dataset(base), batch_size=4096, num_workers=2, persistent_workers=True
-            )
-            torch_loader = TorchLoader(
-                base, batch_size=4096, num_workers=2, persistent_workers=True
-            )
+            loader = tt.DataLoader(tt_dataset(base), batch_size=4096, num_workers=2, persistent_workers=True)
+            torch_loader = TorchLoader(base, batch_size=4096, num_workers=2, persistent_workers=True)
             marks: dict[str, list[float]] = {"ours": [], "torch": []}
             for name, ld in (("ours", loader), ("torch", torch_loader)):
                 for epoch in range(20):
                     for _ in ld:
                         pass
                     if epoch in (0, 19):
-                        pids = (
-                            ld.worker_pids
-                            if name == "ours"
-                            else [w.pid for w in ld._iterator._workers]
-                        )
+                        pids = ld.worker_pids if name == "ours" else [w.pid for w in ld._iterator._workers]
                         marks[name].append(pss_of(pids))
             label = "PackedSequence" if packed else "list of str"
             rows.append(

@@ -32,9 +32,7 @@ def init(key: jax.Array, sizes: list[int]) -> list[tuple[jax.Array, jax.Array]]:
     params = []
     for fan_in, fan_out in itertools.pairwise(sizes):
         key, sub = jax.random.split(key)
-        params.append(
-            (jax.random.normal(sub, (fan_in, fan_out)) * jnp.sqrt(2 / fan_in), jnp.zeros(fan_out))
-        )
+        params.append((jax.random.normal(sub, (fan_in, fan_out)) * jnp.sqrt(2 / fan_in), jnp.zeros(fan_out)))
     return params
 
 
@@ -87,9 +85,7 @@ def main() -> None:
     params = init(jax.random.PRNGKey(0), [3072, 256, 10])
     for epoch in range(args.epochs):
         for images, labels in loader:
-            params = step(
-                params, jax.device_put(images.reshape(len(images), -1)), jax.device_put(labels)
-            )
+            params = step(params, jax.device_put(images.reshape(len(images), -1)), jax.device_put(labels))
         correct = sum(
             int((np.asarray(forward(params, x.reshape(len(x), -1))).argmax(1) == y).sum())
             for x, y in DataLoader(test, batch_size=1000, batch_transform=normalize)

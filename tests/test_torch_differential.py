@@ -129,9 +129,7 @@ def test_tensor_dataset_fast_path_matches(batch_size):
     y = np.arange(20, dtype=np.int64)
     compare(
         tt.DataLoader(tt.TensorDataset(x, y), batch_size=batch_size),
-        tud.DataLoader(
-            tud.TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=batch_size
-        ),
+        tud.DataLoader(tud.TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=batch_size),
     )
 
 

@@ -29,9 +29,7 @@ class SlowTransform(Dataset):
     def __getitems__(self, indices):
         from tinytorch.data.datasets.base import map_samples, timed_sample_transform
 
-        return map_samples(
-            lambda i: timed_sample_transform(self._augment, self.data[i]), list(indices)
-        )
+        return map_samples(lambda i: timed_sample_transform(self._augment, self.data[i]), list(indices))
 
     def __getitem__(self, i):
         return self.data[i]

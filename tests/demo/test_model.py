@@ -34,9 +34,7 @@ def test_gradients_match_finite_differences(make):
     _, grad = cross_entropy(logits, y)
     analytic = model.backward(grad, cache)
     for name, param in model.params.items():
-        np.testing.assert_allclose(
-            analytic[name], numeric_gradient(loss, param), rtol=1e-5, atol=1e-7
-        )
+        np.testing.assert_allclose(analytic[name], numeric_gradient(loss, param), rtol=1e-5, atol=1e-7)
 
 
 def test_cross_entropy_of_uniform_logits_is_log_k():

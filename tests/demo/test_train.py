@@ -76,8 +76,4 @@ def test_without_network_or_copy_it_says_what_to_do(tmp_path, capsys, monkeypatc
 
 def test_bad_model_name():
     with pytest.raises(ValueError, match="'mlp' or 'softmax'"):
-        run_demo(
-            DemoConfig(
-                synthetic=True, model="resnet", synthetic_train=10, synthetic_test=10, epochs=1
-            )
-        )
+        run_demo(DemoConfig(synthetic=True, model="resnet", synthetic_train=10, synthetic_test=10, epochs=1))

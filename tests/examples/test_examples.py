@@ -9,9 +9,7 @@ import pytest
 EXAMPLES = pathlib.Path(__file__).parents[2] / "examples"
 
 
-@pytest.mark.parametrize(
-    ("script", "needs"), [("train_torch_cnn.py", "torch"), ("train_jax.py", "jax")]
-)
+@pytest.mark.parametrize(("script", "needs"), [("train_torch_cnn.py", "torch"), ("train_jax.py", "jax")])
 def test_example_runs(script, needs):
     pytest.importorskip(needs)
     out = subprocess.run(

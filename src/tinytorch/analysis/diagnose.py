@@ -87,9 +87,7 @@ def diagnose(stats: LoaderStats, step_seconds: float | None = None) -> Diagnosis
         ValueError: ``stats`` holds no batch.
     """
     if stats.batches == 0:
-        raise ValueError(
-            "diagnose needs statistics of at least one batch: iterate the loader first"
-        )
+        raise ValueError("diagnose needs statistics of at least one batch: iterate the loader first")
     step = stats.step_seconds if step_seconds is None else step_seconds
     wait = stats.wait_seconds / stats.batches
     share = wait / (wait + step) if wait + step > 0 else 0.0

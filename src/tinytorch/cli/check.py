@@ -83,9 +83,7 @@ def _determinism() -> None:
 
 def _collate() -> None:
     batch = default_collate([{"x": np.ones(2), "y": 1}, {"x": np.zeros(2), "y": 2}])
-    _expect(
-        batch["x"].shape == (2, 2) and batch["y"].dtype == np.int64, "dict samples collated wrong"
-    )
+    _expect(batch["x"].shape == (2, 2) and batch["y"].dtype == np.int64, "dict samples collated wrong")
 
 
 SECTIONS: list[tuple[str, str, list[Check]]] = [

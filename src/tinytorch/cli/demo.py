@@ -16,9 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Download CIFAR-10 (or use --root's copy), fit the Normalizer, train a numpy "
         "MLP with augmentation and report accuracy, loader throughput and data-wait share.",
     )
-    p.add_argument(
-        "--root", default=defaults.root, help="where CIFAR-10 is or goes (default ./data)"
-    )
+    p.add_argument("--root", default=defaults.root, help="where CIFAR-10 is or goes (default ./data)")
     p.add_argument(
         "--synthetic",
         action="store_true",

@@ -10,9 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tinytorch.cli import check, demo
+from tinytorch.cli import analysis, check, convert, demo
 
-COMMANDS = [demo, check]
+COMMANDS = [demo, check, analysis, convert]
 
 
 def build_parser() -> argparse.ArgumentParser:

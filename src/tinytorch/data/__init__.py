@@ -14,6 +14,7 @@ from tinytorch.data.datasets.base import Dataset, IterableDataset
 from tinytorch.data.datasets.cifar import CIFAR10Dataset, CIFAR100Dataset
 from tinytorch.data.datasets.combine import ConcatDataset, Subset, random_split
 from tinytorch.data.datasets.packed import PackedSequence
+from tinytorch.data.datasets.sharded import ShardedDataset, write_shards
 from tinytorch.data.datasets.stacked import StackedSamples
 from tinytorch.data.datasets.tensor import TensorDataset
 from tinytorch.data.loader.dataloader import DataLoader
@@ -25,10 +26,12 @@ from tinytorch.data.sampling.samplers import (
     SubsetRandomSampler,
     WeightedRandomSampler,
 )
+from tinytorch.data.sampling.windowed import WindowedShuffleSampler, windowed_order
 from tinytorch.data.seeding import BatchContext, get_batch_context
 from tinytorch.data.storage.cifar_format import CorruptDatasetError
 from tinytorch.data.storage.download import ChecksumError, DownloadError
 from tinytorch.data.storage.extract import UnsafeArchiveError
+from tinytorch.data.storage.shards import ShardError
 from tinytorch.data.storage.unpickle import ForbiddenPickleError
 from tinytorch.data.transforms.base import Compose, Transform
 from tinytorch.data.transforms.image import Cutout, RandomCrop, RandomErasing, RandomHorizontalFlip
@@ -69,6 +72,8 @@ __all__ = [
     "RandomSampler",
     "Sampler",
     "SequentialSampler",
+    "ShardError",
+    "ShardedDataset",
     "StackedSamples",
     "Subset",
     "SubsetRandomSampler",
@@ -77,6 +82,7 @@ __all__ = [
     "Transform",
     "UnsafeArchiveError",
     "WeightedRandomSampler",
+    "WindowedShuffleSampler",
     "WorkerDiedError",
     "WorkerError",
     "WorkerInfo",
@@ -87,4 +93,6 @@ __all__ = [
     "get_batch_context",
     "get_worker_info",
     "random_split",
+    "windowed_order",
+    "write_shards",
 ]

@@ -53,9 +53,7 @@ class Stream(IntEnum):
 
 def check_seed(seed: object, *, name: str = "seed") -> int:
     """Validate a user-given seed (a non-negative int) and return it as a Python int."""
-    return check_int(
-        seed, name, hint=f"pass e.g. {name}=0, or {name}=None to draw one from OS entropy"
-    )
+    return check_int(seed, name, hint=f"pass e.g. {name}=0, or {name}=None to draw one from OS entropy")
 
 
 def fresh_seed() -> int:

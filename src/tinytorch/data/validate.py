@@ -21,9 +21,7 @@ def check_int(value: object, name: str, *, minimum: int = 0, hint: str = "") -> 
     kind = "positive" if minimum == 1 else "non-negative" if minimum == 0 else f">= {minimum}"
     suffix = f"; {hint}" if hint else ""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(
-            f"{name} must be a {kind} int, got {type(value).__name__} {value!r}{suffix}"
-        )
+        raise TypeError(f"{name} must be a {kind} int, got {type(value).__name__} {value!r}{suffix}")
     v = operator.index(value)
     if v < minimum:
         raise ValueError(f"{name} must be a {kind} int, got {v}{suffix}")

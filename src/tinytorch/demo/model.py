@@ -69,13 +69,13 @@ class MLP:
     def __post_init__(self) -> None:
         rng = np.random.default_rng(self.seed)
         self.params = {
-            "W1": (
-                rng.standard_normal((self.inputs, self.hidden)) * np.sqrt(2 / self.inputs)
-            ).astype(self.dtype),
+            "W1": (rng.standard_normal((self.inputs, self.hidden)) * np.sqrt(2 / self.inputs)).astype(
+                self.dtype
+            ),
             "b1": np.zeros(self.hidden, dtype=self.dtype),
-            "W2": (
-                rng.standard_normal((self.hidden, self.classes)) * np.sqrt(1 / self.hidden)
-            ).astype(self.dtype),
+            "W2": (rng.standard_normal((self.hidden, self.classes)) * np.sqrt(1 / self.hidden)).astype(
+                self.dtype
+            ),
             "b2": np.zeros(self.classes, dtype=self.dtype),
         }
 

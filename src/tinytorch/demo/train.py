@@ -133,11 +133,7 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> list[Epo
     test_loader = DataLoader(test, batch_size=1000, batch_transform=normalize)
     model = _model(config)
     optimizer = SGD(model.params, lr=config.lr)
-    shape = (
-        "softmax regression 3072-10"
-        if config.model == "softmax"
-        else f"MLP 3072-{config.hidden}-10"
-    )
+    shape = "softmax regression 3072-10" if config.model == "softmax" else f"MLP 3072-{config.hidden}-10"
     out(
         f"{tag}model: {shape} in numpy, SGD momentum 0.9, lr {config.lr} (cosine); loader: batch "
         f"{config.batch_size}, shuffled, crop+flip+normalize per batch, {workers} thread workers"

@@ -100,18 +100,14 @@ def test_mixed_types_are_a_type_error_naming_kinds():
 
 
 def test_different_keys_are_named():
-    with pytest.raises(
-        ValueError, match=r"different keys: \{'a'\} at sample 0; \{'b'\} at sample 1"
-    ):
+    with pytest.raises(ValueError, match=r"different keys: \{'a'\} at sample 0; \{'b'\} at sample 1"):
         default_collate([{"a": 1}, {"b": 1}])
 
 
 def test_different_lengths_and_dtypes():
     with pytest.raises(CollateError, match="different lengths"):
         default_collate([(1, 2), (1, 2, 3)])
-    with pytest.raises(
-        CollateError, match="different dtypes: float32 at sample 0; float64 at sample 1"
-    ):
+    with pytest.raises(CollateError, match="different dtypes: float32 at sample 0; float64 at sample 1"):
         default_collate([np.zeros(2, np.float32), np.zeros(2, np.float64)])
 
 

@@ -16,9 +16,7 @@ ARCHIVE_100 = make_tar(cifar100_files(train=30, test=6), folder="cifar-100-pytho
 
 @pytest.fixture
 def server():
-    with LocalServer(
-        {"/cifar-10-python.tar.gz": ARCHIVE, "/cifar-100-python.tar.gz": ARCHIVE_100}
-    ) as s:
+    with LocalServer({"/cifar-10-python.tar.gz": ARCHIVE, "/cifar-100-python.tar.gz": ARCHIVE_100}) as s:
         yield s
 
 
@@ -173,9 +171,7 @@ def test_getitems_is_one_take_and_matches_getitem(server, tmp_path):
 
 
 def test_per_sample_transforms(server, tmp_path):
-    ds = cifar(
-        server, tmp_path, transform=lambda x: x[:, :2, :2], target_transform=lambda y: y + 100
-    )
+    ds = cifar(server, tmp_path, transform=lambda x: x[:, :2, :2], target_transform=lambda y: y + 100)
     image, label = ds[0]
     assert image.shape == (3, 2, 2)
     assert label >= 100

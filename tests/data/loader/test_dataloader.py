@@ -192,9 +192,7 @@ def test_iterable_dataset_refuses_shuffle_and_samplers():
     [(0, ValueError), (-3, ValueError), (2.5, TypeError), ("4", TypeError), (True, TypeError)],
 )
 def test_bad_batch_size(batch_size, error):
-    with pytest.raises(
-        error, match="batch_size must be a positive int, got .*or None to turn batching off"
-    ):
+    with pytest.raises(error, match="batch_size must be a positive int, got .*or None to turn batching off"):
         DataLoader(ints(4), batch_size=batch_size)
 
 
@@ -292,9 +290,7 @@ GOLDEN_NOISE = [81, 245, 415, 205, 867, 273, 189, 510]
     seed=st.integers(0, 2**63),
 )
 def test_epoch_properties(n, batch_size, drop_last, shuffle, seed):
-    loader = DataLoader(
-        ints(n), batch_size=batch_size, drop_last=drop_last, shuffle=shuffle, seed=seed
-    )
+    loader = DataLoader(ints(n), batch_size=batch_size, drop_last=drop_last, shuffle=shuffle, seed=seed)
     epoch0 = labels(loader)
     epoch1 = labels(loader)
     assert len(epoch0) == len(loader) == len(epoch1)
@@ -308,11 +304,7 @@ def test_epoch_properties(n, batch_size, drop_last, shuffle, seed):
     loader.set_epoch(0)
     assert labels(loader) == epoch0
     assert (
-        labels(
-            DataLoader(
-                ints(n), batch_size=batch_size, drop_last=drop_last, shuffle=shuffle, seed=seed
-            )
-        )
+        labels(DataLoader(ints(n), batch_size=batch_size, drop_last=drop_last, shuffle=shuffle, seed=seed))
         == epoch0
     )
     if shuffle and len(seen) >= 8:

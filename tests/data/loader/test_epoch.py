@@ -72,17 +72,13 @@ def test_deliver_is_applied_in_the_consumer():
 
 
 def test_iterable_batches_until_the_stream_ends():
-    fetcher = IterableFetcher(
-        iter(range(3)), default_collate, batch_size=2, drop_last=False, seed=0
-    )
+    fetcher = IterableFetcher(iter(range(3)), default_collate, batch_size=2, drop_last=False, seed=0)
     assert [m.batch.tolist() for m in iterable_batches(fetcher, 0)] == [[0, 1], [2]]
 
 
 def test_recorder_counts_batches_and_stage_times():
     stats = LoaderStats(0, 0, "in-process")
-    epoch = Epoch(
-        made([np.zeros((4, 2)), np.zeros((3, 2))]), 0, length=2, recorder=StatsRecorder(stats)
-    )
+    epoch = Epoch(made([np.zeros((4, 2)), np.zeros((3, 2))]), 0, length=2, recorder=StatsRecorder(stats))
     list(epoch)
     assert stats.batches == 2
     assert stats.samples == 7

@@ -100,9 +100,7 @@ def test_weighted_sampler_follows_weights():
 
 
 def test_weighted_sampler_without_replacement_is_distinct():
-    order = WeightedRandomSampler(
-        [1, 1, 1, 1, 0], num_samples=4, replacement=False, seed=0
-    ).indices(0)
+    order = WeightedRandomSampler([1, 1, 1, 1, 0], num_samples=4, replacement=False, seed=0).indices(0)
     assert sorted(order.tolist()) == [0, 1, 2, 3]
 
 

@@ -45,9 +45,7 @@ def replace(tmp_path, name, data):
 def test_truncated_batch_names_the_file(tmp_path):
     data = cifar10_files(per_batch=4)["data_batch_3"]
     folder = replace(tmp_path, "data_batch_3", data[: len(data) // 2])
-    with pytest.raises(
-        CorruptDatasetError, match=r"data_batch_3 is truncated or not a valid pickle"
-    ):
+    with pytest.raises(CorruptDatasetError, match=r"data_batch_3 is truncated or not a valid pickle"):
         read_split(CIFAR10, folder, train=True)
 
 

@@ -41,9 +41,7 @@ def test_quiet_when_not_a_terminal(server, tmp_path, capsys):
 def test_resumes_with_range_after_a_dropped_connection(server, tmp_path):
     server.behaviour.drop_after = 300_000
     server.behaviour.drops = 1
-    download(
-        server.url("/f.bin"), tmp_path / "f.bin", md5=md5(BODY), progress=False, sleep=no_sleep
-    )
+    download(server.url("/f.bin"), tmp_path / "f.bin", md5=md5(BODY), progress=False, sleep=no_sleep)
     assert (tmp_path / "f.bin").read_bytes() == BODY
     ranges = [r for _, r in server.behaviour.requests]
     assert ranges == [None, "bytes=300000-"]
@@ -60,18 +58,14 @@ def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
     server.behaviour.ignore_range = True
     server.behaviour.drop_after = 300_000
     server.behaviour.drops = 1
-    download(
-        server.url("/f.bin"), tmp_path / "f.bin", md5=md5(BODY), progress=False, sleep=no_sleep
-    )
+    download(server.url("/f.bin"), tmp_path / "f.bin", md5=md5(BODY), progress=False, sleep=no_sleep)
     assert (tmp_path / "f.bin").read_bytes() == BODY
     assert len(server.behaviour.requests) == 2
 
 
 def test_stale_part_longer_than_the_file_restarts(server, tmp_path):
     (tmp_path / "f.bin.part").write_bytes(b"x" * (len(BODY) + 10))
-    download(
-        server.url("/f.bin"), tmp_path / "f.bin", md5=md5(BODY), progress=False, sleep=no_sleep
-    )
+    download(server.url("/f.bin"), tmp_path / "f.bin", md5=md5(BODY), progress=False, sleep=no_sleep)
     assert (tmp_path / "f.bin").read_bytes() == BODY
 
 

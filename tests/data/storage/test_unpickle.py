@@ -9,9 +9,7 @@ from tinytorch.data.storage.unpickle import ForbiddenPickleError, safe_load
 
 
 def test_python2_pickle_loads_with_byte_keys():
-    obj = safe_load(
-        py2_pickle({b"data": np.arange(6, dtype=np.uint8).reshape(2, 3), b"labels": [1, 2]}), "f"
-    )
+    obj = safe_load(py2_pickle({b"data": np.arange(6, dtype=np.uint8).reshape(2, 3), b"labels": [1, 2]}), "f")
     assert obj[b"labels"] == [1, 2]
     assert obj[b"data"].tolist() == [[0, 1, 2], [3, 4, 5]]
 
@@ -28,9 +26,7 @@ class Exploit:
 
 def test_a_pickle_that_runs_code_is_refused_naming_the_global():
     payload = pickle.dumps({b"data": Exploit()}, protocol=2)
-    with pytest.raises(
-        ForbiddenPickleError, match=r"data_batch_1 references the global posix.system"
-    ):
+    with pytest.raises(ForbiddenPickleError, match=r"data_batch_1 references the global posix.system"):
         safe_load(payload, "data_batch_1")
     assert not os.path.exists("/tmp/tinytorch-pwned")
 

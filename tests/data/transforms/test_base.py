@@ -75,12 +75,8 @@ def test_golden_values_of_a_seeded_augmentation():
 
 def test_as_batch_transform_is_identical_for_equal_seeds():
     ds = TensorDataset(batch(50), np.arange(50))
-    a = [
-        x for x, _ in DataLoader(ds, batch_size=16, shuffle=True, seed=3, batch_transform=augment())
-    ]
-    b = [
-        x for x, _ in DataLoader(ds, batch_size=16, shuffle=True, seed=3, batch_transform=augment())
-    ]
+    a = [x for x, _ in DataLoader(ds, batch_size=16, shuffle=True, seed=3, batch_transform=augment())]
+    b = [x for x, _ in DataLoader(ds, batch_size=16, shuffle=True, seed=3, batch_transform=augment())]
     for u, v in zip(a, b, strict=True):
         np.testing.assert_array_equal(u, v)
     assert a[0].dtype == np.float32

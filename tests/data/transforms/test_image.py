@@ -70,9 +70,7 @@ def test_flip_rate_and_content():
     flip = RandomHorizontalFlip(p=0.3)
     params = flip.draw(np.random.default_rng(5), len(x))
     out = flip.apply(x, params)
-    flipped = np.all(out == x[..., ::-1], axis=(1, 2, 3)) & ~np.all(
-        x == x[..., ::-1], axis=(1, 2, 3)
-    )
+    flipped = np.all(out == x[..., ::-1], axis=(1, 2, 3)) & ~np.all(x == x[..., ::-1], axis=(1, 2, 3))
     # Binomial(20000, 0.3): sd ~ 65; tolerance of 5 sd.
     assert abs(params.sum() - 6000) < 325
     np.testing.assert_array_equal(out[params], x[params][..., ::-1])

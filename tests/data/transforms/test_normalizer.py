@@ -91,9 +91,7 @@ def test_transform_before_fit():
 
 def test_shape_mismatch_names_both_shapes():
     n = Normalizer().fit(np.zeros((4, 3)) + np.arange(3))
-    with pytest.raises(
-        ValueError, match=r"fitted on samples of shape \(3,\), got data of shape \(2, 4\)"
-    ):
+    with pytest.raises(ValueError, match=r"fitted on samples of shape \(3,\), got data of shape \(2, 4\)"):
         n.transform(np.zeros((2, 4)))
     c = Normalizer(mode="per_channel").fit(images(n=4))
     with pytest.raises(ValueError, match="fitted on images with 3 channels"):

@@ -68,10 +68,7 @@ def test_same_bytes_as_in_process(workers, kind):
 def test_determinism_property(workers, kind, batch_size, seed, drop_last):
     kwargs = {"batch_size": batch_size, "shuffle": True, "seed": seed, "drop_last": drop_last}
     expected = digest(DataLoader(Randomized(), **kwargs))
-    assert (
-        digest(DataLoader(Randomized(), num_workers=workers, worker_type=kind, **kwargs))
-        == expected
-    )
+    assert digest(DataLoader(Randomized(), num_workers=workers, worker_type=kind, **kwargs)) == expected
 
 
 def test_global_rngs_in_process_workers_depend_on_batch_not_worker():
@@ -126,9 +123,7 @@ def test_externally_killed_worker_mid_epoch():
 
 @pytest.mark.parametrize("kind", ["process", "thread"])
 def test_stuck_worker_times_out(kind):
-    loader = DataLoader(
-        Squares(sleep_at=9), batch_size=4, num_workers=2, timeout=0.5, worker_type=kind
-    )
+    loader = DataLoader(Squares(sleep_at=9), batch_size=4, num_workers=2, timeout=0.5, worker_type=kind)
     start = time.monotonic()
     with pytest.raises(WorkerTimeoutError, match="timed out after 0.5 s waiting for batch 2"):
         list(loader)
@@ -137,9 +132,7 @@ def test_stuck_worker_times_out(kind):
 
 def test_unpicklable_dataset_is_named_before_workers_start():
     loader = DataLoader(Unpicklable(), batch_size=4, num_workers=2, multiprocessing_context="spawn")
-    with pytest.raises(
-        TypeError, match="the dataset \\(Unpicklable\\) cannot be sent to 'spawn' worker"
-    ):
+    with pytest.raises(TypeError, match="the dataset \\(Unpicklable\\) cannot be sent to 'spawn' worker"):
         iter(loader)
     assert not children()
 
@@ -169,9 +162,7 @@ def test_get_worker_info():
     assert set(rows[:, 0].tolist()) <= {0, 1}
     assert set(rows[:, 1].tolist()) == {2}
     assert os.getpid() not in set(rows[:, 2].tolist())
-    threads = np.concatenate(
-        list(DataLoader(WhoAmI(), batch_size=4, num_workers=2, worker_type="thread"))
-    )
+    threads = np.concatenate(list(DataLoader(WhoAmI(), batch_size=4, num_workers=2, worker_type="thread")))
     assert set(threads[:, 2].tolist()) == {os.getpid()}
 
 

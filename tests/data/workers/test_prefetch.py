@@ -86,17 +86,13 @@ def test_failure_is_raised_with_its_batch():
     pool = FakePool(2, fail=3)
     prefetcher = OrderedPrefetcher(pool, Inflight(2), tasks(6), generation=1, window=2, timeout=0)
     assert [next(prefetcher).batch for _ in range(3)] == [0, 10, 20]
-    with pytest.raises(
-        ValueError, match="fake worker 1 \\(pid 99\\) while making batch 3 of epoch 0"
-    ):
+    with pytest.raises(ValueError, match="fake worker 1 \\(pid 99\\) while making batch 3 of epoch 0"):
         next(prefetcher)
 
 
 def test_timeout_names_the_batch_and_worker():
     pool = FakePool(2, silent={1})
-    prefetcher = OrderedPrefetcher(
-        pool, Inflight(2), tasks(4), generation=1, window=1, timeout=0.05
-    )
+    prefetcher = OrderedPrefetcher(pool, Inflight(2), tasks(4), generation=1, window=1, timeout=0.05)
     assert next(prefetcher).batch == 0
     with pytest.raises(WorkerTimeoutError, match="waiting for batch 1 from fake worker 1"):
         next(prefetcher)

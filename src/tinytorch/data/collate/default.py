@@ -137,16 +137,12 @@ def _collate_arrays(samples: list[Any], path: Path) -> np.ndarray[Any, Any]:
         fix="make every sample the same shape (crop, pad or resize it in the dataset "
         "or a transform), or pass a collate_fn that handles ragged data",
     )
-    _check_same(
-        arrays, path, lambda a: a.dtype, "dtypes", fix="cast the field to one dtype in the dataset"
-    )
+    _check_same(arrays, path, lambda a: a.dtype, "dtypes", fix="cast the field to one dtype in the dataset")
     return np.stack(arrays)
 
 
 def _collate_numpy_scalars(samples: list[Any], path: Path) -> np.ndarray[Any, Any]:
-    _check_same(
-        samples, path, lambda s: s.dtype, "dtypes", fix="cast the field to one dtype in the dataset"
-    )
+    _check_same(samples, path, lambda s: s.dtype, "dtypes", fix="cast the field to one dtype in the dataset")
     return np.array(samples, dtype=samples[0].dtype)
 
 
@@ -248,8 +244,7 @@ def _check_same(
     ordered = sorted(groups.items(), key=lambda kv: -len(kv[1]))
     parts = "; ".join(f"{show(k)} at {_positions(p)}" for k, p in ordered)
     raise CollateError(
-        f"default_collate: cannot batch {_field(path)}: samples have different {what}: {parts}. "
-        f"Fix: {fix}"
+        f"default_collate: cannot batch {_field(path)}: samples have different {what}: {parts}. Fix: {fix}"
     )
 
 

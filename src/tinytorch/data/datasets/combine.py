@@ -32,17 +32,13 @@ class Subset(Dataset[T]):
 
     def __init__(self, dataset: Dataset[T], indices: Sequence[int] | NDArray[np.integer]) -> None:
         self.dataset = dataset
-        self.indices: NDArray[np.intp] = check_indices(
-            indices, len(dataset), owner="Subset's parent dataset"
-        )
+        self.indices: NDArray[np.intp] = check_indices(indices, len(dataset), owner="Subset's parent dataset")
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, index: int) -> T:
-        return self.dataset[
-            int(self.indices[check_index(index, len(self.indices), owner="Subset")])
-        ]
+        return self.dataset[int(self.indices[check_index(index, len(self.indices), owner="Subset")])]
 
     def __getitems__(self, indices: Sequence[int] | NDArray[np.integer]) -> Any:
         idx = check_indices(indices, len(self.indices), owner="Subset")
@@ -68,9 +64,7 @@ class ConcatDataset(Dataset[T]):
                     f"({type(d).__name__}) is an IterableDataset. Chain iterables with "
                     "itertools.chain inside an IterableDataset instead"
                 )
-        self.cumulative_sizes: NDArray[np.intp] = np.cumsum(
-            [len(d) for d in self.datasets], dtype=np.intp
-        )
+        self.cumulative_sizes: NDArray[np.intp] = np.cumsum([len(d) for d in self.datasets], dtype=np.intp)
 
     def __len__(self) -> int:
         return int(self.cumulative_sizes[-1])
@@ -90,8 +84,7 @@ class ConcatDataset(Dataset[T]):
         which, local = self._locate(idx)
         groups = np.unique(which)
         parts = [
-            (np.flatnonzero(which == g), read_batch(self.datasets[int(g)], local[which == g]))
-            for g in groups
+            (np.flatnonzero(which == g), read_batch(self.datasets[int(g)], local[which == g])) for g in groups
         ]
         if len(parts) == 1:
             return parts[0][1]
@@ -150,9 +143,7 @@ class _Mismatch(Exception):
     pass
 
 
-def random_split(
-    dataset: Dataset[T], lengths: Sequence[int | float], seed: int = 0
-) -> list[Subset[T]]:
+def random_split(dataset: Dataset[T], lengths: Sequence[int | float], seed: int = 0) -> list[Subset[T]]:
     """Split ``dataset`` into non-overlapping random subsets.
 
     Args:

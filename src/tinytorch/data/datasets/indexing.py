@@ -25,15 +25,12 @@ def check_index(index: object, length: int, *, owner: str = "dataset") -> int:
     try:
         i = operator.index(index)  # type: ignore[arg-type]
     except TypeError:
-        raise TypeError(
-            f"{owner} indices must be integers, got {type(index).__name__} {index!r}"
-        ) from None
+        raise TypeError(f"{owner} indices must be integers, got {type(index).__name__} {index!r}") from None
     if i < 0:
         i += length
     if not 0 <= i < length:
         raise IndexError(
-            f"index {index} is out of range for {owner} of length {length} "
-            f"(valid: {-length} to {length - 1})"
+            f"index {index} is out of range for {owner} of length {length} (valid: {-length} to {length - 1})"
         )
     return i
 
@@ -67,7 +64,6 @@ def check_indices(
         idx = np.where(idx < 0, idx + length, idx)
     if hi >= length:
         raise IndexError(
-            f"index {hi} is out of range for {owner} of length {length} "
-            f"(valid: {-length} to {length - 1})"
+            f"index {hi} is out of range for {owner} of length {length} (valid: {-length} to {length - 1})"
         )
     return idx

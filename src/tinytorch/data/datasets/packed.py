@@ -36,8 +36,7 @@ class PackedSequence(Sequence[Any]):
         kinds = {type(v) for v in values}
         if not kinds <= {str, bytes} or len(kinds) > 1:
             raise TypeError(
-                "PackedSequence holds only str or only bytes items, got "
-                f"{sorted(k.__name__ for k in kinds)}"
+                f"PackedSequence holds only str or only bytes items, got {sorted(k.__name__ for k in kinds)}"
             )
         self.text = kinds == {str}
         encoded = [v.encode() if isinstance(v, str) else v for v in values]

@@ -72,9 +72,7 @@ class StackedSamples(Sequence[Any]):
         if self._kind == "tuple":
             return StackedSamples([fn(c) for c in self._columns], "tuple", self._length)
         if self._kind == "dict":
-            return StackedSamples(
-                {k: fn(c) for k, c in self._columns.items()}, "dict", self._length
-            )
+            return StackedSamples({k: fn(c) for k, c in self._columns.items()}, "dict", self._length)
         return StackedSamples(fn(self._columns), "array", self._length)
 
     def __len__(self) -> int:
@@ -99,7 +97,5 @@ class StackedSamples(Sequence[Any]):
 def _common_length(columns: Sequence[Any]) -> int:
     lengths = {len(c) for c in columns}
     if len(lengths) != 1:
-        raise ValueError(
-            f"stacked columns must all have the same length, got lengths {sorted(lengths)}"
-        )
+        raise ValueError(f"stacked columns must all have the same length, got lengths {sorted(lengths)}")
     return lengths.pop()

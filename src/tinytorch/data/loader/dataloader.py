@@ -108,9 +108,7 @@ class DataLoader:
         _check_dataset(dataset)
         shuffle = check_bool(bool(shuffle) if shuffle is None else shuffle, "shuffle")
         drop_last = check_bool(drop_last, "drop_last")
-        self.num_workers = check_int(
-            num_workers, "num_workers", hint="use 0 to load in the calling process"
-        )
+        self.num_workers = check_int(num_workers, "num_workers", hint="use 0 to load in the calling process")
         if generator is not None:
             raise TypeError(
                 "DataLoader takes seed=<int> instead of generator=: batches are a pure function "
@@ -166,9 +164,7 @@ class DataLoader:
         elif batch_size is _DEFAULT_BATCH_SIZE:
             batch_size = 32
         elif batch_size is not None:
-            batch_size = check_int(
-                batch_size, "batch_size", minimum=1, hint="or None to turn batching off"
-            )
+            batch_size = check_int(batch_size, "batch_size", minimum=1, hint="or None to turn batching off")
 
         if isinstance(dataset, IterableDataset):
             if shuffle or sampler is not None or batch_sampler is not None:
@@ -185,11 +181,7 @@ class DataLoader:
                     "RandomSampler seeded with the loader's seed)"
                 )
             if sampler is None:
-                sampler = (
-                    RandomSampler(dataset, seed=self.seed)
-                    if shuffle
-                    else SequentialSampler(dataset)
-                )
+                sampler = RandomSampler(dataset, seed=self.seed) if shuffle else SequentialSampler(dataset)
             if batch_size is not None and batch_sampler is None:
                 batch_sampler = BatchSampler(sampler, batch_size, drop_last)
 
@@ -199,9 +191,7 @@ class DataLoader:
         self._auto_collation = batch_sampler is not None or (
             isinstance(dataset, IterableDataset) and batch_size is not None
         )
-        self.collate_fn = collate_fn or (
-            default_collate if self._auto_collation else default_convert
-        )
+        self.collate_fn = collate_fn or (default_collate if self._auto_collation else default_convert)
 
     @property
     def epoch(self) -> int:
@@ -349,9 +339,7 @@ class DataLoader:
             return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
         source = self.batch_sampler if self._auto_collation else self.sampler
         if not has_len(source):
-            raise TypeError(
-                f"len(DataLoader) is unknown: the {type(source).__name__} has no __len__"
-            )
+            raise TypeError(f"len(DataLoader) is unknown: the {type(source).__name__} has no __len__")
         return len(source)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
@@ -403,8 +391,7 @@ def _check_context(context: object) -> Any:
     methods = mp.get_all_start_methods()
     if context not in methods:
         raise ValueError(
-            f"multiprocessing_context must be one of {methods} or a multiprocessing context, "
-            f"got {context!r}"
+            f"multiprocessing_context must be one of {methods} or a multiprocessing context, got {context!r}"
         )
     return mp.get_context(context)
 

@@ -64,9 +64,7 @@ class BatchSampler(Sampler):
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
-def chunk(
-    order: NDArray[np.int64], batch_size: int, drop_last: bool
-) -> Iterator[NDArray[np.int64]]:
+def chunk(order: NDArray[np.int64], batch_size: int, drop_last: bool) -> Iterator[NDArray[np.int64]]:
     """Consecutive slices of ``order`` of length ``batch_size`` (views, no copies).
 
     The last slice is shorter when ``len(order)`` is not a multiple of

@@ -106,9 +106,7 @@ class RandomSampler(ArraySampler):
         _refuse_generator(generator, type(self).__name__)
         self.data_source = data_source
         self.replacement = check_bool(replacement, "replacement")
-        self._num_samples = (
-            None if num_samples is None else check_int(num_samples, "num_samples", minimum=1)
-        )
+        self._num_samples = None if num_samples is None else check_int(num_samples, "num_samples", minimum=1)
         self.seed = fresh_seed() if seed is None else check_seed(seed)
 
     @property
@@ -138,15 +136,11 @@ class RandomSampler(ArraySampler):
 class SubsetRandomSampler(ArraySampler):
     """The given ``indices`` in a random order, new each epoch (seeded)."""
 
-    def __init__(
-        self, indices: ArrayLike, generator: Any = None, *, seed: int | None = None
-    ) -> None:
+    def __init__(self, indices: ArrayLike, generator: Any = None, *, seed: int | None = None) -> None:
         _refuse_generator(generator, type(self).__name__)
         array = np.asarray(indices)
         if array.size and array.dtype.kind not in "iu":
-            raise TypeError(
-                f"SubsetRandomSampler indices must be integers, got dtype {array.dtype}"
-            )
+            raise TypeError(f"SubsetRandomSampler indices must be integers, got dtype {array.dtype}")
         self.subset = array.astype(np.int64).reshape(-1)
         self.seed = fresh_seed() if seed is None else check_seed(seed)
 

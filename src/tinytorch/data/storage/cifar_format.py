@@ -135,8 +135,7 @@ def read_split(spec: CifarSpec, folder: Path, train: bool) -> CifarSplit:
             )
         if isinstance(per_batch, int) and len(data) != per_batch:
             raise CorruptDatasetError(
-                f"{path} holds {len(data)} images, but {meta_path.name} says each batch "
-                f"holds {per_batch}"
+                f"{path} holds {len(data)} images, but {meta_path.name} says each batch holds {per_batch}"
             )
         images.append(data.reshape(-1, 3, 32, 32))
         for key, num_classes in zip(spec.label_keys, spec.num_classes, strict=True):
@@ -195,7 +194,6 @@ def _labels(raw: Any, n: int, num_classes: int, key: str, path: Path) -> NDArray
         )
     if n and (labels.min() < 0 or labels.max() >= num_classes):
         raise CorruptDatasetError(
-            f"{path}: {key!r} values lie in [{labels.min()}, {labels.max()}], "
-            f"expected [0, {num_classes - 1}]"
+            f"{path}: {key!r} values lie in [{labels.min()}, {labels.max()}], expected [0, {num_classes - 1}]"
         )
     return labels

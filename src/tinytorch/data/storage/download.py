@@ -91,9 +91,7 @@ def download(
         raise ValueError(f"download needs an http, https or file URL, got {url!r}")
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
-    connect_timeout, read_timeout = (
-        (timeout, timeout) if isinstance(timeout, (int, float)) else timeout
-    )
+    connect_timeout, read_timeout = (timeout, timeout) if isinstance(timeout, (int, float)) else timeout
     show = sys.stderr.isatty() if progress is None else progress
     last_error: BaseException | None = None
     for attempt in range(retries + 1):
@@ -128,9 +126,7 @@ def download(
     return dest
 
 
-def _fetch_into(
-    url: str, part: Path, connect_timeout: float, read_timeout: float, show: bool
-) -> None:
+def _fetch_into(url: str, part: Path, connect_timeout: float, read_timeout: float, show: bool) -> None:
     """One attempt: continue ``part`` from its current size, or start over."""
     from tqdm import tqdm  # here, not at import: tqdm reads its TQDM_* environment on import
 

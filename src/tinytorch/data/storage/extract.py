@@ -28,13 +28,9 @@ def check_member(member: tarfile.TarInfo) -> None:
     name = member.name
     path = PurePosixPath(name)
     if path.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise UnsafeArchiveError(
-            f"archive member {name!r} has an absolute path; refusing to extract"
-        )
+        raise UnsafeArchiveError(f"archive member {name!r} has an absolute path; refusing to extract")
     if ".." in path.parts or "\\" in name:
-        raise UnsafeArchiveError(
-            f"archive member {name!r} points outside the target; refusing to extract"
-        )
+        raise UnsafeArchiveError(f"archive member {name!r} points outside the target; refusing to extract")
     if member.issym() or member.islnk():
         raise UnsafeArchiveError(
             f"archive member {name!r} is a link to {member.linkname!r}; refusing to extract links"
@@ -75,9 +71,7 @@ def extract_tar(archive: str | os.PathLike[str], root: str | os.PathLike[str], f
                 tar.extractall(staging, members=members)  # noqa: S202
         extracted = staging / folder
         if not extracted.is_dir():
-            raise FileNotFoundError(
-                f"{archive} has no top-level folder {folder!r}; is it the right archive?"
-            )
+            raise FileNotFoundError(f"{archive} has no top-level folder {folder!r}; is it the right archive?")
         if target.exists():
             shutil.rmtree(target)
         os.replace(extracted, target)

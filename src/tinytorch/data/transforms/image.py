@@ -266,8 +266,6 @@ class Cutout(Transform):
 
 def _check_images(batch: NDArray[Any], owner: str) -> tuple[int, int, int, int]:
     if batch.ndim != 4:
-        raise ValueError(
-            f"{owner} works on images (C, H, W) or batches (N, C, H, W), got {batch.shape}"
-        )
+        raise ValueError(f"{owner} works on images (C, H, W) or batches (N, C, H, W), got {batch.shape}")
     n, c, h, w = batch.shape
     return n, c, h, w

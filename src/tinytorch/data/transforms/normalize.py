@@ -60,8 +60,7 @@ class Normalize(Transform):
             raise ValueError("Normalize takes one mean and one std per channel (1-D sequences)")
         if len(self.mean) != len(self.std) and 1 not in (len(self.mean), len(self.std)):
             raise ValueError(
-                f"Normalize got {len(self.mean)} means and {len(self.std)} stds; pass one of each "
-                "per channel"
+                f"Normalize got {len(self.mean)} means and {len(self.std)} stds; pass one of each per channel"
             )
         if np.any(self.std <= 0) or not np.all(np.isfinite(self.std)):
             raise ValueError(f"Normalize std must be positive and finite, got {self.std.tolist()}")

@@ -76,13 +76,9 @@ class Normalizer(Transform):
     or an ``(images, labels)`` batch whose first item is normalized).
     """
 
-    def __init__(
-        self, mode: Mode = "per_feature", eps: float = 1e-8, dtype: Any = np.float32
-    ) -> None:
+    def __init__(self, mode: Mode = "per_feature", eps: float = 1e-8, dtype: Any = np.float32) -> None:
         if mode not in ("per_feature", "per_channel"):
-            raise ValueError(
-                f"Normalizer mode must be 'per_feature' or 'per_channel', got {mode!r}"
-            )
+            raise ValueError(f"Normalizer mode must be 'per_feature' or 'per_channel', got {mode!r}")
         self.mode: Mode = mode
         self.eps = float(eps)
         self.dtype = np.dtype(dtype)

@@ -34,9 +34,7 @@ def available_memory() -> int | None:
     return None
 
 
-def check_window(
-    batch: Any, *, num_workers: int, prefetch_factor: int, available: int | None
-) -> None:
+def check_window(batch: Any, *, num_workers: int, prefetch_factor: int, available: int | None) -> None:
     """Raise before a bus error or the OOM killer could: the window must fit in ``available``.
 
     Shared memory here is anonymous (``memfd_create``), charged to RAM, not to the size of

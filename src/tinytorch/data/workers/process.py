@@ -153,9 +153,7 @@ class ProcessPool:
         try:
             for worker_id in range(self.num_workers):
                 parent, child = self._context.Pipe(duplex=True)
-                info = WorkerInfo(
-                    worker_id, self.num_workers, self._seed, self._dataset, "process", 0
-                )
+                info = WorkerInfo(worker_id, self.num_workers, self._seed, self._dataset, "process", 0)
                 proc = self._context.Process(
                     target=_process_main,
                     args=(child, self._make_batch, info, self._worker_init_fn),
@@ -220,8 +218,7 @@ class ProcessPool:
             else:
                 cause, hint = f"exited with code {code}", ""
             raise WorkerDiedError(
-                f"DataLoader process worker {worker_id} (pid {proc.pid}) {cause} "
-                f"unexpectedly.{hint}"
+                f"DataLoader process worker {worker_id} (pid {proc.pid}) {cause} unexpectedly.{hint}"
             )
 
     def decode(self, worker_id: int, message: Done) -> Any:

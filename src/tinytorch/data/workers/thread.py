@@ -77,9 +77,7 @@ class ThreadPool:
     def start(self) -> None:
         for worker_id in range(self.num_workers):
             jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-            info = WorkerInfo(
-                worker_id, self.num_workers, self._seed, self._dataset, "thread", os.getpid()
-            )
+            info = WorkerInfo(worker_id, self.num_workers, self._seed, self._dataset, "thread", os.getpid())
             channel = _ThreadChannel(jobs, self._results, worker_id, self._stop)
             thread = threading.Thread(
                 target=worker_loop,

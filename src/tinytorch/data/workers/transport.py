@@ -85,11 +85,7 @@ class Packed:
 
 def flatten(batch: Any, arrays: list[np.ndarray[Any, Any]]) -> Any:
     """``batch`` with each numeric numpy array moved to ``arrays`` and replaced by a placeholder."""
-    if (
-        isinstance(batch, np.ndarray)
-        and batch.dtype.kind in "biufcmMV"
-        and not batch.dtype.hasobject
-    ):
+    if isinstance(batch, np.ndarray) and batch.dtype.kind in "biufcmMV" and not batch.dtype.hasobject:
         arrays.append(batch)
         return _Leaf(len(arrays) - 1)
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):

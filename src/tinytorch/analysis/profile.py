@@ -1,0 +1,95 @@
+"""``tinytorch-data profile``: input-pipeline memory across batch sizes, and what fits a budget.
+
+For each batch size the loader runs a few batches (with the standard augmentation) while the
+process's proportional set size (PSS, /proc/self/smaps_rollup; workers' PSS added) is sampled
+with each batch held. The increase over the PSS before the loader existed is the pipeline's
+memory at that batch size. A line ``memory = fixed + per_sample * batch_size`` fitted through
+the points answers: what is the largest batch whose *input pipeline* fits the budget? Model
+activations, gradients and optimizer state are not included: they come on top.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from tinytorch.analysis.sources import augmentation
+from tinytorch.data import DataLoader
+
+__all__ = ["MemoryPoint", "largest_batch_within", "profile_memory", "pss_bytes"]
+
+
+def pss_bytes(pids: list[int] | None = None) -> int:
+    """Summed PSS of ``pids`` (default: this process) in bytes; 0 where /proc is unavailable."""
+    total = 0
+    for pid in pids or ["self"]:  # type: ignore[list-item]
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            continue
+    return total
+
+
+@dataclass(frozen=True)
+class MemoryPoint:
+    """Pipeline memory at one batch size."""
+
+    batch_size: int
+    bytes_per_batch: int
+    peak_pipeline_bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def profile_memory(
+    dataset: Any, batch_sizes: list[int], *, batches: int = 5, num_workers: int = 0
+) -> list[MemoryPoint]:
+    """Measure every batch size (ascending); see the module docstring."""
+    points = []
+    for batch_size in sorted(batch_sizes):
+        gc.collect()
+        baseline = pss_bytes()
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=True,
+            seed=0,
+            num_workers=num_workers,
+            worker_type="thread",
+            batch_transform=augmentation(),
+        )
+        peak, nbytes, seen = 0, 0, 0
+        with loader:
+            for images, labels in loader:
+                nbytes = max(nbytes, images.nbytes + labels.nbytes)
+                peak = max(peak, pss_bytes() - baseline)
+                seen += 1
+                if seen >= batches:
+                    break
+        points.append(MemoryPoint(batch_size, nbytes, max(0, peak)))
+        del loader
+    return points
+
+
+def largest_batch_within(points: list[MemoryPoint], budget_bytes: int) -> int | None:
+    """The largest batch size whose fitted pipeline memory stays within ``budget_bytes``.
+
+    ``None`` when even a batch of one does not fit.
+    """
+    sizes = np.array([p.batch_size for p in points], dtype=np.float64)
+    memory = np.array([p.peak_pipeline_bytes for p in points], dtype=np.float64)
+    if len(points) >= 2 and np.ptp(sizes) > 0:
+        per_sample, fixed = np.polyfit(sizes, memory, 1)
+    else:
+        per_sample, fixed = memory[0] / sizes[0], 0.0
+    per_sample = max(per_sample, 1e-9)
+    best = int(np.floor((budget_bytes - fixed) / per_sample + 1e-6))
+    return best if best >= 1 else None

@@ -1,0 +1,243 @@
+"""Sharded datasets larger than RAM: ``write_shards``, ``ShardedDataset`` and the windowed shuffle.
+
+``ShardedDataset`` reads through memory maps: the operating system's page cache is the cache,
+shared by every worker process and not charged to any of them, so memory does not grow with
+the dataset. Random access reads a batch with one gather per field per shard.
+
+For data much larger than RAM, ``WindowedShuffleSampler`` (sampling stage) gives a streaming order: shards
+in a random order, grouped in windows of ``window`` consecutive shards, samples shuffled
+within each window. At most ``window`` shards are in use at any time (the dataset keeps at most
+``max_open_shards`` mapped), reads stay mostly sequential, and the order is a pure function of
+``(seed, epoch)``, the same for any number of workers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tinytorch.data.datasets.base import Dataset, IterableDataset, read_batch
+from tinytorch.data.datasets.indexing import check_index, check_indices
+from tinytorch.data.datasets.stacked import StackedSamples
+from tinytorch.data.storage.shards import (
+    MANIFEST,
+    Manifest,
+    ShardError,
+    ShardFile,
+    ShardWriter,
+    check_shard,
+    read_manifest,
+)
+from tinytorch.data.validate import check_int
+
+__all__ = ["ShardedDataset", "write_shards"]
+
+
+def _samples(source: Any) -> Iterator[Any]:
+    if isinstance(source, Dataset) and not isinstance(source, IterableDataset):
+        n = len(source)
+        for start in range(0, n, 1024):
+            yield from read_batch(source, np.arange(start, min(n, start + 1024)))
+        return
+    yield from source
+
+
+def write_shards(
+    source: Dataset[Any] | Iterable[Any],
+    directory: str | os.PathLike[str],
+    *,
+    samples_per_shard: int | None = None,
+    bytes_per_shard: int | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+) -> Manifest:
+    """Write the samples of ``source`` as shards plus a manifest in ``directory``.
+
+    Args:
+        source: a map-style dataset (read in batches) or any iterable of samples; samples are
+            tuples, dicts or single values of numpy arrays, numbers, ``bytes`` or ``str``.
+        directory: created if needed; must not already hold a shard dataset unless
+            ``overwrite``.
+        samples_per_shard / bytes_per_shard: when a shard is full (default 64 MiB).
+        progress: a tqdm bar; ``None`` shows it when stderr is a terminal.
+
+    The manifest is written last, so an interrupted write leaves no manifest and is never
+    mistaken for a dataset.
+    """
+    import sys
+
+    from tqdm import tqdm
+
+    target = Path(directory)
+    if samples_per_shard is None and bytes_per_shard is None:
+        bytes_per_shard = 64 << 20
+    if samples_per_shard is not None:
+        check_int(samples_per_shard, "samples_per_shard", minimum=1)
+    if bytes_per_shard is not None:
+        check_int(bytes_per_shard, "bytes_per_shard", minimum=1)
+    if (target / MANIFEST).exists():
+        if not overwrite:
+            raise FileExistsError(
+                f"{target} already holds a shard dataset; pass overwrite=True to replace it, or "
+                "choose another directory"
+            )
+        shutil.rmtree(target)
+    target.mkdir(parents=True, exist_ok=True)
+    writer = ShardWriter(target, samples_per_shard=samples_per_shard, bytes_per_shard=bytes_per_shard)
+    total = len(source) if hasattr(source, "__len__") else None  # type: ignore[arg-type]
+    show = sys.stderr.isatty() if progress is None else progress
+    for sample in tqdm(
+        _samples(source),
+        total=total,
+        desc=f"writing {target.name}",
+        unit="sample",
+        disable=not show,
+    ):
+        writer.add(sample)
+    return writer.close()
+
+
+class ShardedDataset(Dataset[Any]):
+    """A map-style dataset over a shard directory written by :func:`write_shards`.
+
+    Args:
+        directory: the shard directory.
+        verify: check each shard's SHA-256 when it is first opened.
+        max_open_shards: keep at most this many shards mapped (least recently used are
+            dropped); ``None`` keeps all (mappings are virtual memory, not RAM).
+
+    Samples have the structure they were written with (tuple, dict or single array); ``str``
+    and ``bytes`` fields come back as Python objects, arrays as numpy arrays. ``len()`` is exact.
+
+    Raises:
+        ShardError: no manifest, an unknown format version, a missing or truncated shard (when
+            it is opened), or a checksum mismatch (with ``verify``).
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        verify: bool = False,
+        max_open_shards: int | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.manifest = read_manifest(self.directory)
+        self.verify_on_open = verify
+        self.max_open_shards = (
+            None if max_open_shards is None else check_int(max_open_shards, "max_open_shards", minimum=1)
+        )
+        counts = [s.samples for s in self.manifest.shards]
+        self.shard_starts: NDArray[np.int64] = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        self._open: OrderedDict[int, ShardFile] = OrderedDict()
+        self.opened = 0  # how many times a shard was mapped (for tests and statistics)
+
+    def __len__(self) -> int:
+        return int(self.shard_starts[-1])
+
+    @property
+    def num_shards(self) -> int:
+        return len(self.manifest.shards)
+
+    def verify(self) -> None:
+        """Check every shard's size and SHA-256 against the manifest (reads all the data)."""
+        for info in self.manifest.shards:
+            path = self.directory / info.file
+            if not path.is_file():
+                raise ShardError(f"shard {info.file} is missing from {self.directory}")
+            if path.stat().st_size != info.nbytes:
+                raise ShardError(
+                    f"shard {info.file} has {path.stat().st_size} bytes, the manifest says {info.nbytes}"
+                )
+            check_shard(self.directory, info)
+
+    def open_shards(self) -> list[int]:
+        """Indices of the shards currently mapped."""
+        return list(self._open)
+
+    def _shard(self, k: int) -> ShardFile:
+        shard = self._open.get(k)
+        if shard is None:
+            shard = ShardFile(
+                self.directory,
+                self.manifest.shards[k],
+                self.manifest.fields,
+                verify=self.verify_on_open,
+            )
+            self._open[k] = shard
+            self.opened += 1
+            while self.max_open_shards is not None and len(self._open) > self.max_open_shards:
+                self._open.popitem(last=False)
+        else:
+            self._open.move_to_end(k)
+        return shard
+
+    def _columns(self, idx: NDArray[np.intp]) -> dict[str, Any]:
+        which = np.searchsorted(self.shard_starts, idx, side="right") - 1
+        columns: dict[str, Any] = {}
+        order = np.argsort(which, kind="stable")
+        sorted_which = which[order]
+        boundaries = np.flatnonzero(np.diff(sorted_which)) + 1
+        parts: dict[str, list[Any]] = {f.name: [] for f in self.manifest.fields}
+        for group in np.split(np.arange(len(idx)), boundaries):
+            if not len(group):
+                continue
+            k = int(sorted_which[group[0]])
+            rows = (idx[order[group]] - self.shard_starts[k]).astype(np.intp)
+            shard = self._shard(k)
+            for field in self.manifest.fields:
+                if field.kind == "array":
+                    parts[field.name].append(np.take(shard.columns[field.name], rows, axis=0))
+                else:
+                    parts[field.name].append(shard.variable(field.name, rows))
+        in_order = bool(np.all(np.diff(which) >= 0))  # then the gathered rows need no reordering
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        for field in self.manifest.fields:
+            if field.kind == "array":
+                data = parts[field.name]
+                merged = data[0] if len(data) == 1 else np.concatenate(data)
+                columns[field.name] = merged if in_order else merged[inverse]
+            else:
+                flat = [x for part in parts[field.name] for x in part]
+                columns[field.name] = flat if in_order else [flat[int(j)] for j in inverse]
+        return columns
+
+    def _wrap(self, columns: dict[str, Any]) -> StackedSamples:
+        structure = self.manifest.structure
+        if structure == "dict":
+            return StackedSamples.of_dicts(columns)
+        if structure == "tuple":
+            return StackedSamples.of_tuples([columns[str(i)] for i in range(len(columns))])
+        column = columns["0"]
+        return (
+            StackedSamples.of_arrays(column)
+            if isinstance(column, np.ndarray)
+            else StackedSamples.of_tuples([column])
+        )
+
+    def __getitems__(self, indices: Sequence[int] | NDArray[np.integer]) -> StackedSamples:
+        idx = check_indices(indices, len(self), owner="ShardedDataset")
+        return self._wrap(self._columns(idx))
+
+    def __getitem__(self, index: int) -> Any:
+        i = check_index(index, len(self), owner="ShardedDataset")
+        sample = self.__getitems__(np.array([i]))[0]
+        if self.manifest.structure == "array" and isinstance(sample, tuple):
+            return sample[0]
+        return sample
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_open"] = OrderedDict()  # mappings are reopened in each process
+        return state
+
+    def __repr__(self) -> str:
+        return f"ShardedDataset({str(self.directory)!r}, {len(self)} samples in {self.num_shards} shards)"

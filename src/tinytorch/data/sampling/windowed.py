@@ -1,0 +1,64 @@
+"""The streaming order for sharded data: shards shuffled, samples shuffled within windows.
+
+Pure planning: a function of the shard sizes, the window, the seed and the epoch. Nothing
+here reads data; the dataset only has to expose ``shard_starts``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tinytorch.data.sampling.samplers import ArraySampler
+from tinytorch.data.seeding import Stream, check_seed, derive_rng, fresh_seed
+from tinytorch.data.validate import check_int
+
+__all__ = ["WindowedShuffleSampler", "windowed_order"]
+
+
+def windowed_order(shard_starts: NDArray[np.int64], window: int, seed: int, epoch: int) -> NDArray[np.int64]:
+    """The streaming order of an epoch.
+
+    Args:
+        shard_starts: ``(num_shards + 1,)``: first sample index of each shard, then the total.
+        window: how many consecutive shards (in the shuffled shard order) are shuffled together.
+        seed, epoch: the keys of the order.
+
+    Returns:
+        ``(total,)`` int64, a permutation of all sample indices: shards in a random order, and
+        samples shuffled within each group of ``window`` consecutive shards of that order.
+    """
+    rng = derive_rng(seed, Stream.STREAM_ORDER, epoch)
+    shards = rng.permutation(len(shard_starts) - 1)
+    parts = []
+    for start in range(0, len(shards), window):
+        members = shards[start : start + window]
+        indices = np.concatenate([np.arange(shard_starts[k], shard_starts[k + 1]) for k in members])
+        parts.append(indices[rng.permutation(len(indices))])
+    return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, dtype=np.int64)
+
+
+class WindowedShuffleSampler(ArraySampler):
+    """Streaming order over a sharded dataset (anything with ``shard_starts``).
+
+    Use it as the loader's sampler, with the dataset keeping at most ``window`` shards open::
+
+        ds = ShardedDataset(directory, max_open_shards=4)
+        loader = DataLoader(ds, batch_size=256, sampler=WindowedShuffleSampler(ds, window=4, seed=0))
+
+    Batches that cross from one window to the next touch the last shards of one window and the
+    first of the next; within a window, every sample of its ``window`` shards comes exactly once.
+    """
+
+    def __init__(self, dataset: Any, window: int, *, seed: int | None = None) -> None:
+        self.dataset = dataset
+        self.window = check_int(window, "window", minimum=1)
+        self.seed = fresh_seed() if seed is None else check_seed(seed)
+
+    def indices(self, epoch: int) -> NDArray[np.int64]:
+        return windowed_order(np.asarray(self.dataset.shard_starts), self.window, self.seed, epoch)
+
+    def __len__(self) -> int:
+        return int(self.dataset.shard_starts[-1])

@@ -1,0 +1,156 @@
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinytorch import (
+    DataLoader,
+    ShardedDataset,
+    ShardError,
+    TensorDataset,
+    WindowedShuffleSampler,
+    default_collate,
+    write_shards,
+)
+from tinytorch.data.datasets.stacked import StackedSamples
+
+
+def images(n=100):
+    x = np.random.default_rng(0).integers(0, 256, (n, 3, 4, 4), dtype=np.uint8)
+    return x, np.arange(n, dtype=np.int64)
+
+
+@pytest.fixture
+def sharded(tmp_path):
+    x, y = images()
+    write_shards(TensorDataset(x, y), tmp_path / "s", samples_per_shard=30, progress=False)
+    return ShardedDataset(tmp_path / "s"), x, y
+
+
+def test_round_trip_random_access(sharded):
+    ds, x, _y = sharded
+    assert len(ds) == 100
+    assert ds.num_shards == 4
+    batch = ds.__getitems__([99, 0, 31, 30, 5])
+    assert isinstance(batch, StackedSamples)
+    bx, by = batch.collated()
+    np.testing.assert_array_equal(bx, x[[99, 0, 31, 30, 5]])
+    np.testing.assert_array_equal(by, [99, 0, 31, 30, 5])
+    image, label = ds[-1]
+    np.testing.assert_array_equal(image, x[99])
+    assert label == 99
+
+
+def test_every_field_kind_round_trips(tmp_path):
+    samples = [
+        {
+            "img": np.full((2,), i, np.float32),
+            "label": i,
+            "flag": bool(i % 2),
+            "name": f"n{i}",
+            "jpeg": bytes(range(i)),
+        }
+        for i in range(12)
+    ]
+    write_shards(iter(samples), tmp_path / "d", samples_per_shard=5, progress=False)
+    ds = ShardedDataset(tmp_path / "d")
+    for i in (0, 7, 11):
+        got = ds[i]
+        assert got["name"] == f"n{i}"
+        assert got["jpeg"] == bytes(range(i))
+        assert got["flag"] == bool(i % 2)
+        np.testing.assert_array_equal(got["img"], samples[i]["img"])
+    batch = default_collate(ds.__getitems__([11, 0]))
+    assert batch["label"].tolist() == [11, 0]
+    assert batch["name"] == ["n11", "n0"]
+
+
+def test_single_array_samples(tmp_path):
+    write_shards([np.full(3, i) for i in range(5)], tmp_path / "a", samples_per_shard=2, progress=False)
+    ds = ShardedDataset(tmp_path / "a")
+    np.testing.assert_array_equal(ds[4], [4, 4, 4])
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_every_sample_once_per_epoch_in_both_modes(sharded, workers):
+    ds, _, _ = sharded
+    for sampler in (None, WindowedShuffleSampler(ds, 2, seed=1)):
+        loader = DataLoader(
+            ds, batch_size=16, shuffle=sampler is None, sampler=sampler, seed=3, num_workers=workers
+        )
+        seen = np.concatenate([b[1] for b in loader])
+        assert sorted(seen.tolist()) == list(range(100))
+
+
+def test_same_batches_for_any_number_of_workers(sharded):
+    ds, _, _ = sharded
+
+    def epoch(workers):
+        sampler = WindowedShuffleSampler(ds, 2, seed=4)
+        return [b[1].tolist() for b in DataLoader(ds, batch_size=7, sampler=sampler, num_workers=workers)]
+
+    assert epoch(0) == epoch(1) == epoch(2)
+
+
+def test_windowed_shuffle_never_holds_more_than_k_shards(tmp_path):
+    x, y = images(200)
+    write_shards(TensorDataset(x, y), tmp_path / "w", samples_per_shard=20, progress=False)
+    ds = ShardedDataset(tmp_path / "w", max_open_shards=3)
+    most = 0
+    for _batch in DataLoader(ds, batch_size=10, sampler=WindowedShuffleSampler(ds, 3, seed=0)):
+        most = max(most, len(ds.open_shards()))
+    assert most <= 3
+    assert ds.opened == 10  # each shard mapped once: the windows read shards in turn
+
+
+def test_interrupted_write_is_not_a_dataset(tmp_path):
+    def broken():
+        for i in range(50):
+            if i == 40:
+                raise RuntimeError("disk full")
+            yield np.zeros(3) + i
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_shards(broken(), tmp_path / "b", samples_per_shard=10, progress=False)
+    with pytest.raises(ShardError, match="did not finish"):
+        ShardedDataset(tmp_path / "b")
+
+
+def test_existing_dataset_needs_overwrite(sharded, tmp_path):
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        write_shards([np.zeros(1)], tmp_path / "s", progress=False)
+    write_shards([np.zeros(1)], tmp_path / "s", overwrite=True, progress=False)
+    assert len(ShardedDataset(tmp_path / "s")) == 1
+
+
+def test_truncated_missing_and_corrupt_shards(sharded, tmp_path):
+    _ds, _, _ = sharded
+    shard = tmp_path / "s" / "shard-00001.tts"
+    data = shard.read_bytes()
+    shard.write_bytes(data[:-10])
+    with pytest.raises(ShardError, match="shard-00001.tts has .* bytes, the manifest says"):
+        ShardedDataset(tmp_path / "s")[35]
+    shard.write_bytes(data[:5] + bytes([data[5] ^ 1]) + data[6:])
+    with pytest.raises(ShardError, match="shard-00001.tts .* sha256"):
+        ShardedDataset(tmp_path / "s").verify()
+    with pytest.raises(ShardError, match="sha256"):
+        ShardedDataset(tmp_path / "s", verify=True)[35]
+    os.remove(shard)
+    with pytest.raises(ShardError, match="shard-00001.tts is missing"):
+        ShardedDataset(tmp_path / "s")[35]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, 99), min_size=1, max_size=40))
+def test_getitems_equals_getitem(tmp_path_factory, indices):
+    path = tmp_path_factory.getbasetemp() / "prop"
+    if not (path / "manifest.json").exists():
+        x, y = images()
+        write_shards(TensorDataset(x, y), path, samples_per_shard=17, progress=False)
+    ds = ShardedDataset(path)
+    fast = ds.__getitems__(indices).collated()
+    np.testing.assert_array_equal(fast[1], indices)
+    for k, i in enumerate(indices):
+        np.testing.assert_array_equal(fast[0][k], ds[i][0])
