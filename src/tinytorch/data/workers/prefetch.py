@@ -1,7 +1,9 @@
 """Keeping workers busy and handing batches back in order.
 
 :class:`OrderedPrefetcher` is the only place that knows the rules: at most ``window`` jobs per
-worker in flight, each new job to the least-loaded worker, results buffered until their turn,
+worker in flight, job ``k`` to worker ``k % num_workers`` (as PyTorch does: a worker keeps
+touching the same part of a sequentially read dataset, so copy-on-write pages it has not
+touched stay shared), results buffered until their turn,
 results of an abandoned epoch dropped, failures and timeouts turned into exceptions. It talks
 to any pool with ``send``/``wait``/``decode``/``discard`` and can be tested with a fake one.
 """
@@ -42,9 +44,6 @@ class Inflight:
     def __init__(self, num_workers: int) -> None:
         self.jobs: list[dict[tuple[int, int], BatchTask]] = [{} for _ in range(num_workers)]
 
-    def least_loaded(self) -> int:
-        return min(range(len(self.jobs)), key=lambda w: len(self.jobs[w]))
-
     def count(self, worker_id: int) -> int:
         return len(self.jobs[worker_id])
 
@@ -82,17 +81,21 @@ class OrderedPrefetcher(Iterator[Made]):
         self._ready: dict[int, tuple[int, Done | Failed]] = {}
         self._next = 0
         self._sent = 0
+        self._held: BatchTask | None = None  # next task, waiting for its worker to have room
         self._exhausted = False
 
     def _fill(self) -> None:
         while not self._exhausted:
-            worker_id = self.inflight.least_loaded()
+            if self._held is None:
+                self._held = next(self.tasks, None)
+                if self._held is None:
+                    self._exhausted = True
+                    return
+            task = self._held
+            worker_id = task.index % self.pool.num_workers
             if self.inflight.count(worker_id) >= self.window:
                 return
-            task = next(self.tasks, None)
-            if task is None:
-                self._exhausted = True
-                return
+            self._held = None
             self.pool.send(worker_id, self.generation, task)
             self.inflight.jobs[worker_id][(self.generation, task.index)] = task
             self._sent += 1
