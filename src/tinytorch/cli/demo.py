@@ -39,6 +39,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar=("TRAIN", "TEST"),
         help="number of generated training and test images",
     )
+    p.add_argument("--no-shuffle", action="store_true", help="train without shuffling (an experiment)")
+    p.add_argument(
+        "--sort-by-label",
+        action="store_true",
+        help="present the training set sorted by class (with --no-shuffle: why shuffling matters)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 
@@ -60,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         progress=False if args.quiet else None,
         synthetic_train=sizes[0],
         synthetic_test=sizes[1],
+        shuffle=not args.no_shuffle,
+        sort_by_label=args.sort_by_label,
     )
     try:
         run_demo(config)

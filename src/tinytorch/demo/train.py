@@ -25,6 +25,7 @@ from tinytorch.data import (
     Normalizer,
     RandomCrop,
     RandomHorizontalFlip,
+    Subset,
     TensorDataset,
 )
 from tinytorch.demo.model import MLP, SGD, SoftmaxRegression, cross_entropy
@@ -56,6 +57,10 @@ class DemoConfig:
     progress: bool | None = None
     synthetic_train: int = 50_000
     synthetic_test: int = 10_000
+    shuffle: bool = True
+    sort_by_label: bool = False
+    """Present the training set ordered by class (as some raw datasets are stored): with
+    ``shuffle=False`` this shows why training needs shuffling."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,9 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> list[Epo
     tag = "[synthetic] " if config.synthetic else ""
     started = time.perf_counter()
     train, test, source = _datasets(config)
+    if config.sort_by_label:
+        train = Subset(train, np.argsort(_labels(train), kind="stable"))
+        source += ", training set sorted by label"
     out(f"{tag}data: {source}: {len(train):,} training and {len(test):,} test images")
 
     normalizer = Normalizer(mode="per_channel").fit(DataLoader(train, batch_size=4096, stats=False))
@@ -123,7 +131,7 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> list[Epo
     train_loader = DataLoader(
         train,
         batch_size=config.batch_size,
-        shuffle=True,
+        shuffle=config.shuffle,
         seed=config.seed,
         batch_transform=augment,
         num_workers=workers,
@@ -136,7 +144,8 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> list[Epo
     shape = "softmax regression 3072-10" if config.model == "softmax" else f"MLP 3072-{config.hidden}-10"
     out(
         f"{tag}model: {shape} in numpy, SGD momentum 0.9, lr {config.lr} (cosine); loader: batch "
-        f"{config.batch_size}, shuffled, crop+flip+normalize per batch, {workers} thread workers"
+        f"{config.batch_size}, {'shuffled' if config.shuffle else 'NOT shuffled'}, crop+flip+normalize "
+        f"per batch, {workers} thread workers"
     )
 
     show = sys.stderr.isatty() if config.progress is None else config.progress
@@ -185,6 +194,12 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> list[Epo
         f"in {time.perf_counter() - started:.0f} s"
     )
     return results
+
+
+def _labels(dataset: Any) -> np.ndarray[Any, Any]:
+    if isinstance(dataset, TensorDataset):
+        return np.asarray(dataset.arrays[1])
+    return np.asarray(dataset.targets)
 
 
 def evaluate(model: MLP | SoftmaxRegression, loader: DataLoader) -> float:

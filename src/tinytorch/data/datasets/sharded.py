@@ -180,34 +180,35 @@ class ShardedDataset(Dataset[Any]):
         return shard
 
     def _columns(self, idx: NDArray[np.intp]) -> dict[str, Any]:
+        """Every field of samples ``idx``: one gather per field per shard, written straight to
+        the samples' positions in preallocated outputs."""
         which = np.searchsorted(self.shard_starts, idx, side="right") - 1
-        columns: dict[str, Any] = {}
         order = np.argsort(which, kind="stable")
         sorted_which = which[order]
         boundaries = np.flatnonzero(np.diff(sorted_which)) + 1
-        parts: dict[str, list[Any]] = {f.name: [] for f in self.manifest.fields}
-        for group in np.split(np.arange(len(idx)), boundaries):
-            if not len(group):
-                continue
-            k = int(sorted_which[group[0]])
-            rows = (idx[order[group]] - self.shard_starts[k]).astype(np.intp)
-            shard = self._shard(k)
-            for field in self.manifest.fields:
-                if field.kind == "array":
-                    parts[field.name].append(np.take(shard.columns[field.name], rows, axis=0))
-                else:
-                    parts[field.name].append(shard.variable(field.name, rows))
-        in_order = bool(np.all(np.diff(which) >= 0))  # then the gathered rows need no reordering
-        inverse = np.empty_like(order)
-        inverse[order] = np.arange(len(order))
+        n = len(idx)
+        columns: dict[str, Any] = {}
         for field in self.manifest.fields:
             if field.kind == "array":
-                data = parts[field.name]
-                merged = data[0] if len(data) == 1 else np.concatenate(data)
-                columns[field.name] = merged if in_order else merged[inverse]
+                columns[field.name] = np.empty((n, *field.shape), dtype=np.dtype(field.dtype))
             else:
-                flat = [x for part in parts[field.name] for x in part]
-                columns[field.name] = flat if in_order else [flat[int(j)] for j in inverse]
+                columns[field.name] = [None] * n
+        for positions in np.split(order, boundaries):
+            if not len(positions):
+                continue
+            k = int(which[positions[0]])
+            rows = (idx[positions] - self.shard_starts[k]).astype(np.intp)
+            shard = self._shard(k)
+            single = len(positions) == n  # one shard: gather straight into the output
+            for field in self.manifest.fields:
+                out = columns[field.name]
+                if field.kind != "array":
+                    for p, value in zip(positions.tolist(), shard.variable(field.name, rows), strict=True):
+                        out[p] = value
+                elif single and np.array_equal(positions, np.arange(n)):
+                    np.take(shard.columns[field.name], rows, axis=0, out=out)
+                else:
+                    out[positions] = np.take(shard.columns[field.name], rows, axis=0)
         return columns
 
     def _wrap(self, columns: dict[str, Any]) -> StackedSamples:

@@ -1,0 +1,197 @@
+"""Streaming vs in-memory (issue #6): throughput and memory for 1 GB and 4 GB of CIFAR-like records.
+
+For each size, shards of 3x32x32 uint8 images + int64 labels are written to --dir; then one
+shuffled epoch through the full augmentation (pad-4 crop, flip, normalize -> float32, batch 256,
+2 thread workers) runs in a fresh process for each mode:
+
+  memory     the arrays loaded into RAM (TensorDataset)
+  sharded    ShardedDataset, random access (shuffle=True)
+  windowed   ShardedDataset + WindowedShuffleSampler(window=4), max_open_shards=4
+
+Memory: peak anonymous resident memory (RssAnon in /proc/PID/status: what the kernel cannot
+reclaim) and file-backed resident pages (RssFile: page cache mapped in), sampled every 20 ms.
+Cold cache: each shard is evicted from the page cache with posix_fadvise(DONTNEED) (no root
+needed), then the raw sequential read speed of the files and a cold windowed epoch are measured.
+
+Usage: python benchmarks/bench_streaming.py --dir /tmp/tt-stream [--sizes 1 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+RECORD = 3 * 32 * 32 + 8
+
+
+def status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def write(directory: Path, gigabytes: float) -> None:
+    import tinytorch as tt
+
+    if (directory / "manifest.json").exists():
+        return
+    n = int(gigabytes * (1 << 30) / RECORD)
+    rng = np.random.default_rng(0)
+
+    def samples():
+        for start in range(0, n, 65_536):
+            count = min(65_536, n - start)
+            images = rng.integers(0, 256, (count, 3, 32, 32), dtype=np.uint8)
+            labels = rng.integers(0, 10, count)
+            for i in range(count):
+                yield images[i], int(labels[i])
+
+    tt.write_shards(samples(), directory, samples_per_shard=20_000, progress=False)
+
+
+def evict(directory: Path) -> None:
+    for path in directory.glob("*.tts"):
+        fd = os.open(path, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+
+
+def sequential_read(directory: Path) -> float:
+    total, start = 0, time.perf_counter()
+    for path in sorted(directory.glob("*.tts")):
+        with open(path, "rb", buffering=0) as f:
+            while block := f.read(8 << 20):
+                total += len(block)
+    return total / (1 << 20) / (time.perf_counter() - start)
+
+
+def run_mode(directory: Path, mode: str) -> dict[str, float]:
+    import tinytorch as tt
+    from tinytorch.analysis.sources import augmentation
+
+    peak = {"anon": 0, "file": 0}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak["anon"] = max(peak["anon"], status_kb("RssAnon"))
+            peak["file"] = max(peak["file"], status_kb("RssFile"))
+            time.sleep(0.02)
+
+    monitor = threading.Thread(target=sample, daemon=True)
+    monitor.start()
+    sharded = tt.ShardedDataset(directory, max_open_shards=4 if mode == "windowed" else None)
+    kwargs = {
+        "batch_size": 256,
+        "num_workers": 2,
+        "worker_type": "thread",
+        "batch_transform": augmentation(),
+        "seed": 0,
+    }
+    if mode == "memory":
+        images = np.concatenate([sharded._shard(k).columns["0"] for k in range(sharded.num_shards)])
+        labels = np.concatenate([sharded._shard(k).columns["1"] for k in range(sharded.num_shards)])
+        dataset = tt.TensorDataset(images, labels)  # concatenate made private in-RAM copies
+        del images, labels
+        sharded = None
+        loader = tt.DataLoader(dataset, shuffle=True, **kwargs)
+    elif mode == "sharded":
+        loader = tt.DataLoader(sharded, shuffle=True, **kwargs)
+    else:
+        loader = tt.DataLoader(sharded, sampler=tt.WindowedShuffleSampler(sharded, 4, seed=0), **kwargs)
+    start = time.perf_counter()
+    count = 0
+    for x, _ in loader:
+        count += len(x)
+    seconds = time.perf_counter() - start
+    stop.set()
+    monitor.join()
+    return {
+        "images_per_second": count / seconds,
+        "peak_anon_mb": peak["anon"] / 1024,
+        "peak_file_mb": peak["file"] / 1024,
+        "images": count,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/tinytorch-streaming"))
+    parser.add_argument("--sizes", type=float, nargs="+", default=[1, 4])
+    parser.add_argument("--run", nargs=2, metavar=("DIR", "MODE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run:
+        print(json.dumps(run_mode(Path(args.run[0]), args.run[1])))
+        return
+    rows = []
+    for size in args.sizes:
+        directory = args.dir / f"{size:g}GB"
+        start = time.perf_counter()
+        write(directory, size)
+        print(f"{size:g} GB ready in {directory} ({time.perf_counter() - start:.0f} s)", flush=True)
+        for mode in ("memory", "sharded", "windowed"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--run", str(directory), mode],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append(
+                (
+                    f"{size:g} GB",
+                    mode,
+                    f"{r['images_per_second']:,.0f}",
+                    f"{r['peak_anon_mb']:,.0f}",
+                    f"{r['peak_file_mb']:,.0f}",
+                )
+            )
+            print(rows[-1], flush=True)
+        evict(directory)
+        raw = sequential_read(directory)
+        evict(directory)
+        out = subprocess.run(
+            [sys.executable, __file__, "--run", str(directory), "windowed"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        cold = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append(
+            (
+                f"{size:g} GB",
+                "windowed, cold cache",
+                f"{cold['images_per_second']:,.0f}",
+                f"{cold['peak_anon_mb']:,.0f}",
+                f"{cold['peak_file_mb']:,.0f}",
+            )
+        )
+        rows.append(
+            (
+                f"{size:g} GB",
+                f"raw sequential read: {raw:,.0f} MB/s = {raw * (1 << 20) / RECORD:,.0f} records/s",
+                "",
+                "",
+                "",
+            )
+        )
+    sys.path.insert(0, str(Path(__file__).parent))
+    from common import print_table
+
+    print_table(rows, ("data", "mode", "images/s", "peak RssAnon MB", "peak RssFile MB"))
+
+
+if __name__ == "__main__":
+    main()
