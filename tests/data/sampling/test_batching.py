@@ -69,3 +69,20 @@ def test_plan_samples():
 def test_batch_sampler_bad_batch_size(bs, error):
     with pytest.raises(error, match="batch_size must be a positive int"):
         BatchSampler(range(3), bs, False)
+
+
+@given(
+    pieces=st.lists(st.integers(0, 12), min_size=0, max_size=6),
+    bs=st.integers(1, 7),
+    drop_last=st.booleans(),
+)
+def test_rebatch_across_pieces_equals_chunking_the_whole(pieces, bs, drop_last):
+    from tinytorch.data.sampling.batching import rebatch
+
+    arrays, start = [], 0
+    for size in pieces:
+        arrays.append(np.arange(start, start + size, dtype=np.int64))
+        start += size
+    whole = np.concatenate(arrays) if arrays else np.empty(0, dtype=np.int64)
+    expected = [b.tolist() for b in chunk(whole, bs, drop_last)]
+    assert [b.tolist() for b in rebatch(iter(arrays), bs, drop_last)] == expected

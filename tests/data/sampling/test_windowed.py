@@ -50,3 +50,12 @@ def test_sampler_epochs_differ_and_replay():
     assert list(sampler) != first
     sampler.set_epoch(0)
     assert list(sampler) == first
+
+
+def test_planning_goes_window_by_window():
+    from tinytorch.data.sampling.windowed import window_chunks
+
+    starts = Shards([5, 5, 5, 5, 5]).shard_starts
+    chunks = list(window_chunks(starts, 2, 3, 1))
+    assert [len(c) for c in chunks] == [10, 10, 5]
+    np.testing.assert_array_equal(np.concatenate(chunks), windowed_order(starts, 2, 3, 1))

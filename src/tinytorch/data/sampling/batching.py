@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from tinytorch.data.sampling.samplers import ArraySampler, Sampler
 from tinytorch.data.validate import check_bool, check_int
 
-__all__ = ["BatchSampler", "chunk", "plan_batches", "plan_samples"]
+__all__ = ["BatchSampler", "chunk", "plan_batches", "plan_samples", "rebatch"]
 
 
 class BatchSampler(Sampler):
@@ -42,7 +42,7 @@ class BatchSampler(Sampler):
     def batches(self, epoch: int) -> Iterator[NDArray[np.int64]]:
         """The batches of ``epoch`` as int64 arrays (a pure function when the sampler is)."""
         if isinstance(self.sampler, ArraySampler):
-            yield from chunk(self.sampler.indices(epoch), self.batch_size, self.drop_last)
+            yield from rebatch(self.sampler.index_chunks(epoch), self.batch_size, self.drop_last)
             return
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
@@ -74,6 +74,30 @@ def chunk(order: NDArray[np.int64], batch_size: int, drop_last: bool) -> Iterato
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         yield order[start : start + batch_size]
+
+
+def rebatch(
+    pieces: Iterable[NDArray[np.int64]], batch_size: int, drop_last: bool
+) -> Iterator[NDArray[np.int64]]:
+    """Batches of ``batch_size`` across consecutive pieces of an order (a batch may span two).
+
+    Equal to ``chunk(np.concatenate(pieces), ...)`` without holding the whole order.
+    """
+    carry = np.empty(0, dtype=np.int64)
+    for piece in pieces:
+        if len(carry):
+            need = batch_size - len(carry)
+            carry = np.concatenate([carry, piece[:need]])
+            piece = piece[need:]
+            if len(carry) < batch_size:
+                continue
+            yield carry
+            carry = np.empty(0, dtype=np.int64)
+        full = len(piece) - len(piece) % batch_size
+        yield from chunk(piece[:full], batch_size, drop_last=True)
+        carry = piece[full:]
+    if len(carry) and not drop_last:
+        yield carry
 
 
 def plan_batches(batch_sampler: Iterable[Any], epoch: int) -> Iterator[NDArray[np.int64]]:

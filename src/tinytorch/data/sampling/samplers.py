@@ -59,6 +59,14 @@ class ArraySampler(Sampler):
     def indices(self, epoch: int) -> NDArray[np.int64]:
         """The indices of ``epoch``: a 1-D int64 array, a pure function of the settings."""
 
+    def index_chunks(self, epoch: int) -> Iterator[NDArray[np.int64]]:
+        """The indices of ``epoch`` in consecutive pieces; together they equal :meth:`indices`.
+
+        Samplers whose order is naturally produced in pieces (a window at a time) override
+        this, so planning an epoch needs memory for one piece, not for the whole epoch.
+        """
+        yield self.indices(epoch)
+
     @abc.abstractmethod
     def __len__(self) -> int:
         """Number of indices per epoch."""

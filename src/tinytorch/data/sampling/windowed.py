@@ -6,6 +6,7 @@ here reads data; the dataset only has to expose ``shard_starts``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from tinytorch.data.sampling.samplers import ArraySampler
 from tinytorch.data.seeding import Stream, check_seed, derive_rng, fresh_seed
 from tinytorch.data.validate import check_int
 
-__all__ = ["WindowedShuffleSampler", "windowed_order"]
+__all__ = ["WindowedShuffleSampler", "window_chunks", "windowed_order"]
 
 
 def windowed_order(shard_starts: NDArray[np.int64], window: int, seed: int, epoch: int) -> NDArray[np.int64]:
@@ -30,14 +31,20 @@ def windowed_order(shard_starts: NDArray[np.int64], window: int, seed: int, epoc
         ``(total,)`` int64, a permutation of all sample indices: shards in a random order, and
         samples shuffled within each group of ``window`` consecutive shards of that order.
     """
+    parts = list(window_chunks(shard_starts, window, seed, epoch))
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def window_chunks(
+    shard_starts: NDArray[np.int64], window: int, seed: int, epoch: int
+) -> Iterator[NDArray[np.int64]]:
+    """:func:`windowed_order` one window at a time (memory for one window only)."""
     rng = derive_rng(seed, Stream.STREAM_ORDER, epoch)
     shards = rng.permutation(len(shard_starts) - 1)
-    parts = []
     for start in range(0, len(shards), window):
         members = shards[start : start + window]
         indices = np.concatenate([np.arange(shard_starts[k], shard_starts[k + 1]) for k in members])
-        parts.append(indices[rng.permutation(len(indices))])
-    return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, dtype=np.int64)
+        yield indices[rng.permutation(len(indices))].astype(np.int64)
 
 
 class WindowedShuffleSampler(ArraySampler):
@@ -59,6 +66,9 @@ class WindowedShuffleSampler(ArraySampler):
 
     def indices(self, epoch: int) -> NDArray[np.int64]:
         return windowed_order(np.asarray(self.dataset.shard_starts), self.window, self.seed, epoch)
+
+    def index_chunks(self, epoch: int) -> Iterator[NDArray[np.int64]]:
+        return window_chunks(np.asarray(self.dataset.shard_starts), self.window, self.seed, epoch)
 
     def __len__(self) -> int:
         return int(self.dataset.shard_starts[-1])
