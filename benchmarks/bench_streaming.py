@@ -6,7 +6,7 @@ shuffled epoch through the full augmentation (pad-4 crop, flip, normalize -> flo
 
   memory     the arrays loaded into RAM (TensorDataset)
   sharded    ShardedDataset, random access (shuffle=True)
-  windowed   ShardedDataset + WindowedShuffleSampler(window=4), max_open_shards=4
+  windowed   ShardedDataset + WindowedShuffleSampler(window=4), max_open_shards=8
 
 Memory: peak anonymous resident memory (RssAnon in /proc/PID/status: what the kernel cannot
 reclaim) and file-backed resident pages (RssFile: page cache mapped in), sampled every 20 ms.
@@ -90,7 +90,7 @@ def run_mode(directory: Path, mode: str) -> dict[str, float]:
 
     monitor = threading.Thread(target=sample, daemon=True)
     monitor.start()
-    sharded = tt.ShardedDataset(directory, max_open_shards=4 if mode == "windowed" else None)
+    sharded = tt.ShardedDataset(directory, max_open_shards=8 if mode == "windowed" else None)
     kwargs = {
         "batch_size": 256,
         "num_workers": 2,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -137,6 +138,7 @@ class ShardedDataset(Dataset[Any]):
         counts = [s.samples for s in self.manifest.shards]
         self.shard_starts: NDArray[np.int64] = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         self._open: OrderedDict[int, ShardFile] = OrderedDict()
+        self._lock = threading.Lock()
         self.opened = 0  # how many times a shard was mapped (for tests and statistics)
 
     def __len__(self) -> int:
@@ -163,20 +165,21 @@ class ShardedDataset(Dataset[Any]):
         return list(self._open)
 
     def _shard(self, k: int) -> ShardFile:
-        shard = self._open.get(k)
-        if shard is None:
-            shard = ShardFile(
-                self.directory,
-                self.manifest.shards[k],
-                self.manifest.fields,
-                verify=self.verify_on_open,
-            )
-            self._open[k] = shard
-            self.opened += 1
+        with self._lock:  # thread workers share the dataset
+            shard = self._open.get(k)
+            if shard is not None:
+                self._open.move_to_end(k)
+                return shard
+        opened = ShardFile(
+            self.directory, self.manifest.shards[k], self.manifest.fields, verify=self.verify_on_open
+        )
+        with self._lock:
+            shard = self._open.setdefault(k, opened)
+            if shard is opened:
+                self.opened += 1
+            self._open.move_to_end(k)
             while self.max_open_shards is not None and len(self._open) > self.max_open_shards:
                 self._open.popitem(last=False)
-        else:
-            self._open.move_to_end(k)
         return shard
 
     def _columns(self, idx: NDArray[np.intp]) -> dict[str, Any]:
@@ -238,7 +241,12 @@ class ShardedDataset(Dataset[Any]):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_open"] = OrderedDict()  # mappings are reopened in each process
+        del state["_lock"]
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"ShardedDataset({str(self.directory)!r}, {len(self)} samples in {self.num_shards} shards)"

@@ -50,9 +50,10 @@ def window_chunks(
 class WindowedShuffleSampler(ArraySampler):
     """Streaming order over a sharded dataset (anything with ``shard_starts``).
 
-    Use it as the loader's sampler, with the dataset keeping at most ``window`` shards open::
+    Use it as the loader's sampler, with the dataset keeping about two windows of shards open
+    (with several workers, batches in flight near a window boundary read from two windows)::
 
-        ds = ShardedDataset(directory, max_open_shards=4)
+        ds = ShardedDataset(directory, max_open_shards=8)
         loader = DataLoader(ds, batch_size=256, sampler=WindowedShuffleSampler(ds, window=4, seed=0))
 
     Batches that cross from one window to the next touch the last shards of one window and the
