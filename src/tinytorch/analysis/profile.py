@@ -1,16 +1,18 @@
 """``tinytorch-data profile``: input-pipeline memory across batch sizes, and what fits a budget.
 
-For each batch size the loader runs a few batches (with the standard augmentation) while the
-process's proportional set size (PSS, /proc/self/smaps_rollup; workers' PSS added) is sampled
-with each batch held. The increase over the PSS before the loader existed is the pipeline's
-memory at that batch size. A line ``memory = fixed + per_sample * batch_size`` fitted through
-the points answers: what is the largest batch whose *input pipeline* fits the budget? Model
-activations, gradients and optimizer state are not included: they come on top.
+For each batch size a forked child process (so that one size's freed memory cannot hide the
+next one's) runs a few batches with the standard augmentation while its proportional set size
+(PSS, /proc/self/smaps_rollup) is sampled with each batch held. The increase over the child's
+PSS before the loader existed is the pipeline's memory at that batch size. A line
+``memory = fixed + per_sample * batch_size`` fitted through the points answers: what is the
+largest batch whose *input pipeline* fits the budget? Model activations, gradients and optimizer
+state are not included: they come on top.
 """
 
 from __future__ import annotations
 
 import gc
+import multiprocessing as mp
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -49,33 +51,39 @@ class MemoryPoint:
         return asdict(self)
 
 
-def profile_memory(
-    dataset: Any, batch_sizes: list[int], *, batches: int = 5, num_workers: int = 0
-) -> list[MemoryPoint]:
-    """Measure every batch size (ascending); see the module docstring."""
+def _measure(dataset: Any, batch_size: int, batches: int, conn: Any) -> None:
+    gc.collect()
+    baseline = pss_bytes()
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=True, seed=0, batch_transform=augmentation(), stats=False
+    )
+    peak, nbytes = 0, 0
+    for seen, (images, labels) in enumerate(loader, start=1):
+        nbytes = max(nbytes, images.nbytes + labels.nbytes)
+        peak = max(peak, pss_bytes() - baseline)
+        if seen >= batches:
+            break
+    conn.send(MemoryPoint(batch_size, nbytes, max(0, peak)))
+    conn.close()
+
+
+def profile_memory(dataset: Any, batch_sizes: list[int], *, batches: int = 5) -> list[MemoryPoint]:
+    """Measure every batch size in its own forked process; see the module docstring."""
+    context = mp.get_context("fork")
     points = []
     for batch_size in sorted(batch_sizes):
-        gc.collect()
-        baseline = pss_bytes()
-        loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=True,
-            seed=0,
-            num_workers=num_workers,
-            worker_type="thread",
-            batch_transform=augmentation(),
-        )
-        peak, nbytes, seen = 0, 0, 0
-        with loader:
-            for images, labels in loader:
-                nbytes = max(nbytes, images.nbytes + labels.nbytes)
-                peak = max(peak, pss_bytes() - baseline)
-                seen += 1
-                if seen >= batches:
-                    break
-        points.append(MemoryPoint(batch_size, nbytes, max(0, peak)))
-        del loader
+        parent, child = context.Pipe(duplex=False)
+        process = context.Process(target=_measure, args=(dataset, batch_size, batches, child))
+        process.start()
+        child.close()
+        try:
+            points.append(parent.recv())
+        except EOFError:
+            raise RuntimeError(
+                f"measuring batch size {batch_size} failed (the process exited with {process.exitcode})"
+            ) from None
+        finally:
+            process.join()
     return points
 
 

@@ -101,6 +101,22 @@ class LoaderStats:
         return "\n".join(lines)
 
 
+def _size(batch: Any) -> tuple[int, int]:
+    """``(samples, bytes of numpy arrays)`` of a batch; fast for arrays and lists of arrays."""
+    if isinstance(batch, np.ndarray):
+        return (len(batch) if batch.ndim else 1), batch.nbytes
+    if type(batch) in (list, tuple) and all(type(x) is np.ndarray for x in batch):
+        if not batch:
+            return 0, 0
+        first = batch[0]
+        return (len(first) if first.ndim else 1), sum(x.nbytes for x in batch)
+    arrays: list[np.ndarray[Any, Any]] = []
+    flatten(batch, arrays)
+    if not arrays:
+        return 0, 0
+    return (len(arrays[0]) if arrays[0].ndim else 1), sum(a.nbytes for a in arrays)
+
+
 class StatsRecorder:
     """Fills a :class:`LoaderStats` as an epoch's batches are delivered."""
 
@@ -120,20 +136,21 @@ class StatsRecorder:
         s = self.stats
         s.wait_seconds += now - asked_at
         s.batches += 1
-        arrays: list[np.ndarray[Any, Any]] = []
-        flatten(made.batch, arrays)
-        if arrays:
-            s.samples += len(arrays[0]) if arrays[0].ndim else 1
-            s.nbytes += sum(a.nbytes for a in arrays)
-        times = made.times
-        busy = 0.0
-        for name in STAGES:
-            value = getattr(times, name)
-            s.stage_seconds[name] += value
-            busy += value
-        worker = s.per_worker.setdefault(-1 if made.worker is None else made.worker, WorkerStats())
+        samples, nbytes = _size(made.batch)
+        s.samples += samples
+        s.nbytes += nbytes
+        t = made.times
+        stage = s.stage_seconds
+        stage["read"] += t.read
+        stage["sample_transform"] += t.sample_transform
+        stage["collate"] += t.collate
+        stage["batch_transform"] += t.batch_transform
+        stage["transport"] += t.transport
+        worker = s.per_worker.get(-1 if made.worker is None else made.worker)
+        if worker is None:
+            worker = s.per_worker.setdefault(-1 if made.worker is None else made.worker, WorkerStats())
         worker.batches += 1
-        worker.busy_seconds += busy
+        worker.busy_seconds += t.read + t.sample_transform + t.collate + t.batch_transform + t.transport
         s.wall_seconds = now - self._start
         self._delivered_at = now
 
