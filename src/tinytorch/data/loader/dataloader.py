@@ -143,6 +143,7 @@ class DataLoader:
         self.worker_init_fn = worker_init_fn
         self.batch_transform = batch_transform
         self._epoch = 0
+        self._own_sampler = False
         self._workers: WorkerSet | None = None
         self.record_stats = check_bool(stats, "stats")
         self._stats: list[LoaderStats] = []
@@ -180,6 +181,7 @@ class DataLoader:
                     "order. Drop shuffle=True, or drop the sampler (shuffle=True uses a "
                     "RandomSampler seeded with the loader's seed)"
                 )
+            self._own_sampler = sampler is None and batch_sampler is None
             if sampler is None:
                 sampler = RandomSampler(dataset, seed=self.seed) if shuffle else SequentialSampler(dataset)
             if batch_size is not None and batch_sampler is None:
@@ -259,7 +261,11 @@ class DataLoader:
         index_source = self.batch_sampler if self._auto_collation else self.sampler
         assert index_source is not None  # set in __init__ for map-style datasets
         tasks = plan_tasks(
-            index_source, epoch, batched=self._auto_collation, dataset_length=len(self.dataset)
+            index_source,
+            epoch,
+            batched=self._auto_collation,
+            dataset_length=len(self.dataset),
+            trusted=self._own_sampler,
         )
         if self.num_workers == 0:
             return Epoch(

@@ -103,13 +103,12 @@ class LoaderStats:
 
 def _size(batch: Any) -> tuple[int, int]:
     """``(samples, bytes of numpy arrays)`` of a batch; fast for arrays and lists of arrays."""
-    if isinstance(batch, np.ndarray):
+    if type(batch) is np.ndarray:
         return (len(batch) if batch.ndim else 1), batch.nbytes
-    if type(batch) in (list, tuple) and all(type(x) is np.ndarray for x in batch):
-        if not batch:
-            return 0, 0
-        first = batch[0]
-        return (len(first) if first.ndim else 1), sum(x.nbytes for x in batch)
+    if type(batch) is list and len(batch) == 2:  # (inputs, labels): the common case
+        a, b = batch
+        if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim:
+            return len(a), a.nbytes + b.nbytes
     arrays: list[np.ndarray[Any, Any]] = []
     flatten(batch, arrays)
     if not arrays:
