@@ -87,7 +87,8 @@ class LoaderStats:
         lines = [
             f"epoch {self.epoch}: {self.batches} batches, {self.samples} samples in "
             f"{self.wall_seconds:.2f} s ({self.samples_per_second:,.0f} samples/s, "
-            f"{self.mb_per_second:,.1f} MB/s), {self.num_workers} {self.worker_type} workers"
+            f"{self.mb_per_second:,.1f} MB/s), "
+            + (f"{self.num_workers} {self.worker_type} workers" if self.num_workers else "no workers")
             + ("" if self.finished else " [running]"),
             f"{'stage':<22}{'ms/batch':>9}",
             *(f"{name:<22}{ms(self.stage_seconds[name])}" for name in STAGES),
