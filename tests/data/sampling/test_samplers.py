@@ -131,3 +131,13 @@ def test_samplers_leave_global_random_state_alone():
     list(RandomSampler(range(100), seed=1))
     list(WeightedRandomSampler([1, 2], 10, seed=1))
     assert (np.random.random(), random.random()) == expected
+
+
+def test_plans_use_int32_when_indices_fit_and_keep_the_order():
+    sampler = RandomSampler(range(1000), seed=7)
+    order = sampler.indices(3)
+    assert order.dtype == np.int32
+    from tinytorch.data.seeding import Stream, derive_rng
+
+    np.testing.assert_array_equal(order, derive_rng(7, Stream.SHUFFLE, 3).permutation(1000))
+    assert SequentialSampler(range(5)).indices(0).dtype == np.int32

@@ -57,7 +57,10 @@ class ArraySampler(Sampler):
 
     @abc.abstractmethod
     def indices(self, epoch: int) -> NDArray[np.int64]:
-        """The indices of ``epoch``: a 1-D int64 array, a pure function of the settings."""
+        """The indices of ``epoch``: a 1-D integer array, a pure function of the settings.
+
+        int64, or int32 where every index fits (half the memory an epoch's plan takes).
+        """
 
     def index_chunks(self, epoch: int) -> Iterator[NDArray[np.int64]]:
         """The indices of ``epoch`` in consecutive pieces; together they equal :meth:`indices`.
@@ -85,7 +88,8 @@ class SequentialSampler(ArraySampler):
         return len(self.data_source)
 
     def indices(self, epoch: int) -> NDArray[np.int64]:
-        return np.arange(len(self.data_source), dtype=np.int64)
+        n = len(self.data_source)
+        return np.arange(n, dtype=index_dtype(n))
 
 
 class RandomSampler(ArraySampler):
@@ -135,10 +139,10 @@ class RandomSampler(ArraySampler):
         if self.replacement:
             return rng.integers(0, n, size=k, dtype=np.int64)
         whole, rest = divmod(k, n)
-        parts = [rng.permutation(n) for _ in range(whole)]
+        parts = [permutation(rng, n) for _ in range(whole)]
         if rest:
-            parts.append(rng.permutation(n)[:rest])
-        return np.concatenate(parts).astype(np.int64, copy=False)
+            parts.append(permutation(rng, n)[:rest])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 class SubsetRandomSampler(ArraySampler):
@@ -208,6 +212,18 @@ class WeightedRandomSampler(ArraySampler):
         p = self.weights / self.weights.sum()
         drawn = rng.choice(len(p), size=self.num_samples, replace=self.replacement, p=p)
         return np.asarray(drawn, dtype=np.int64)
+
+
+def index_dtype(n: int) -> type[np.signedinteger[Any]]:
+    """The narrowest of int32 / int64 that holds every index below ``n``."""
+    return np.int32 if n < 2**31 else np.int64
+
+
+def permutation(rng: np.random.Generator, n: int) -> NDArray[np.int64]:
+    """``rng.permutation(n)`` (the very same order), stored as int32 when ``n`` fits."""
+    out = np.arange(n, dtype=index_dtype(n))
+    rng.shuffle(out)
+    return out
 
 
 def _refuse_generator(generator: Any, owner: str) -> None:
