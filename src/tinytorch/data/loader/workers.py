@@ -8,6 +8,7 @@ from typing import Any
 from tinytorch.data.fetch.fetcher import BatchTask
 from tinytorch.data.fetch.timing import Made, StageTimes
 from tinytorch.data.workers.capacity import available_memory, check_window
+from tinytorch.data.workers.loop import PoolSpec
 from tinytorch.data.workers.prefetch import Inflight, OrderedPrefetcher
 from tinytorch.data.workers.process import ProcessPool
 from tinytorch.data.workers.thread import ThreadPool
@@ -36,15 +37,9 @@ class WorkerSet:
         worker_init_fn: Callable[[int], None] | None,
         context: Any,
     ) -> None:
-        self._settings = dict(
-            make_batch=make_batch,
-            dataset=dataset,
-            kind=kind,
-            num_workers=num_workers,
-            seed=seed,
-            worker_init_fn=worker_init_fn,
-            context=context,
-        )
+        self._spec = PoolSpec(make_batch, dataset, num_workers, seed, worker_init_fn)
+        self._kind = kind
+        self._context = context
         self.num_workers = num_workers
         self.prefetch_factor = prefetch_factor
         self.persistent = persistent
@@ -57,25 +52,11 @@ class WorkerSet:
         self._epoch_pools: list[ProcessPool | ThreadPool] = []
 
     def _start_pool(self) -> tuple[ProcessPool | ThreadPool, Inflight]:
-        s = self._settings
         pool: ProcessPool | ThreadPool
-        if s["kind"] == "thread":
-            pool = ThreadPool(
-                s["make_batch"],
-                s["dataset"],
-                num_workers=self.num_workers,
-                seed=s["seed"],
-                worker_init_fn=s["worker_init_fn"],
-            )
+        if self._kind == "thread":
+            pool = ThreadPool(self._spec)
         else:
-            pool = ProcessPool(
-                s["make_batch"],
-                s["dataset"],
-                num_workers=self.num_workers,
-                seed=s["seed"],
-                worker_init_fn=s["worker_init_fn"],
-                context=s["context"],
-            )
+            pool = ProcessPool(self._spec, context=self._context)
         pool.start()
         return pool, Inflight(self.num_workers)
 
@@ -106,7 +87,7 @@ class WorkerSet:
 
     def _checked_batches(self, prefetcher: OrderedPrefetcher) -> Iterator[Made]:
         for made in prefetcher:
-            if not self._checked and self._settings["kind"] == "process":
+            if not self._checked and self._kind == "process":
                 check_window(
                     made.batch,
                     num_workers=self.num_workers,

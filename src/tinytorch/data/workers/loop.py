@@ -10,6 +10,7 @@ import os
 import random
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -20,7 +21,30 @@ from tinytorch.data.seeding import Stream, derive_rng
 from tinytorch.data.workers.info import WorkerInfo, set_worker_info
 from tinytorch.data.workers.messages import Done, Failed, Job
 
-__all__ = ["Channel", "seed_global_rngs", "worker_loop"]
+__all__ = ["Channel", "PoolSpec", "seed_global_rngs", "worker_loop"]
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """What every pool of workers is built from.
+
+    Attributes:
+        make_batch: the fetcher's ``make``: a task to ``(batch, stage times)``.
+        dataset: the dataset (for ``get_worker_info().dataset``).
+        num_workers: how many workers.
+        seed: the loader's seed.
+        worker_init_fn: called in each worker with its id before its first batch.
+    """
+
+    make_batch: Callable[[BatchTask], tuple[Any, StageTimes]]
+    dataset: Any
+    num_workers: int
+    seed: int
+    worker_init_fn: Callable[[int], None] | None = None
+
+    def info(self, worker_id: int, kind: str, pid: int) -> WorkerInfo:
+        """What :func:`get_worker_info` returns in worker ``worker_id``."""
+        return WorkerInfo(worker_id, self.num_workers, self.seed, self.dataset, kind, pid)
 
 
 class Channel(Protocol):

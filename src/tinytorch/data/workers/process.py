@@ -10,6 +10,7 @@ the pipe closes, so they cannot outlive it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import multiprocessing as mp
 import os
@@ -25,7 +26,7 @@ from tinytorch.data.fetch.fetcher import BatchTask
 from tinytorch.data.fetch.timing import StageTimes
 from tinytorch.data.workers.errors import WorkerDiedError
 from tinytorch.data.workers.info import WorkerInfo
-from tinytorch.data.workers.loop import worker_loop
+from tinytorch.data.workers.loop import PoolSpec, worker_loop
 from tinytorch.data.workers.messages import Done, Failed, Job
 from tinytorch.data.workers.transport import BlockReader, BlockWriter, Packed
 
@@ -94,7 +95,7 @@ def _process_main(
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     channel = _ProcessChannel(conn, info.id)
-    info = WorkerInfo(info.id, info.num_workers, info.seed, info.dataset, "process", os.getpid())
+    info = dataclasses.replace(info, pid=os.getpid())
     try:
         worker_loop(channel, make_batch, channel.package, info, worker_init_fn, seed_globals=True)
     finally:
@@ -109,24 +110,10 @@ class ProcessPool:
     grace_seconds = 0.5
     """How long shutdown waits for workers to finish their current batch before terminating."""
 
-    def __init__(
-        self,
-        make_batch: Callable[[BatchTask], tuple[Any, StageTimes]],
-        dataset: Any,
-        *,
-        num_workers: int,
-        seed: int,
-        worker_init_fn: Callable[[int], None] | None,
-        context: Any,
-    ) -> None:
-        self.num_workers = num_workers
-        self._make_batch = make_batch
-        self._dataset = dataset
-        self._seed = seed
-        self._worker_init_fn = worker_init_fn
-        self._context: Any = (
-            context if not isinstance(context, (str, type(None))) else mp.get_context(context)
-        )
+    def __init__(self, spec: PoolSpec, *, context: Any) -> None:
+        self.spec = spec
+        self.num_workers = spec.num_workers
+        self._context: Any = mp.get_context(context) if isinstance(context, (str, type(None))) else context
         self._conns: list[Connection] = []
         self._procs: list[Any] = []
         self._reader = BlockReader()
@@ -141,9 +128,9 @@ class ProcessPool:
         if method != "fork":
             check_picklable(
                 {
-                    "dataset": self._dataset,
-                    "fetcher (collate_fn, batch_transform)": self._make_batch,
-                    "worker_init_fn": self._worker_init_fn,
+                    "dataset": self.spec.dataset,
+                    "fetcher (collate_fn, batch_transform)": self.spec.make_batch,
+                    "worker_init_fn": self.spec.worker_init_fn,
                 },
                 method,
             )
@@ -153,10 +140,10 @@ class ProcessPool:
         try:
             for worker_id in range(self.num_workers):
                 parent, child = self._context.Pipe(duplex=True)
-                info = WorkerInfo(worker_id, self.num_workers, self._seed, self._dataset, "process", 0)
+                info = self.spec.info(worker_id, "process", 0)
                 proc = self._context.Process(
                     target=_process_main,
-                    args=(child, self._make_batch, info, self._worker_init_fn),
+                    args=(child, self.spec.make_batch, info, self.spec.worker_init_fn),
                     name=f"tinytorch-worker-{worker_id}",
                     daemon=True,
                 )

@@ -12,13 +12,11 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from tinytorch.data.fetch.fetcher import BatchTask
 from tinytorch.data.fetch.timing import StageTimes
-from tinytorch.data.workers.info import WorkerInfo
-from tinytorch.data.workers.loop import worker_loop
+from tinytorch.data.workers.loop import PoolSpec, worker_loop
 from tinytorch.data.workers.messages import Done, Failed, Job
 
 __all__ = ["ThreadPool"]
@@ -51,20 +49,9 @@ class ThreadPool:
 
     kind = "thread"
 
-    def __init__(
-        self,
-        make_batch: Callable[[BatchTask], tuple[Any, StageTimes]],
-        dataset: Any,
-        *,
-        num_workers: int,
-        seed: int,
-        worker_init_fn: Callable[[int], None] | None,
-    ) -> None:
-        self.num_workers = num_workers
-        self._make_batch = make_batch
-        self._dataset = dataset
-        self._seed = seed
-        self._worker_init_fn = worker_init_fn
+    def __init__(self, spec: PoolSpec) -> None:
+        self.spec = spec
+        self.num_workers = spec.num_workers
         self._jobs: list[queue.SimpleQueue[Job | None]] = []
         self._results: queue.SimpleQueue[tuple[int, Done | Failed]] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
@@ -77,11 +64,11 @@ class ThreadPool:
     def start(self) -> None:
         for worker_id in range(self.num_workers):
             jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-            info = WorkerInfo(worker_id, self.num_workers, self._seed, self._dataset, "thread", os.getpid())
+            info = self.spec.info(worker_id, "thread", os.getpid())
             channel = _ThreadChannel(jobs, self._results, worker_id, self._stop)
             thread = threading.Thread(
                 target=worker_loop,
-                args=(channel, self._make_batch, _package, info, self._worker_init_fn),
+                args=(channel, self.spec.make_batch, _package, info, self.spec.worker_init_fn),
                 kwargs={"seed_globals": False},
                 name=f"tinytorch-worker-{worker_id}",
                 daemon=True,
