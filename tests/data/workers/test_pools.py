@@ -258,3 +258,49 @@ def test_interpreter_exit_stops_workers(tmp_path):
             not os.path.exists(f"/proc/{pid}")
             or "Z" in pathlib.Path(f"/proc/{pid}/stat").read_text().split()[2]
         )
+
+
+def test_ctrl_c_stops_the_loader_and_its_workers(tmp_path):
+    """SIGINT to the process group (what Ctrl-C sends): the loading process gets
+    KeyboardInterrupt, the workers ignore it and are stopped by the loader."""
+    import subprocess
+    import sys
+
+    tests_dir = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+    script = tmp_path / "ctrlc.py"
+    script.write_text(
+        "import sys, os, time\n"
+        f"sys.path[:0] = [{tests_dir!r}]\n"
+        "from support.worker_datasets import Squares\n"
+        "from tinytorch import DataLoader\n"
+        "loader = DataLoader(Squares(n=400000), batch_size=4, num_workers=2)\n"
+        "try:\n"
+        "    for i, batch in enumerate(loader):\n"
+        "        if i == 5:\n"
+        "            print(' '.join(map(str, loader.worker_pids)), flush=True)\n"
+        "        time.sleep(0.01)\n"
+        "except KeyboardInterrupt:\n"
+        "    import gc, multiprocessing\n"
+        "    gc.collect()\n"
+        "    print('interrupted', len(multiprocessing.active_children()), flush=True)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) == 2
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert "interrupted 0" in out  # the loader stopped its workers before the script ended
+    assert proc.returncode == 0
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(
+        os.path.exists(f"/proc/{pid}") and "Z" not in pathlib.Path(f"/proc/{pid}/stat").read_text().split()[2]
+        for pid in pids
+    ):
+        time.sleep(0.05)
+    for pid in pids:
+        assert (
+            not os.path.exists(f"/proc/{pid}")
+            or "Z" in pathlib.Path(f"/proc/{pid}/stat").read_text().split()[2]
+        )
