@@ -154,3 +154,17 @@ def test_getitems_equals_getitem(tmp_path_factory, indices):
     np.testing.assert_array_equal(fast[1], indices)
     for k, i in enumerate(indices):
         np.testing.assert_array_equal(fast[0][k], ds[i][0])
+
+
+def test_span_and_per_shard_reads_agree(tmp_path):
+    x, y = images(100)
+    write_shards(TensorDataset(x, y), tmp_path / "agree", samples_per_shard=13, progress=False)
+    span = ShardedDataset(tmp_path / "agree")  # all shards in one mapping (Linux)
+    per_shard = ShardedDataset(tmp_path / "agree", max_open_shards=3)
+    order = np.random.default_rng(0).permutation(100)
+    for batch in np.array_split(order, 7):
+        a, b = span.__getitems__(batch).collated(), per_shard.__getitems__(batch).collated()
+        for u, v in zip(a, b, strict=True):
+            np.testing.assert_array_equal(u, v)
+            assert u.dtype == v.dtype
+    assert len(per_shard.open_shards()) <= 3

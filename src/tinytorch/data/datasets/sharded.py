@@ -36,6 +36,7 @@ from tinytorch.data.storage.shards import (
     check_shard,
     read_manifest,
 )
+from tinytorch.data.storage.span import ShardSpan, gather_records, span_supported
 from tinytorch.data.validate import check_int
 
 __all__ = ["ShardedDataset", "write_shards"]
@@ -139,7 +140,15 @@ class ShardedDataset(Dataset[Any]):
         self.shard_starts: NDArray[np.int64] = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         self._open: OrderedDict[int, ShardFile] = OrderedDict()
         self._lock = threading.Lock()
-        self.opened = 0  # how many times a shard was mapped (for tests and statistics)
+        self.opened = 0
+        # Random access with no bound on open shards reads through one span of all shards.
+        fixed = all(f.kind == "array" for f in self.manifest.fields)
+        self._use_span = self.max_open_shards is None and fixed and span_supported()
+        self._span: ShardSpan | None = None
+        self._field_offsets = {
+            f.name: np.array([s.offsets[f.name] for s in self.manifest.shards], dtype=np.int64)
+            for f in self.manifest.fields
+        }  # how many times a shard was mapped (for tests and statistics)
 
     def __len__(self) -> int:
         return int(self.shard_starts[-1])
@@ -182,9 +191,47 @@ class ShardedDataset(Dataset[Any]):
                 self._open.popitem(last=False)
         return shard
 
+    def _shard_span(self) -> ShardSpan | None:
+        """All shards in one mapping (built on first use, checked like single shards)."""
+        with self._lock:
+            if self._span is None and self._use_span:
+                paths = [self.directory / s.file for s in self.manifest.shards]
+                for info, path in zip(self.manifest.shards, paths, strict=True):
+                    if not path.is_file():
+                        raise ShardError(f"shard {info.file} is missing from {self.directory}")
+                    if path.stat().st_size != info.nbytes:
+                        raise ShardError(
+                            f"shard {info.file} has {path.stat().st_size} bytes, the manifest says "
+                            f"{info.nbytes}: it is truncated or was replaced. Rewrite the dataset"
+                        )
+                    if self.verify_on_open:
+                        check_shard(self.directory, info)
+                try:
+                    self._span = ShardSpan(paths, [s.nbytes for s in self.manifest.shards])
+                except OSError:
+                    self._use_span = False  # read shard by shard instead
+            return self._span
+
+    def _span_columns(self, span: ShardSpan, idx: NDArray[np.intp]) -> dict[str, Any]:
+        """Every field of samples ``idx`` with one gather per field over the span."""
+        which = np.searchsorted(self.shard_starts, idx, side="right") - 1
+        rows = idx - self.shard_starts[which]
+        base = span.starts[which]
+        columns: dict[str, Any] = {}
+        for field in self.manifest.fields:
+            dtype = np.dtype(field.dtype)
+            record = dtype.itemsize * int(np.prod(field.shape, dtype=np.int64))
+            offsets = base + self._field_offsets[field.name][which] + rows * record
+            raw = gather_records(span.data, offsets, record)
+            columns[field.name] = raw.view(dtype).reshape((len(idx), *field.shape))
+        return columns
+
     def _columns(self, idx: NDArray[np.intp]) -> dict[str, Any]:
         """Every field of samples ``idx``: one gather per field per shard, written straight to
         the samples' positions in preallocated outputs."""
+        span = self._shard_span() if self._use_span else None
+        if span is not None:
+            return self._span_columns(span, idx)
         which = np.searchsorted(self.shard_starts, idx, side="right") - 1
         order = np.argsort(which, kind="stable")
         sorted_which = which[order]
@@ -241,6 +288,7 @@ class ShardedDataset(Dataset[Any]):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_open"] = OrderedDict()  # mappings are reopened in each process
+        state["_span"] = None
         del state["_lock"]
         return state
 

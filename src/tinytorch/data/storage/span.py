@@ -1,0 +1,116 @@
+"""All shards of a dataset mapped back to back in one range of virtual memory (Linux).
+
+Random access over many shards otherwise costs one gather per shard a batch touches. Mapped
+into a single address range, every sample of every shard is a byte offset from one base
+pointer, and a batch of fixed-size records is read with one fancy-indexing operation over a
+strided view whose rows start at any byte (:func:`gather_records`).
+
+How: reserve the whole range with an inaccessible anonymous mapping, then map each shard
+file over its page-aligned slot with ``MAP_FIXED`` (through ``ctypes``, since Python's ``mmap``
+cannot choose an address). Mappings are read-only and populated at once (``MAP_POPULATE``);
+the range is unmapped when the span is garbage-collected. Only used on Linux; elsewhere the
+caller reads shard by shard.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import mmap
+import os
+import sys
+import weakref
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+from numpy.typing import NDArray
+
+__all__ = ["ShardSpan", "gather_records", "span_supported"]
+
+# The same on every Linux architecture; Python's mmap module exports neither.
+_MAP_FIXED = 0x10
+_PROT_NONE = 0
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+def span_supported() -> bool:
+    """Whether shards can be mapped into one range here."""
+    return sys.platform == "linux" and ctypes.util.find_library("c") is not None
+
+
+def _libc() -> Any:
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    libc.munmap.restype = ctypes.c_int
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    return libc
+
+
+def _unmap(libc: Any, base: int, size: int) -> None:
+    libc.munmap(base, size)
+
+
+class ShardSpan:
+    """Shard files ``paths`` (with sizes ``sizes``) mapped consecutively, read-only.
+
+    Attributes:
+        data: ``(total,)`` uint8 view of the whole range (gaps between shards are
+            inaccessible: read only at valid offsets).
+        starts: ``(num_shards,)`` int64 byte offset of each shard's first byte in ``data``.
+
+    Raises:
+        OSError: a mapping failed (the caller falls back to per-shard reads).
+    """
+
+    def __init__(self, paths: list[Path], sizes: list[int]) -> None:
+        page = mmap.PAGESIZE
+        slots = [max(page, -(-s // page) * page) for s in sizes]
+        self.starts: NDArray[np.int64] = np.concatenate(([0], np.cumsum(slots)[:-1])).astype(np.int64)
+        total = int(sum(slots))
+        libc = _libc()
+        base = libc.mmap(None, total, _PROT_NONE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+        if base in (None, _MAP_FAILED):
+            raise OSError(ctypes.get_errno(), f"could not reserve {total} bytes of address space")
+        self._finalizer = weakref.finalize(self, _unmap, libc, base, total)
+        flags = mmap.MAP_SHARED | _MAP_FIXED | getattr(mmap, "MAP_POPULATE", 0)
+        for path, size, start in zip(paths, sizes, self.starts.tolist(), strict=True):
+            if size == 0:
+                continue
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                got = libc.mmap(base + start, size, mmap.PROT_READ, flags, fd, 0)
+            finally:
+                os.close(fd)
+            if got != base + start:
+                self._finalizer()
+                raise OSError(ctypes.get_errno(), f"could not map {path} into the shard span")
+        buffer = (ctypes.c_uint8 * total).from_address(base)
+        self.data: NDArray[np.uint8] = np.frombuffer(memoryview(buffer).cast("B"), dtype=np.uint8)
+        self.data.flags.writeable = False
+
+    def close(self) -> None:
+        """Unmap the range now (the span must not be used afterwards)."""
+        self._finalizer()
+
+
+def gather_records(
+    data: NDArray[np.uint8], offsets: NDArray[np.int64], record_bytes: int
+) -> NDArray[np.uint8]:
+    """The ``record_bytes`` bytes starting at each of ``offsets`` in ``data``, as ``(n, record_bytes)``.
+
+    One fancy-indexing operation over a read-only view whose row ``i`` starts at byte ``i``.
+    """
+    rows = as_strided(
+        data, shape=(len(data) - record_bytes + 1, record_bytes), strides=(1, 1), writeable=False
+    )
+    return rows[offsets]
