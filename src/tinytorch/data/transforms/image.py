@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 from numpy.typing import NDArray
 
 from tinytorch.data.transforms.base import Transform
@@ -108,7 +108,7 @@ class RandomCrop(Transform):
 
     def crop(self, padded: NDArray[Any], at: CropParams) -> NDArray[Any]:
         """Gather one ``size`` window per sample at ``at`` (one fancy-indexing operation)."""
-        windows = sliding_window_view(padded, self.size, axis=(2, 3))  # (N, C, rows, cols, h, w)
+        windows = _windows(padded, self.size)  # (N, C, rows, cols, h, w)
         out: NDArray[Any] = windows[np.arange(len(padded)), :, at.top, at.left]
         return out
 
@@ -160,9 +160,9 @@ class CropThenFlip(Transform):
         h, w = self.crop.size
         out: NDArray[Any] = np.empty((n, c, h, w), dtype=batch.dtype)
         keep, mirror = np.flatnonzero(~flips), np.flatnonzero(flips)
-        windows = sliding_window_view(padded, (h, w), axis=(2, 3))
+        windows = _windows(padded, (h, w))
         out[keep] = windows[keep, :, at.top[keep], at.left[keep]]
-        mirrored = sliding_window_view(padded[..., ::-1], (h, w), axis=(2, 3))
+        mirrored = _windows(padded[..., ::-1], (h, w))
         out[mirror] = mirrored[mirror, :, at.top[mirror], cols - 1 - at.left[mirror]]
         return out
 
@@ -262,6 +262,19 @@ class Cutout(Transform):
         right = np.minimum(cx - self.size // 2 + self.size, width)
         rect = EraseParams(params[:, 0] < self.p, top, left, bottom - top, right - left)
         return _erase(batch, rect, self.value)
+
+
+def _windows(padded: NDArray[Any], size: tuple[int, int]) -> NDArray[Any]:
+    """Read-only view ``(N, C, rows, cols, h, w)`` of every ``h x w`` window of ``padded``.
+
+    What ``sliding_window_view(padded, size, axis=(2, 3))`` returns, built directly (the
+    general function's argument checks cost more than the gather on small batches).
+    """
+    n, c, height, width = padded.shape
+    h, w = size
+    s0, s1, s2, s3 = padded.strides
+    shape = (n, c, height - h + 1, width - w + 1, h, w)
+    return as_strided(padded, shape=shape, strides=(s0, s1, s2, s3, s2, s3), writeable=False)
 
 
 def _check_images(batch: NDArray[Any], owner: str) -> tuple[int, int, int, int]:

@@ -65,6 +65,7 @@ class Normalize(Transform):
         if np.any(self.std <= 0) or not np.all(np.isfinite(self.std)):
             raise ValueError(f"Normalize std must be positive and finite, got {self.std.tolist()}")
         self._after_to_float = False
+        self._coefficients: dict[tuple[int, str], tuple[NDArray[np.float32], NDArray[np.float32]]] = {}
 
     @property
     def fused_to_float(self) -> bool:
@@ -80,7 +81,15 @@ class Normalize(Transform):
     def coefficients(
         self, channels: int, dtype: np.dtype[Any]
     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        """Per-channel ``(scale, shift)`` with ``out = x * scale + shift``, shaped ``(C, 1, 1)``."""
+        """Per-channel ``(scale, shift)`` with ``out = x * scale + shift``, shaped ``(C, 1, 1)``.
+
+        Computed once per channel count and input dtype (a dict write is atomic, so thread
+        workers sharing the transform may at worst compute it twice).
+        """
+        key = (channels, dtype.str)
+        cached = self._coefficients.get(key)
+        if cached is not None:
+            return cached
         n = max(len(self.mean), len(self.std))
         if n != 1 and n != channels:
             raise ValueError(
@@ -91,10 +100,12 @@ class Normalize(Transform):
         std = np.broadcast_to(self.std, (channels,))
         scale = (_integer_scale(dtype) if self._after_to_float else 1.0) / std
         shift = -mean / std
-        return (
+        result = (
             scale.astype(np.float32).reshape(-1, 1, 1),
             shift.astype(np.float32).reshape(-1, 1, 1),
         )
+        self._coefficients[key] = result
+        return result
 
     def apply(self, batch: NDArray[Any], params: Any) -> NDArray[np.float32]:
         if batch.ndim < 2:
