@@ -38,3 +38,21 @@ def test_console_script_runs():
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "usage: tinytorch-data" in capsys.readouterr().out
+
+
+def test_check_covers_cifar_and_preprocessing(capsys):
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert "Progress: CIFAR-10 Dataset ✓" in out
+    assert "Progress: Preprocessing ✓" in out
+
+
+def test_broken_cifar_loading_is_reported(monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise FileNotFoundError("no batches here")
+
+    monkeypatch.setattr(check, "CIFAR10Dataset", broken)
+    assert main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert "❌ Verified, extracted, parsed and cached" in out
+    assert "Progress: CIFAR-10 Dataset ✗" in out

@@ -7,13 +7,30 @@ exits non-zero, naming the failed check, when any component is broken.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
+import pickle
+import tarfile
+import tempfile
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from tinytorch.data import DataLoader, Dataset, TensorDataset, default_collate
+from tinytorch.data import (
+    CIFAR10Dataset,
+    Compose,
+    DataLoader,
+    Dataset,
+    Normalize,
+    Normalizer,
+    RandomCrop,
+    RandomHorizontalFlip,
+    TensorDataset,
+    default_collate,
+)
 
 
 @dataclass(frozen=True)
@@ -86,6 +103,59 @@ def _collate() -> None:
     _expect(batch["x"].shape == (2, 2) and batch["y"].dtype == np.int64, "dict samples collated wrong")
 
 
+def _cifar_archive(root: Path) -> str:
+    """A small archive in CIFAR-10's official layout (5 x 20 training, 20 test images); its md5."""
+    rng = np.random.default_rng(0)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        names = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]
+        entries = {
+            n: {
+                b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8),
+                b"labels": rng.integers(0, 10, 20).tolist(),
+            }
+            for n in names
+        }
+        entries["batches.meta"] = {b"label_names": [c.encode() for c in _CLASSES], b"num_cases_per_batch": 20}
+        for name, content in entries.items():
+            data = pickle.dumps(content, protocol=2)
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    (root / "cifar-10-python.tar.gz").write_bytes(buffer.getvalue())
+    return hashlib.md5(buffer.getvalue(), usedforsecurity=False).hexdigest()
+
+
+_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def _cifar() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        md5 = _cifar_archive(Path(tmp))
+        train = CIFAR10Dataset(tmp, train=True, download=False, md5=md5)
+        _expect(len(train) == 100, f"loaded {len(train)} training samples, expected 100")
+        image, label = train[0]
+        _expect(image.shape == (3, 32, 32) and image.dtype == np.uint8, f"sample shape {image.shape}")
+        _expect(0 <= label <= 9 and train.classes == _CLASSES, "labels or class names wrong")
+        again = CIFAR10Dataset(tmp, train=True, download=False, md5=md5)
+        _expect(np.array_equal(again.data, train.data), "the cached copy differs from the files")
+
+
+def _normalizer() -> None:
+    x = np.random.default_rng(0).integers(0, 256, (200, 3, 8, 8), dtype=np.uint8)
+    out = Normalizer(mode="per_channel").fit(DataLoader(TensorDataset(x), batch_size=64)).transform(x)
+    _expect(np.allclose(out.mean(axis=(0, 2, 3)), 0, atol=1e-4), "normalized mean is not 0")
+    _expect(np.allclose(out.std(axis=(0, 2, 3)), 1, atol=1e-4), "normalized std is not 1")
+
+
+def _augmentation() -> None:
+    x = np.random.default_rng(0).integers(0, 256, (64, 3, 32, 32), dtype=np.uint8)
+    augment = Compose([RandomCrop(32, padding=4), RandomHorizontalFlip(), Normalize([127.5] * 3, [64.0] * 3)])
+    a = augment(x, np.random.default_rng(1))
+    _expect(a.shape == (64, 3, 32, 32) and a.dtype == np.float32, f"augmented batch {a.shape} {a.dtype}")
+    _expect(np.array_equal(a, augment(x, np.random.default_rng(1))), "the same generator gave other bytes")
+
+
 SECTIONS: list[tuple[str, str, list[Check]]] = [
     (
         "Dataset abstraction",
@@ -105,6 +175,23 @@ SECTIONS: list[tuple[str, str, list[Check]]] = [
             Check("Iteration covers all samples exactly once", _coverage),
             Check("Same seed gives the same batches", _determinism),
             Check("Nested samples collate into numpy batches", _collate),
+        ],
+    ),
+    (
+        "CIFAR-10 loading (a generated archive in the official layout, no network)",
+        "CIFAR-10 Dataset",
+        [
+            Check(
+                "Verified, extracted, parsed and cached: 100 samples of (3, 32, 32), labels in [0, 9]", _cifar
+            )
+        ],
+    ),
+    (
+        "Preprocessing",
+        "Preprocessing",
+        [
+            Check("Normalizer fitted by streaming gives zero mean, unit variance", _normalizer),
+            Check("Batch augmentation is deterministic for a given generator", _augmentation),
         ],
     ),
 ]
