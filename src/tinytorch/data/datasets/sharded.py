@@ -30,7 +30,6 @@ from tinytorch.data.datasets.stacked import StackedSamples
 from tinytorch.data.storage.shards import (
     MANIFEST,
     Manifest,
-    ShardError,
     ShardFile,
     ShardWriter,
     check_shard,
@@ -160,14 +159,7 @@ class ShardedDataset(Dataset[Any]):
     def verify(self) -> None:
         """Check every shard's size and SHA-256 against the manifest (reads all the data)."""
         for info in self.manifest.shards:
-            path = self.directory / info.file
-            if not path.is_file():
-                raise ShardError(f"shard {info.file} is missing from {self.directory}")
-            if path.stat().st_size != info.nbytes:
-                raise ShardError(
-                    f"shard {info.file} has {path.stat().st_size} bytes, the manifest says {info.nbytes}"
-                )
-            check_shard(self.directory, info)
+            check_shard(self.directory, info, checksum=True)
 
     def open_shards(self) -> list[int]:
         """Indices of the shards currently mapped."""
@@ -195,17 +187,10 @@ class ShardedDataset(Dataset[Any]):
         """All shards in one mapping (built on first use, checked like single shards)."""
         with self._lock:
             if self._span is None and self._use_span:
-                paths = [self.directory / s.file for s in self.manifest.shards]
-                for info, path in zip(self.manifest.shards, paths, strict=True):
-                    if not path.is_file():
-                        raise ShardError(f"shard {info.file} is missing from {self.directory}")
-                    if path.stat().st_size != info.nbytes:
-                        raise ShardError(
-                            f"shard {info.file} has {path.stat().st_size} bytes, the manifest says "
-                            f"{info.nbytes}: it is truncated or was replaced. Rewrite the dataset"
-                        )
-                    if self.verify_on_open:
-                        check_shard(self.directory, info)
+                paths = [
+                    check_shard(self.directory, info, checksum=self.verify_on_open)
+                    for info in self.manifest.shards
+                ]
                 try:
                     self._span = ShardSpan(paths, [s.nbytes for s in self.manifest.shards])
                 except OSError:

@@ -287,19 +287,9 @@ class ShardFile:
     """One shard, memory-mapped; fields are numpy views of the file (read-only)."""
 
     def __init__(self, directory: Path, info: ShardInfo, fields: tuple[Field, ...], *, verify: bool) -> None:
-        path = directory / info.file
-        if not path.is_file():
-            raise ShardError(f"shard {info.file} is missing from {directory}")
-        size = path.stat().st_size
-        if size != info.nbytes:
-            raise ShardError(
-                f"shard {info.file} has {size} bytes, the manifest says {info.nbytes}: it is truncated "
-                "or was replaced. Rewrite the dataset"
-            )
-        if verify:
-            check_shard(directory, info)
+        path = check_shard(directory, info, checksum=verify)
         self.info = info
-        self._map: NDArray[np.uint8] = _map_file(path, size)
+        self._map: NDArray[np.uint8] = _map_file(path, info.nbytes)
         self.columns: dict[str, Any] = {}
         for field in fields:
             start = info.offsets[field.name]
@@ -339,14 +329,30 @@ def _map_file(path: Path, size: int) -> NDArray[np.uint8]:
     return np.frombuffer(mapped, dtype=np.uint8)
 
 
-def check_shard(directory: Path, info: ShardInfo) -> None:
-    """Raise :class:`ShardError` unless the shard's SHA-256 matches the manifest."""
-    digest = hashlib.sha256()
-    with open(directory / info.file, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    if digest.hexdigest() != info.sha256:
+def check_shard(directory: Path, info: ShardInfo, *, checksum: bool) -> Path:
+    """The shard's path, after checking that it exists with the manifest's size and, with
+    ``checksum``, the manifest's SHA-256 (which reads the whole file).
+
+    Raises:
+        ShardError: missing, truncated or replaced, or corrupt; the message names the shard.
+    """
+    path = directory / info.file
+    if not path.is_file():
+        raise ShardError(f"shard {info.file} is missing from {directory}")
+    size = path.stat().st_size
+    if size != info.nbytes:
         raise ShardError(
-            f"shard {info.file} in {directory} has sha256 {digest.hexdigest()}, the manifest says "
-            f"{info.sha256}: the file is corrupt. Rewrite the dataset"
+            f"shard {info.file} has {size} bytes, the manifest says {info.nbytes}: it is truncated "
+            "or was replaced. Rewrite the dataset"
         )
+    if checksum:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+        if digest.hexdigest() != info.sha256:
+            raise ShardError(
+                f"shard {info.file} in {directory} has sha256 {digest.hexdigest()}, the manifest says "
+                f"{info.sha256}: the file is corrupt. Rewrite the dataset"
+            )
+    return path
