@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
 
 from tinytorch.data.fetch.timing import Made
-from tinytorch.data.workers.transport import flatten
+from tinytorch.data.workers.transport import batch_footprint
 
 __all__ = ["STAGES", "LoaderStats", "StatsRecorder", "WorkerStats"]
 
@@ -102,21 +99,6 @@ class LoaderStats:
         return "\n".join(lines)
 
 
-def _size(batch: Any) -> tuple[int, int]:
-    """``(samples, bytes of numpy arrays)`` of a batch; fast for arrays and lists of arrays."""
-    if type(batch) is np.ndarray:
-        return (len(batch) if batch.ndim else 1), batch.nbytes
-    if type(batch) is list and len(batch) == 2:  # (inputs, labels): the common case
-        a, b = batch
-        if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim:
-            return len(a), a.nbytes + b.nbytes
-    arrays: list[np.ndarray[Any, Any]] = []
-    flatten(batch, arrays)
-    if not arrays:
-        return 0, 0
-    return (len(arrays[0]) if arrays[0].ndim else 1), sum(a.nbytes for a in arrays)
-
-
 class StatsRecorder:
     """Fills a :class:`LoaderStats` as an epoch's batches are delivered."""
 
@@ -136,7 +118,7 @@ class StatsRecorder:
         s = self.stats
         s.wait_seconds += now - asked_at
         s.batches += 1
-        samples, nbytes = _size(made.batch)
+        samples, nbytes = batch_footprint(made.batch)
         s.samples += samples
         s.nbytes += nbytes
         t = made.times

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from tinytorch.data.workers.transport import flatten
+from tinytorch.data.workers.transport import batch_footprint
 
 __all__ = ["InsufficientSharedMemoryError", "available_memory", "batch_nbytes", "check_window"]
 
@@ -17,9 +15,7 @@ class InsufficientSharedMemoryError(MemoryError):
 
 def batch_nbytes(batch: Any) -> int:
     """Bytes of all numpy arrays in ``batch``."""
-    arrays: list[np.ndarray[Any, Any]] = []
-    flatten(batch, arrays)
-    return sum(a.nbytes for a in arrays)
+    return batch_footprint(batch)[1]
 
 
 def available_memory() -> int | None:

@@ -34,6 +34,7 @@ __all__ = [
     "BlockReader",
     "BlockWriter",
     "Packed",
+    "batch_footprint",
     "flatten",
     "shared_memory_supported",
     "unflatten",
@@ -103,6 +104,21 @@ def _rebuild_mapping(original: Mapping[Any, Any], items: dict[Any, Any]) -> Any:
         return type(original)(items)  # type: ignore[call-arg]
     except TypeError:
         return items
+
+
+def batch_footprint(batch: Any) -> tuple[int, int]:
+    """``(samples, bytes of numpy arrays)`` of a batch; fast for arrays and lists of arrays."""
+    if type(batch) is np.ndarray:
+        return (len(batch) if batch.ndim else 1), batch.nbytes
+    if type(batch) is list and len(batch) == 2:  # (inputs, labels): the common case
+        a, b = batch
+        if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim:
+            return len(a), a.nbytes + b.nbytes
+    arrays: list[np.ndarray[Any, Any]] = []
+    flatten(batch, arrays)
+    if not arrays:
+        return 0, 0
+    return (len(arrays[0]) if arrays[0].ndim else 1), sum(a.nbytes for a in arrays)
 
 
 def unflatten(structure: Any, arrays: list[Any]) -> Any:
