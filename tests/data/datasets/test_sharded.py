@@ -1,8 +1,9 @@
 import os
+import random
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tinytorch import (
@@ -168,3 +169,31 @@ def test_span_and_per_shard_reads_agree(tmp_path):
             np.testing.assert_array_equal(u, v)
             assert u.dtype == v.dtype
     assert len(per_shard.open_shards()) <= 3
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.integers(1, 6), min_size=1, max_size=6), st.randoms(use_true_random=False))
+@example([2, 5], random.Random(0))
+@example([4, 1, 3], random.Random(0))
+def test_any_shard_sizes_read_back(tmp_path_factory, counts, shuffler):
+    # Writers fill shards evenly, but a manifest may list any counts (uneven, last one largest):
+    # finding a sample's shard must not assume even ones.
+    from tinytorch.data.storage.shards import ShardWriter
+
+    path = tmp_path_factory.mktemp("uneven")
+    x, y = images(sum(counts))
+    writer = ShardWriter(path, samples_per_shard=None, bytes_per_shard=None)
+    i = 0
+    for count in counts:
+        for _ in range(count):
+            writer.add((x[i], y[i]))
+            i += 1
+        writer._flush()
+    writer.close()
+    order = list(range(len(y)))
+    shuffler.shuffle(order)
+    for ds in (ShardedDataset(path), ShardedDataset(path, max_open_shards=2)):
+        assert [s.samples for s in ds.manifest.shards] == counts
+        got = ds.__getitems__(order).collated()
+        np.testing.assert_array_equal(got[0], x[order])
+        np.testing.assert_array_equal(got[1], order)

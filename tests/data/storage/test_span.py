@@ -17,14 +17,19 @@ def test_files_are_mapped_back_to_back_and_read_only(tmp_path):
     for data, start in zip(contents, span.starts.tolist(), strict=True):
         assert span.data[start : start + len(data)].tobytes() == data
     assert not span.data.flags.writeable
-    assert span.starts.tolist()[1] % 4096 == 0
+    assert span.starts.tolist()[1] % (2 << 20) == 0  # 2 MiB slots: whole-folio mappings
+    assert span.data.ctypes.data % (2 << 20) == 0
     span.close()
 
 
-def test_gather_records_reads_rows_at_any_byte():
-    data = np.arange(20, dtype=np.uint8)
-    out = gather_records(data, np.array([3, 0, 15]), 4)
-    assert out.tolist() == [[3, 4, 5, 6], [0, 1, 2, 3], [15, 16, 17, 18]]
+@pytest.mark.parametrize("record", [1, 4, 256, 257, 1000])  # small (opaque items) and large (rows)
+def test_gather_records_reads_records_at_any_byte(record):
+    data = np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8)
+    offsets = np.array([3, 0, 5000 - record, 17, 3])
+    out = gather_records(data, offsets, record)
+    assert out.shape == (5, record) and out.dtype == np.uint8
+    assert out.tolist() == [data[o : o + record].tolist() for o in offsets]
+    assert gather_records(data, np.array([], dtype=np.int64), record).shape == (0, record)
 
 
 def test_missing_file_raises(tmp_path):

@@ -137,17 +137,17 @@ class ShardedDataset(Dataset[Any]):
         )
         counts = [s.samples for s in self.manifest.shards]
         self.shard_starts: NDArray[np.int64] = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        # Writers fill every shard but the last to the same count: then a sample's shard is a
+        # division instead of a binary search.
+        self._per_shard = counts[0] if counts and all(c == counts[0] for c in counts[:-1]) else 0
         self._open: OrderedDict[int, ShardFile] = OrderedDict()
         self._lock = threading.Lock()
-        self.opened = 0
+        self.opened = 0  # how many times a shard was mapped (for tests and statistics)
         # Random access with no bound on open shards reads through one span of all shards.
         fixed = all(f.kind == "array" for f in self.manifest.fields)
         self._use_span = self.max_open_shards is None and fixed and span_supported()
         self._span: ShardSpan | None = None
-        self._field_offsets = {
-            f.name: np.array([s.offsets[f.name] for s in self.manifest.shards], dtype=np.int64)
-            for f in self.manifest.fields
-        }  # how many times a shard was mapped (for tests and statistics)
+        self._span_bases: dict[str, tuple[NDArray[np.int64], int]] = {}
 
     def __len__(self) -> int:
         return int(self.shard_starts[-1])
@@ -192,23 +192,39 @@ class ShardedDataset(Dataset[Any]):
                     for info in self.manifest.shards
                 ]
                 try:
-                    self._span = ShardSpan(paths, [s.nbytes for s in self.manifest.shards])
+                    span = ShardSpan(paths, [s.nbytes for s in self.manifest.shards])
                 except OSError:
                     self._use_span = False  # read shard by shard instead
+                else:
+                    self._span_bases = self._field_bases(span)
+                    self._span = span
             return self._span
+
+    def _field_bases(self, span: ShardSpan) -> dict[str, tuple[NDArray[np.int64], int]]:
+        """Per field, ``(bases, record)``: sample ``i`` of shard ``k`` starts at byte
+        ``bases[k] + i * record`` of the span (``i`` counted over the whole dataset)."""
+        bases = {}
+        for field in self.manifest.fields:
+            record = np.dtype(field.dtype).itemsize * int(np.prod(field.shape, dtype=np.int64))
+            offsets = np.array([s.offsets[field.name] for s in self.manifest.shards], dtype=np.int64)
+            bases[field.name] = (span.starts + offsets - self.shard_starts[:-1] * record, record)
+        return bases
+
+    def _shard_of(self, idx: NDArray[np.intp]) -> NDArray[np.intp]:
+        """The shard holding each of samples ``idx``."""
+        if self._per_shard:
+            return np.minimum(idx // self._per_shard, self.num_shards - 1)
+        return np.searchsorted(self.shard_starts, idx, side="right") - 1
 
     def _span_columns(self, span: ShardSpan, idx: NDArray[np.intp]) -> dict[str, Any]:
         """Every field of samples ``idx`` with one gather per field over the span."""
-        which = np.searchsorted(self.shard_starts, idx, side="right") - 1
-        rows = idx - self.shard_starts[which]
-        base = span.starts[which]
+        which = self._shard_of(idx)
         columns: dict[str, Any] = {}
         for field in self.manifest.fields:
-            dtype = np.dtype(field.dtype)
-            record = dtype.itemsize * int(np.prod(field.shape, dtype=np.int64))
-            offsets = base + self._field_offsets[field.name][which] + rows * record
+            bases, record = self._span_bases[field.name]
+            offsets = bases[which] + idx * record
             raw = gather_records(span.data, offsets, record)
-            columns[field.name] = raw.view(dtype).reshape((len(idx), *field.shape))
+            columns[field.name] = raw.view(np.dtype(field.dtype)).reshape((len(idx), *field.shape))
         return columns
 
     def _columns(self, idx: NDArray[np.intp]) -> dict[str, Any]:
@@ -217,7 +233,7 @@ class ShardedDataset(Dataset[Any]):
         span = self._shard_span() if self._use_span else None
         if span is not None:
             return self._span_columns(span, idx)
-        which = np.searchsorted(self.shard_starts, idx, side="right") - 1
+        which = self._shard_of(idx)
         order = np.argsort(which, kind="stable")
         sorted_which = which[order]
         boundaries = np.flatnonzero(np.diff(sorted_which)) + 1
