@@ -27,7 +27,8 @@ def test_gather_records_reads_records_at_any_byte(record):
     data = np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8)
     offsets = np.array([3, 0, 5000 - record, 17, 3])
     out = gather_records(data, offsets, record)
-    assert out.shape == (5, record) and out.dtype == np.uint8
+    assert out.shape == (5, record)
+    assert out.dtype == np.uint8
     assert out.tolist() == [data[o : o + record].tolist() for o in offsets]
     assert gather_records(data, np.array([], dtype=np.int64), record).shape == (0, record)
 
