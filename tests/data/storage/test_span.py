@@ -36,3 +36,19 @@ def test_gather_records_reads_records_at_any_byte(record):
 def test_missing_file_raises(tmp_path):
     with pytest.raises(FileNotFoundError):
         ShardSpan([tmp_path / "nope"], [10])
+
+
+def test_released_and_prefetched_shards_still_read_the_same(tmp_path):
+    contents = [bytes([i]) * 10_000 for i in range(3)]
+    paths = []
+    for i, data in enumerate(contents):
+        paths.append(tmp_path / f"f{i}")
+        paths[-1].write_bytes(data)
+    span = ShardSpan(paths, [len(c) for c in contents])
+    before = [span.data[s : s + 10_000].tobytes() for s in span.starts.tolist()]
+    for k in range(3):
+        span.prefetch(k)
+        span.release(k)
+    assert [span.data[s : s + 10_000].tobytes() for s in span.starts.tolist()] == before == contents
+    span.close()
+    span.release(0)  # a closed span ignores advice instead of touching unmapped memory

@@ -2,13 +2,16 @@
 
 ``ShardedDataset`` reads through memory maps: the operating system's page cache is the cache,
 shared by every worker process and not charged to any of them, so memory does not grow with
-the dataset. Random access reads a batch with one gather per field per shard.
+the dataset. When every field has a fixed size (Linux), all shards are mapped back to back in
+one span and a batch is one gather per field; otherwise a batch is one gather per field per
+shard it touches.
 
 For data much larger than RAM, ``WindowedShuffleSampler`` (sampling stage) gives a streaming order: shards
 in a random order, grouped in windows of ``window`` consecutive shards, samples shuffled
-within each window. At most ``window`` shards are in use at any time (the dataset keeps at most
-``max_open_shards`` mapped), reads stay mostly sequential, and the order is a pure function of
-``(seed, epoch)``, the same for any number of workers.
+within each window. At most ``window`` shards are in use at any time, reads stay mostly
+sequential, and the order is a pure function of ``(seed, epoch)``, the same for any number of
+workers. With ``max_open_shards`` the dataset keeps that many shards in use: a shard entering
+is read ahead by the kernel in the background, one leaving is unmapped from the process.
 """
 
 from __future__ import annotations
@@ -110,9 +113,13 @@ class ShardedDataset(Dataset[Any]):
 
     Args:
         directory: the shard directory.
-        verify: check each shard's SHA-256 when it is first opened.
+        verify: check each shard's SHA-256 when it is first read.
         max_open_shards: keep at most this many shards mapped (least recently used are
-            dropped); ``None`` keeps all (mappings are virtual memory, not RAM).
+            dropped), and ask the kernel to read each shard ahead when it is first used: the
+            setting for streaming with :class:`WindowedShuffleSampler` (use at least twice its
+            window, since two workers may read from consecutive windows). ``None`` keeps all
+            shards mapped (virtual memory, not RAM) and reads only the pages a batch touches:
+            the setting for random access.
 
     Samples have the structure they were written with (tuple, dict or single array); ``str``
     and ``bytes`` fields come back as Python objects, arrays as numpy arrays. ``len()`` is exact.
@@ -143,11 +150,14 @@ class ShardedDataset(Dataset[Any]):
         self._open: OrderedDict[int, ShardFile] = OrderedDict()
         self._lock = threading.Lock()
         self.opened = 0  # how many times a shard was mapped (for tests and statistics)
-        # Random access with no bound on open shards reads through one span of all shards.
+        # Fixed-size fields are read through one span of all shards; in it, ``_in_use`` holds
+        # the shards in use (bounded by max_open_shards) and ``_verified`` those checksummed.
         fixed = all(f.kind == "array" for f in self.manifest.fields)
-        self._use_span = self.max_open_shards is None and fixed and span_supported()
+        self._use_span = fixed and span_supported()
         self._span: ShardSpan | None = None
         self._span_bases: dict[str, tuple[NDArray[np.int64], int]] = {}
+        self._in_use: OrderedDict[int, None] = OrderedDict()
+        self._verified: set[int] = set()
 
     def __len__(self) -> int:
         return int(self.shard_starts[-1])
@@ -162,7 +172,9 @@ class ShardedDataset(Dataset[Any]):
             check_shard(self.directory, info, checksum=True)
 
     def open_shards(self) -> list[int]:
-        """Indices of the shards currently mapped."""
+        """Indices of the shards currently mapped (with ``max_open_shards``: in use), oldest first."""
+        if self._span is not None:
+            return list(self._in_use) if self.max_open_shards is not None else list(range(self.num_shards))
         return list(self._open)
 
     def _shard(self, k: int) -> ShardFile:
@@ -184,13 +196,11 @@ class ShardedDataset(Dataset[Any]):
         return shard
 
     def _shard_span(self) -> ShardSpan | None:
-        """All shards in one mapping (built on first use, checked like single shards)."""
+        """All shards in one mapping (built on first use; sizes checked now, since reading past
+        the end of a truncated file would be a bus error, and checksums on first use)."""
         with self._lock:
             if self._span is None and self._use_span:
-                paths = [
-                    check_shard(self.directory, info, checksum=self.verify_on_open)
-                    for info in self.manifest.shards
-                ]
+                paths = [check_shard(self.directory, info, checksum=False) for info in self.manifest.shards]
                 try:
                     span = ShardSpan(paths, [s.nbytes for s in self.manifest.shards])
                 except OSError:
@@ -216,9 +226,31 @@ class ShardedDataset(Dataset[Any]):
             return np.minimum(idx // self._per_shard, self.num_shards - 1)
         return np.searchsorted(self.shard_starts, idx, side="right") - 1
 
+    def _use(self, span: ShardSpan, shards: list[int]) -> None:
+        """Note that ``shards`` are read now: verify the new ones if asked, and with
+        ``max_open_shards`` read them ahead and release the least recently used beyond it."""
+        for k in shards:
+            if self.verify_on_open and k not in self._verified:
+                check_shard(self.directory, self.manifest.shards[k], checksum=True)
+                self._verified.add(k)
+        if self.max_open_shards is None:
+            return
+        with self._lock:
+            for k in shards:
+                if k in self._in_use:
+                    self._in_use.move_to_end(k)
+                    continue
+                self._in_use[k] = None
+                self.opened += 1
+                span.prefetch(k)
+                while len(self._in_use) > self.max_open_shards:
+                    span.release(self._in_use.popitem(last=False)[0])
+
     def _span_columns(self, span: ShardSpan, idx: NDArray[np.intp]) -> dict[str, Any]:
         """Every field of samples ``idx`` with one gather per field over the span."""
         which = self._shard_of(idx)
+        if self.max_open_shards is not None or self.verify_on_open:
+            self._use(span, np.unique(which).tolist())
         columns: dict[str, Any] = {}
         for field in self.manifest.fields:
             bases, record = self._span_bases[field.name]
@@ -290,6 +322,7 @@ class ShardedDataset(Dataset[Any]):
         state = self.__dict__.copy()
         state["_open"] = OrderedDict()  # mappings are reopened in each process
         state["_span"] = None
+        state["_in_use"] = OrderedDict()
         del state["_lock"]
         return state
 
