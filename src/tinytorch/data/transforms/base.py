@@ -104,10 +104,13 @@ class Transform:
 class Compose(Transform):
     """Apply ``transforms`` in order, all drawing from the same generator, in order.
 
-    Adjacent steps are fused where that saves a pass over the data, with identical output:
-    ``RandomCrop`` + ``RandomHorizontalFlip`` become one gather, and ``ToFloat()`` +
+    Adjacent steps are fused where that saves a pass over the data, from the same random
+    draws: ``RandomCrop`` + ``RandomHorizontalFlip`` become one gather, ``ToFloat()`` +
     ``Normalize(mean, std)`` one cast into the preallocated float32 output followed by one
-    in-place multiply-add.
+    in-place multiply-add (the 1/255 is folded into the scale, so values can differ from the
+    two steps run alone by 1 ulp), and the crop and flip followed by the normalization one
+    pass over whole image planes for uint8 batches cropped back to their own size (byte-
+    identical to the two; see ``transforms/fused.py``).
     """
 
     def __init__(self, transforms: Iterable[Any]) -> None:
@@ -139,6 +142,7 @@ class Compose(Transform):
 
 
 def _fuse(steps: list[Any]) -> list[Any]:
+    from tinytorch.data.transforms.fused import CropFlipNormalize
     from tinytorch.data.transforms.image import CropThenFlip, RandomCrop, RandomHorizontalFlip
     from tinytorch.data.transforms.normalize import Normalize, ToFloat
 
@@ -151,4 +155,12 @@ def _fuse(steps: list[Any]) -> list[Any]:
             fused[-1] = CropThenFlip(last, step)
         else:
             fused.append(step)
-    return fused
+    # A crop+flip directly before a normalization (fused or not) is one pass over whole planes.
+    result: list[Any] = []
+    for step in fused:
+        last = result[-1] if result else None
+        if type(step) is Normalize and type(last) is CropThenFlip:
+            result[-1] = CropFlipNormalize(last, step)
+        else:
+            result.append(step)
+    return result
