@@ -67,3 +67,16 @@ class Unpicklable(Squares):
 def record_init(worker_id):
     if worker_id == 1:
         raise RuntimeError("init failed on purpose")
+
+
+class Images(Dataset):
+    """CIFAR-sized uint8 images, per sample: batches of 64+ are large enough for shared memory."""
+
+    def __init__(self, n=640):
+        self.images = np.random.default_rng(0).integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i], i

@@ -15,13 +15,22 @@ from hypothesis import strategies as st
 
 from support.worker_datasets import (
     GlobalRandom,
+    Images,
     Randomized,
     Squares,
     Unpicklable,
     WhoAmI,
     record_init,
 )
-from tinytorch import DataLoader, get_worker_info
+from tinytorch import (
+    Compose,
+    DataLoader,
+    Normalize,
+    RandomCrop,
+    RandomHorizontalFlip,
+    ToFloat,
+    get_worker_info,
+)
 from tinytorch.data.workers.errors import WorkerDiedError, WorkerTimeoutError
 
 
@@ -175,6 +184,27 @@ def test_kept_batches_stay_intact():
         np.testing.assert_array_equal(x[:, 0, 0], np.arange(4 * k, 4 * k + 4))
         np.testing.assert_array_equal(y, np.arange(4 * k, 4 * k + 4) ** 2)
     assert len(more) == 100
+
+
+@pytest.mark.parametrize(("workers", "kind"), [(1, "process"), (2, "process"), (2, "thread")])
+def test_batches_made_in_shared_memory_are_identical_and_kept_intact(workers, kind):
+    # Batches of 64 CIFAR images: collation and the fused augmentation write straight into the
+    # worker's shared-memory blocks; kept batches must survive the blocks being reused.
+    augment = Compose([RandomCrop(32, padding=4), RandomHorizontalFlip(), ToFloat(), Normalize(0.5, 0.25)])
+    kwargs = {"batch_size": 64, "shuffle": True, "seed": 4}
+    for transform in (None, augment):
+        reference = DataLoader(Images(), batch_transform=transform, **kwargs)
+        expected = [list(reference), list(reference)]
+        loader = DataLoader(
+            Images(), batch_transform=transform, num_workers=workers, worker_type=kind, **kwargs
+        )
+        kept = [list(loader), list(loader)]  # the second epoch reuses blocks the first released
+        for got_epoch, want_epoch in zip(kept, expected, strict=True):
+            assert len(got_epoch) == len(want_epoch) == 10
+            for (x, y), (want_x, want_y) in zip(got_epoch, want_epoch, strict=True):
+                assert x.dtype == want_x.dtype
+                np.testing.assert_array_equal(x, want_x)
+                np.testing.assert_array_equal(y, want_y)
 
 
 def test_persistent_workers_survive_epochs():

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from tinytorch.data.datasets.stacked import StackedSamples
+from tinytorch.data.memory import batch_empty
 
 __all__ = ["CollateError", "default_collate", "default_convert"]
 
@@ -125,7 +126,7 @@ def _collate_arrays(samples: list[Any], path: Path) -> np.ndarray[Any, Any]:
     arrays = [np.asarray(s) for s in samples]
     first = arrays[0]
     if len({a.shape for a in arrays}) == 1 and len({a.dtype for a in arrays}) == 1:
-        out = np.empty((len(arrays), *first.shape), dtype=first.dtype)
+        out = batch_empty((len(arrays), *first.shape), first.dtype)
         for i, a in enumerate(arrays):
             out[i] = a
         return out

@@ -29,6 +29,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from numpy.typing import NDArray
 
+from tinytorch.data.memory import batch_empty
 from tinytorch.data.transforms.base import Transform
 from tinytorch.data.transforms.image import CropThenFlip, mirror_columns
 from tinytorch.data.transforms.normalize import Normalize
@@ -84,7 +85,7 @@ class CropFlipNormalize(Transform):
         left = np.where(flips, cols - 1 - at.left, at.left)
         s0, s1, s2 = padded.strides
         runs = as_strided(padded, (n, c, 2 * margin + 1, plane), (s0, s1, s2, s2), writeable=False)
-        out = np.empty((n, c, height, width), dtype=np.float32)
+        out = batch_empty((n, c, height, width), np.float32)
         # The run for (top, left) starts (top - p) * W + (left - p) bytes into the plane, which
         # itself starts `margin` bytes into its padded row: at top * W + left.
         out.reshape(n, c, plane)[...] = runs[np.arange(n), :, at.top * width + left]

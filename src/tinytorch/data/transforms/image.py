@@ -13,6 +13,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from numpy.typing import NDArray
 
+from tinytorch.data.memory import batch_empty
 from tinytorch.data.transforms.base import Transform
 from tinytorch.data.validate import check_int
 
@@ -165,7 +166,7 @@ class CropThenFlip(Transform):
         at = self.crop.offsets(crop_params, rows, cols)
         padded = self.crop.pad(batch)
         h, w = self.crop.size
-        out: NDArray[Any] = np.empty((n, c, h, w), dtype=batch.dtype)
+        out: NDArray[Any] = batch_empty((n, c, h, w), batch.dtype)
         keep, mirror = np.flatnonzero(~flips), np.flatnonzero(flips)
         windows = _windows(padded, (h, w))
         out[keep] = windows[keep, :, at.top[keep], at.left[keep]]

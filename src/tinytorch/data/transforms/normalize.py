@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from tinytorch.data.memory import batch_empty
 from tinytorch.data.transforms.base import Transform
 
 __all__ = ["Normalize", "ToFloat"]
@@ -31,7 +32,7 @@ class ToFloat(Transform):
     """
 
     def apply(self, batch: NDArray[Any], params: Any) -> NDArray[np.float32]:
-        out = np.empty(batch.shape, dtype=np.float32)
+        out = batch_empty(batch.shape, np.float32)
         out[...] = batch
         scale = _integer_scale(batch.dtype)
         if scale != 1.0:
@@ -111,7 +112,7 @@ class Normalize(Transform):
         if batch.ndim < 2:
             raise ValueError(f"Normalize needs a channel axis, got shape {batch.shape[1:]}")
         scale, shift = self.coefficients(batch.shape[1], batch.dtype)
-        out = np.empty(batch.shape, dtype=np.float32)
+        out = batch_empty(batch.shape, np.float32)
         out[...] = batch  # one cast pass into the preallocated output, then two in-place ops
         out *= scale
         out += shift

@@ -10,6 +10,8 @@ the pipe closes, so they cannot outlive it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import dataclasses
 import gc
 import multiprocessing as mp
@@ -24,6 +26,7 @@ from typing import Any
 
 from tinytorch.data.fetch.fetcher import BatchTask
 from tinytorch.data.fetch.timing import StageTimes
+from tinytorch.data.memory import allocating_in
 from tinytorch.data.workers.errors import WorkerDiedError
 from tinytorch.data.workers.info import WorkerInfo
 from tinytorch.data.workers.loop import PoolSpec, worker_loop
@@ -87,6 +90,30 @@ class _ProcessChannel:
             os.close(fd)
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+
+def keep_freed_memory() -> None:
+    """Ask the C allocator (glibc) of this worker process to keep freed memory for reuse.
+
+    By default glibc returns memory to the system when more than about twice the largest
+    recently freed block sits unused at the top of the heap; a worker freeing a batch's
+    temporaries every batch then faults the same pages in again for the next (measured: ~180
+    page faults per CIFAR batch, 310k instead of 400k images/s with two workers). Keeping up
+    to 128 MB is the worker's steady state, not growth. A worker process's global state belongs
+    to the loader, as its global RNGs do; elsewhere (musl, macOS) this does nothing.
+    """
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+    mallopt(_M_TRIM_THRESHOLD, 128 << 20)
+
+
 def _process_main(
     conn: Connection,
     make_batch: Callable[[BatchTask], tuple[Any, StageTimes]],
@@ -94,10 +121,17 @@ def _process_main(
     worker_init_fn: Callable[[int], None] | None,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keep_freed_memory()
     channel = _ProcessChannel(conn, info.id)
     info = dataclasses.replace(info, pid=os.getpid())
+
+    def make_in_shared_memory(task: BatchTask) -> tuple[Any, StageTimes]:
+        channel.writer.begin()
+        with allocating_in(channel.writer):  # large arrays are made where they will travel
+            return make_batch(task)
+
     try:
-        worker_loop(channel, make_batch, channel.package, info, worker_init_fn, seed_globals=True)
+        worker_loop(channel, make_in_shared_memory, channel.package, info, worker_init_fn, seed_globals=True)
     finally:
         channel.writer.close()
         conn.close()

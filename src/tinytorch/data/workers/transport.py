@@ -5,7 +5,9 @@ placeholders where the arrays were, plus any non-array values). The worker copie
 into a block of anonymous shared memory (``memfd_create``: no file in ``/dev/shm``, so nothing
 can be left behind there by a crash) and sends only the structure and the layout; the block's
 file descriptor travels once, when the block is new. The consumer maps the block and builds
-numpy arrays that view it directly: the array bytes are never pickled.
+numpy arrays that view it directly: the array bytes are never pickled. Arrays the worker's
+stages allocate with :func:`tinytorch.data.memory.batch_empty` are written in a block to begin
+with (the writer is the worker's arena), so a batch ending in such an array is not copied at all.
 
 Block lifetime: every batch the consumer builds holds its block through the arrays' ``base``.
 When the last array of a batch is garbage-collected, a finalizer marks the block free and the
@@ -135,62 +137,174 @@ def unflatten(structure: Any, arrays: list[Any]) -> Any:
     return structure
 
 
+def _aligned(offset: int) -> int:
+    return -(-offset // ALIGN) * ALIGN
+
+
 def _layout(arrays: list[np.ndarray[Any, Any]]) -> tuple[tuple[ArraySpec, ...], int]:
     specs, offset = [], 0
     for a in arrays:
         specs.append(ArraySpec(offset, a.dtype.str, a.shape))
-        offset += -(-a.nbytes // ALIGN) * ALIGN
+        offset = _aligned(offset + a.nbytes)
     return tuple(specs), offset
 
 
+SLACK = 64 << 10
+"""Room left after an array placed in a new block, for the batch's small arrays (labels)."""
+
+
 class BlockWriter:
-    """Worker side: the worker's shared-memory blocks, reused once the consumer releases them."""
+    """Worker side: the worker's shared-memory blocks, reused once the consumer releases them.
+
+    It is also the worker's allocation arena (:mod:`tinytorch.data.memory`): while a batch is
+    made, large arrays the stages allocate are placed in blocks *lent* to that batch. When the
+    batch is written, the block holding most of its bytes is sent as is, with the batch's other
+    arrays copied after them; the other lent blocks are free again. A block's file descriptor
+    is sent with the first batch that uses it.
+    """
 
     def __init__(self, worker_id: int) -> None:
         self.worker_id = worker_id
         self._maps: dict[int, mmap.mmap] = {}
+        self._addresses: dict[int, int] = {}
+        self._unsent: dict[int, int] = {}  # block -> descriptor the consumer has not received
         self._free: set[int] = set()
+        self._lent: dict[int, int] = {}  # block -> bytes used by the batch being made
         self._next_id = 0
 
     def release(self, block_ids: list[int]) -> None:
         """The consumer no longer refers to these blocks: they may be overwritten."""
         self._free.update(b for b in block_ids if b in self._maps)
 
+    def begin(self) -> None:
+        """A new batch is about to be made (blocks lent to a failed one are free again)."""
+        self._free.update(self._lent)
+        self._lent.clear()
+
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+        """An array for the batch being made; large ones are placed in a lent block."""
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if nbytes < INLINE_BYTES or not shared_memory_supported():
+            return np.empty(shape, dtype)
+        for block, used in self._lent.items():
+            start = _aligned(used)
+            if start + nbytes <= len(self._maps[block]):
+                self._lent[block] = start + nbytes
+                return self._view(block, start, shape, dtype)
+        block = self._take_block(nbytes + SLACK)
+        self._lent[block] = nbytes
+        return self._view(block, 0, shape, dtype)
+
     def write(self, batch: Any) -> tuple[Packed, int | None]:
-        """Copy ``batch``'s arrays into a free block; returns the message and, for a new block,
-        its file descriptor (which the caller sends and then closes)."""
+        """The message for ``batch``, its arrays in one block; for a block the consumer has not
+        mapped yet, also its file descriptor (which the caller sends and then closes)."""
         arrays: list[np.ndarray[Any, Any]] = []
         structure = flatten(batch, arrays)
+        try:
+            return self._pack(batch, structure, arrays)
+        finally:
+            self.begin()
+
+    def _pack(
+        self, batch: Any, structure: Any, arrays: list[np.ndarray[Any, Any]]
+    ) -> tuple[Packed, int | None]:
         specs, nbytes = _layout(arrays)
         if nbytes < INLINE_BYTES or not shared_memory_supported():
             return Packed(batch, None, (), 0), None
-        block, fd = self._block(nbytes)
-        buffer = self._maps[block]
+        placed = [self._locate(a) for a in arrays]
+        weights: dict[int, int] = {}
+        for a, where in zip(arrays, placed, strict=True):
+            if where is not None:
+                weights[where[0]] = weights.get(where[0], 0) + a.nbytes
+        if weights:
+            in_place = self._pack_in_place(max(weights, key=weights.__getitem__), structure, arrays, placed)
+            if in_place is not None:
+                return in_place
+        block = self._take_block(nbytes)
         for spec, a in zip(specs, arrays, strict=True):
-            dst = np.frombuffer(buffer, dtype=a.dtype, count=a.size, offset=spec.offset)
-            np.copyto(dst.reshape(a.shape), a, casting="no")
-        size = len(buffer) if fd is not None else None
+            self._view(block, spec.offset, a.shape, a.dtype)[...] = a
+        return self._packed(structure, block, specs, nbytes)
+
+    def _pack_in_place(
+        self,
+        main: int,
+        structure: Any,
+        arrays: list[np.ndarray[Any, Any]],
+        placed: list[tuple[int, int] | None],
+    ) -> tuple[Packed, int | None] | None:
+        """The batch in block ``main``, which already holds its largest arrays; ``None`` when
+        the others do not fit after them."""
+        size, tail, end = len(self._maps[main]), self._lent[main], 0
+        specs = []
+        for a, where in zip(arrays, placed, strict=True):
+            if where is not None and where[0] == main:
+                offset = where[1]
+            else:
+                offset = _aligned(tail)
+                if offset + a.nbytes > size:
+                    return None
+                self._view(main, offset, a.shape, a.dtype)[...] = a
+                tail = offset + a.nbytes
+            specs.append(ArraySpec(offset, a.dtype.str, a.shape))
+            end = max(end, offset + a.nbytes)
+        del self._lent[main]
+        return self._packed(structure, main, tuple(specs), end)
+
+    def _packed(
+        self, structure: Any, block: int, specs: tuple[ArraySpec, ...], nbytes: int
+    ) -> tuple[Packed, int | None]:
+        fd = self._unsent.pop(block, None)
+        size = len(self._maps[block]) if fd is not None else None
         return Packed(structure, block, specs, nbytes, size), fd
 
-    def _block(self, nbytes: int) -> tuple[int, int | None]:
+    def _locate(self, a: np.ndarray[Any, Any]) -> tuple[int, int] | None:
+        """``(block, offset)`` of an array lying in a lent block, else ``None``."""
+        if not self._lent or not a.flags.c_contiguous:
+            return None
+        address = a.__array_interface__["data"][0]
+        for block in self._lent:
+            offset = address - self._addresses[block]
+            if offset >= 0 and offset + a.nbytes <= len(self._maps[block]):
+                return block, offset
+        return None
+
+    def _view(
+        self, block: int, offset: int, shape: tuple[int, ...], dtype: np.dtype[Any]
+    ) -> np.ndarray[Any, Any]:
+        count = int(np.prod(shape, dtype=np.int64))
+        flat: np.ndarray[Any, Any] = np.frombuffer(self._maps[block], dtype=dtype, count=count, offset=offset)
+        return flat.reshape(shape)
+
+    def _take_block(self, nbytes: int) -> int:
         fitting = [b for b in self._free if len(self._maps[b]) >= nbytes]
         if fitting:
             block = min(fitting, key=lambda b: len(self._maps[b]))
             self._free.discard(block)
-            return block, None
+            return block
         size = max(mmap.PAGESIZE, -(-nbytes // mmap.PAGESIZE) * mmap.PAGESIZE)
         block = self._next_id
         self._next_id += 1
         fd = os.memfd_create(f"tinytorch-w{self.worker_id}-b{block}", os.MFD_CLOEXEC)
-        os.ftruncate(fd, size)
-        self._maps[block] = mmap.mmap(fd, size)
-        return block, fd
+        try:
+            os.ftruncate(fd, size)
+            self._maps[block] = mmap.mmap(fd, size)
+        except OSError:
+            os.close(fd)
+            raise
+        self._addresses[block] = np.frombuffer(self._maps[block], np.uint8, count=1).ctypes.data
+        self._unsent[block] = fd
+        return block
 
     def close(self) -> None:
+        for fd in self._unsent.values():
+            os.close(fd)
         for m in self._maps.values():
-            m.close()
+            with contextlib.suppress(BufferError):  # an array of the last batch may still view it
+                m.close()
         self._maps.clear()
+        self._unsent.clear()
         self._free.clear()
+        self._lent.clear()
 
 
 class BlockReader:
