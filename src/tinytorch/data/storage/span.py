@@ -18,7 +18,6 @@ reads shard by shard.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import mmap
 import os
 import sys
@@ -44,11 +43,11 @@ _ALIGN = 2 << 20
 
 def span_supported() -> bool:
     """Whether shards can be mapped into one range here."""
-    return sys.platform == "linux" and ctypes.util.find_library("c") is not None
+    return sys.platform == "linux"
 
 
 def _libc() -> Any:
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)  # symbols of the loaded C library
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = [
         ctypes.c_void_p,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import dataclasses
 import gc
 import multiprocessing as mp
@@ -103,11 +102,8 @@ def keep_freed_memory() -> None:
     to 128 MB is the worker's steady state, not growth. A worker process's global state belongs
     to the loader, as its global RNGs do; elsewhere (musl, macOS) this does nothing.
     """
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
     try:
-        mallopt = ctypes.CDLL(name).mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the C library is loaded already; no search
     except (OSError, AttributeError):
         return
     mallopt(_M_MMAP_THRESHOLD, 32 << 20)
