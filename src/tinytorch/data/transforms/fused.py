@@ -49,7 +49,8 @@ class CropFlipNormalize(Transform):
     def __init__(self, crop_flip: CropThenFlip, normalize: Normalize) -> None:
         self.crop_flip, self.normalize = crop_flip, normalize
         self._tables: dict[tuple[int, int, int], tuple[NDArray[np.float32], NDArray[np.float32]]] = {}
-        self._local = threading.local()  # per-thread reused buffers
+        self._lock = threading.Lock()
+        self._spare: list[dict[str, NDArray[Any]]] = []  # scratch buffers not in use
 
     def draw(self, rng: np.random.Generator, n: int) -> Any:
         return self.crop_flip.draw(rng, n)
@@ -66,9 +67,17 @@ class CropFlipNormalize(Transform):
         )
         if not fast:
             return self.normalize.apply(self.crop_flip.apply(batch, params), None)
-        return self._planes(np.ascontiguousarray(batch), params)
+        with self._lock:
+            scratch = self._spare.pop() if self._spare else {}
+        try:
+            return self._planes(np.ascontiguousarray(batch), params, scratch)
+        finally:
+            with self._lock:
+                self._spare.append(scratch)
 
-    def _planes(self, batch: NDArray[np.uint8], params: Any) -> NDArray[np.float32]:
+    def _planes(
+        self, batch: NDArray[np.uint8], params: Any, scratch: dict[str, NDArray[Any]]
+    ) -> NDArray[np.float32]:
         crop_params, flips = params
         n, c, height, width = batch.shape
         crop = self.crop_flip.crop
@@ -76,7 +85,7 @@ class CropFlipNormalize(Transform):
         rows, cols = crop.positions(height, width)
         at = crop.offsets(crop_params, rows, cols)
         plane, margin = height * width, p * width + p
-        padded = self._buffer("padded", (n, c, plane + 2 * margin), int(crop.fill))
+        padded = _buffer(scratch, "padded", (n, c, plane + 2 * margin), int(crop.fill))
         padded[:, :, margin : margin + plane] = batch.reshape(n, c, plane)
         mirror = np.flatnonzero(flips)
         if len(mirror):
@@ -92,8 +101,8 @@ class CropFlipNormalize(Transform):
         scale, shift = self._coefficient_planes(c, height, width)
         # mode="clip" (the indices are in range anyway): with mode="raise" numpy gathers into
         # a temporary and copies it to `out`.
-        scales = np.take(scale, left, axis=0, out=self._buffer("scale", out.shape), mode="clip")
-        shifts = np.take(shift, left, axis=0, out=self._buffer("shift", out.shape), mode="clip")
+        scales = np.take(scale, left, axis=0, out=_buffer(scratch, "scale", out.shape), mode="clip")
+        shifts = np.take(shift, left, axis=0, out=_buffer(scratch, "shift", out.shape), mode="clip")
         np.multiply(out, scales, out=out)
         np.add(out, shifts, out=out)
         return out
@@ -119,25 +128,30 @@ class CropFlipNormalize(Transform):
         self._tables[key] = result
         return result
 
-    def _buffer(self, name: str, shape: tuple[int, ...], fill: int | None = None) -> NDArray[Any]:
-        """A buffer of ``shape`` reused by this thread (allocating and freeing megabytes per
-        batch makes the C allocator hand pages back and fault them in again)."""
-        buffers = self._local.__dict__
-        buffer = buffers.get(name)
-        if buffer is None or buffer.shape != shape:
-            dtype = np.float32 if fill is None else np.uint8
-            buffer = np.empty(shape, dtype) if fill is None else np.full(shape, fill, dtype)
-            buffers[name] = buffer
-        return buffer
-
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        del state["_local"]
+        del state["_lock"]
+        state["_spare"] = []
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._local = threading.local()
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"CropFlipNormalize({self.crop_flip.crop!r}, {self.crop_flip.flip!r}, {self.normalize!r})"
+
+
+def _buffer(
+    scratch: dict[str, NDArray[Any]], name: str, shape: tuple[int, ...], fill: int | None = None
+) -> NDArray[Any]:
+    """Scratch buffer ``name`` of ``shape`` (float32, or uint8 filled with ``fill``), reused
+    from batch to batch: allocating and freeing megabytes per batch makes the C allocator hand
+    pages back and fault them in again. A smaller batch uses the first rows of a larger buffer.
+    Buffer sets are shared through a pool, so short-lived worker threads reuse them too."""
+    buffer = scratch.get(name)
+    if buffer is None or buffer.shape[1:] != shape[1:] or len(buffer) < shape[0]:
+        dtype = np.float32 if fill is None else np.uint8
+        buffer = np.empty(shape, dtype) if fill is None else np.full(shape, fill, dtype)
+        scratch[name] = buffer
+    return buffer[: shape[0]]
