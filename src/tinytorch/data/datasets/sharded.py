@@ -114,10 +114,11 @@ class ShardedDataset(Dataset[Any]):
     Args:
         directory: the shard directory.
         verify: check each shard's SHA-256 when it is first read.
-        max_open_shards: keep at most this many shards mapped (least recently used are
-            dropped), and ask the kernel to read each shard ahead when it is first used: the
-            setting for streaming with :class:`WindowedShuffleSampler` (use at least twice its
-            window, since two workers may read from consecutive windows). ``None`` keeps all
+        max_open_shards: keep at most this many shards mapped (the oldest are dropped:
+            streaming windows move forward), and ask the kernel to read each shard ahead
+            when it is first used if it is not in the page cache: the setting for streaming
+            with :class:`WindowedShuffleSampler` (use at least twice its window, since two
+            workers may read from consecutive windows). ``None`` keeps all
             shards mapped (virtual memory, not RAM) and reads only the pages a batch touches:
             the setting for random access.
 
@@ -151,13 +152,17 @@ class ShardedDataset(Dataset[Any]):
         self._lock = threading.Lock()
         self.opened = 0  # how many times a shard was mapped (for tests and statistics)
         # Fixed-size fields are read through one span of all shards; in it, ``_in_use`` holds
-        # the shards in use (bounded by max_open_shards) and ``_verified`` those checksummed.
+        # the shards in use in the order they entered (at most max_open_shards; the earliest
+        # entered is released first: windows move forward) and ``_verified`` those checksummed.
         fixed = all(f.kind == "array" for f in self.manifest.fields)
         self._use_span = fixed and span_supported()
         self._span: ShardSpan | None = None
         self._span_bases: dict[str, tuple[NDArray[np.int64], int]] = {}
         self._in_use: OrderedDict[int, None] = OrderedDict()
         self._verified: set[int] = set()
+        # Shards needing nothing before a read (in use, verified if asked): one vector check
+        # per batch instead of per-shard bookkeeping.
+        self._settled = np.zeros(self.num_shards, dtype=bool)
 
     def __len__(self) -> int:
         return int(self.shard_starts[-1])
@@ -228,28 +233,27 @@ class ShardedDataset(Dataset[Any]):
 
     def _use(self, span: ShardSpan, shards: list[int]) -> None:
         """Note that ``shards`` are read now: verify the new ones if asked, and with
-        ``max_open_shards`` read them ahead and release the least recently used beyond it."""
+        ``max_open_shards`` read them ahead and release the earliest entered beyond it."""
         for k in shards:
             if self.verify_on_open and k not in self._verified:
                 check_shard(self.directory, self.manifest.shards[k], checksum=True)
                 self._verified.add(k)
-        if self.max_open_shards is None:
-            return
         with self._lock:
             for k in shards:
-                if k in self._in_use:
-                    self._in_use.move_to_end(k)
-                    continue
-                self._in_use[k] = None
-                self.opened += 1
-                span.prefetch(k)
-                while len(self._in_use) > self.max_open_shards:
-                    span.release(self._in_use.popitem(last=False)[0])
+                if self.max_open_shards is not None and k not in self._in_use:
+                    self._in_use[k] = None
+                    self.opened += 1
+                    span.prefetch(k)
+                    while len(self._in_use) > self.max_open_shards:
+                        old = self._in_use.popitem(last=False)[0]
+                        self._settled[old] = False
+                        span.release(old)
+                self._settled[k] = True
 
     def _span_columns(self, span: ShardSpan, idx: NDArray[np.intp]) -> dict[str, Any]:
         """Every field of samples ``idx`` with one gather per field over the span."""
         which = self._shard_of(idx)
-        if self.max_open_shards is not None or self.verify_on_open:
+        if (self.max_open_shards is not None or self.verify_on_open) and not self._settled[which].all():
             self._use(span, np.unique(which).tolist())
         columns: dict[str, Any] = {}
         for field in self.manifest.fields:
@@ -323,6 +327,7 @@ class ShardedDataset(Dataset[Any]):
         state["_open"] = OrderedDict()  # mappings are reopened in each process
         state["_span"] = None
         state["_in_use"] = OrderedDict()
+        state["_settled"] = np.zeros(self.num_shards, dtype=bool)
         del state["_lock"]
         return state
 

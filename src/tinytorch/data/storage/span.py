@@ -61,6 +61,8 @@ def _libc() -> Any:
     libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     libc.madvise.restype = ctypes.c_int
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    libc.mincore.restype = ctypes.c_int
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
     return libc
 
 
@@ -110,8 +112,24 @@ class ShardSpan:
         self.data.flags.writeable = False
 
     def prefetch(self, k: int) -> None:
-        """Start reading shard ``k`` into the page cache in the background (``MADV_WILLNEED``)."""
-        self._advise(k, mmap.MADV_WILLNEED)
+        """Start reading shard ``k`` into the page cache in the background (``MADV_WILLNEED``),
+        unless it is there already: the kernel's walk over a cached 60 MB shard costs ~1 ms,
+        while sampling 8 of its pages with ``mincore`` costs microseconds."""
+        if not self._resident(k):
+            self._advise(k, mmap.MADV_WILLNEED)
+
+    def _resident(self, k: int, samples: int = 8) -> bool:
+        """Whether ``samples`` pages spread over shard ``k`` are all in the page cache."""
+        size, page = self._sizes[k], mmap.PAGESIZE
+        if not size or not self._finalizer.alive:
+            return True
+        start = self._base + int(self.starts[k])
+        flag = ctypes.create_string_buffer(1)
+        for i in range(samples):
+            offset = (size - 1) * i // max(1, samples - 1) // page * page
+            if self._libc.mincore(start + offset, page, flag) != 0 or not flag.raw[0] & 1:
+                return False
+        return True
 
     def release(self, k: int) -> None:
         """Drop this process's page-table entries for shard ``k`` (``MADV_DONTNEED``).
