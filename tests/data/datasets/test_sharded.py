@@ -202,3 +202,20 @@ def test_any_shard_sizes_read_back(tmp_path_factory, counts, shuffler):
         got = ds.__getitems__(order).collated()
         np.testing.assert_array_equal(got[0], x[order])
         np.testing.assert_array_equal(got[1], order)
+
+
+@pytest.mark.parametrize(("width", "grid"), [(48, True), (1155, False)])
+def test_span_reads_records_on_a_grid_or_by_byte_offset(tmp_path, width, grid):
+    # Slots are multiples of every record size when that costs little address space: then a
+    # batch is a take of whole rows; a record size like 3*5*7*11 bytes is read by byte offset.
+    x = np.random.default_rng(1).integers(0, 256, (60, width), dtype=np.uint8)
+    y = np.arange(60, dtype=np.int64)
+    write_shards(TensorDataset(x, y), tmp_path / "g", samples_per_shard=7, progress=False)
+    ds = ShardedDataset(tmp_path / "g")
+    order = np.random.default_rng(2).permutation(60)
+    got = ds.__getitems__(order).collated()
+    np.testing.assert_array_equal(got[0], x[order])
+    np.testing.assert_array_equal(got[1], order)
+    if ds._span is not None:  # Linux
+        assert (ds._span_bases["0"].rows is not None) is grid
+        assert ds._span_bases["1"].rows is not None  # int64 labels: always on a grid

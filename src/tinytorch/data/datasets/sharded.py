@@ -16,13 +16,14 @@ is read ahead by the kernel in the background, one leaving is unmapped from the 
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,13 +33,14 @@ from tinytorch.data.datasets.indexing import check_index, check_indices
 from tinytorch.data.datasets.stacked import StackedSamples
 from tinytorch.data.storage.shards import (
     MANIFEST,
+    Field,
     Manifest,
     ShardFile,
     ShardWriter,
     check_shard,
     read_manifest,
 )
-from tinytorch.data.storage.span import ShardSpan, gather_records, span_supported
+from tinytorch.data.storage.span import ShardSpan, gather_records, record_rows, span_supported
 from tinytorch.data.validate import check_int
 
 __all__ = ["ShardedDataset", "write_shards"]
@@ -108,6 +110,23 @@ def write_shards(
     return writer.close()
 
 
+def _record_bytes(field: Field) -> int:
+    return np.dtype(field.dtype).itemsize * math.prod(field.shape)
+
+
+class _SpanField(NamedTuple):
+    """Where one fixed-size field's records are in a :class:`ShardSpan`.
+
+    With ``rows`` (the records of every shard lie on one grid): sample ``i`` of shard ``k`` is
+    ``rows[bases[k] + i]``. Without: it starts at byte ``bases[k] + i * record`` of the span
+    (``i`` counted over the whole dataset in both).
+    """
+
+    bases: NDArray[np.int64]
+    record: int
+    rows: NDArray[Any] | None
+
+
 class ShardedDataset(Dataset[Any]):
     """A map-style dataset over a shard directory written by :func:`write_shards`.
 
@@ -157,7 +176,7 @@ class ShardedDataset(Dataset[Any]):
         fixed = all(f.kind == "array" for f in self.manifest.fields)
         self._use_span = fixed and span_supported()
         self._span: ShardSpan | None = None
-        self._span_bases: dict[str, tuple[NDArray[np.int64], int]] = {}
+        self._span_bases: dict[str, _SpanField] = {}
         self._in_use: OrderedDict[int, None] = OrderedDict()
         self._verified: set[int] = set()
         # Shards needing nothing before a read (in use, verified if asked): one vector check
@@ -207,7 +226,8 @@ class ShardedDataset(Dataset[Any]):
             if self._span is None and self._use_span:
                 paths = [check_shard(self.directory, info, checksum=False) for info in self.manifest.shards]
                 try:
-                    span = ShardSpan(paths, [s.nbytes for s in self.manifest.shards])
+                    records = tuple(_record_bytes(f) for f in self.manifest.fields)
+                    span = ShardSpan(paths, [s.nbytes for s in self.manifest.shards], record_sizes=records)
                 except OSError:
                     self._use_span = False  # read shard by shard instead
                 else:
@@ -215,15 +235,22 @@ class ShardedDataset(Dataset[Any]):
                     self._span = span
             return self._span
 
-    def _field_bases(self, span: ShardSpan) -> dict[str, tuple[NDArray[np.int64], int]]:
-        """Per field, ``(bases, record)``: sample ``i`` of shard ``k`` starts at byte
-        ``bases[k] + i * record`` of the span (``i`` counted over the whole dataset)."""
-        bases = {}
+    def _field_bases(self, span: ShardSpan) -> dict[str, _SpanField]:
+        """How to find each field's records in the span (see :class:`_SpanField`)."""
+        fields = {}
         for field in self.manifest.fields:
-            record = np.dtype(field.dtype).itemsize * int(np.prod(field.shape, dtype=np.int64))
+            dtype, record = np.dtype(field.dtype), _record_bytes(field)
             offsets = np.array([s.offsets[field.name] for s in self.manifest.shards], dtype=np.int64)
-            bases[field.name] = (span.starts + offsets - self.shard_starts[:-1] * record, record)
-        return bases
+            first = span.starts + offsets  # byte of each shard's first record of this field
+            rows = None
+            if record and len(np.unique(first % record)) == 1:
+                rows = record_rows(span.data, int(first[0] % record), dtype, tuple(field.shape))
+            if rows is not None:
+                bases = (first - first[0] % record) // record - self.shard_starts[:-1]
+            else:
+                bases = first - self.shard_starts[:-1] * record
+            fields[field.name] = _SpanField(bases, record, rows)
+        return fields
 
     def _shard_of(self, idx: NDArray[np.intp]) -> NDArray[np.intp]:
         """The shard holding each of samples ``idx``."""
@@ -257,9 +284,11 @@ class ShardedDataset(Dataset[Any]):
             self._use(span, np.unique(which).tolist())
         columns: dict[str, Any] = {}
         for field in self.manifest.fields:
-            bases, record = self._span_bases[field.name]
-            offsets = bases[which] + idx * record
-            raw = gather_records(span.data, offsets, record)
+            where = self._span_bases[field.name]
+            if where.rows is not None:  # one take of whole rows
+                columns[field.name] = np.take(where.rows, where.bases[which] + idx, axis=0)
+                continue
+            raw = gather_records(span.data, where.bases[which] + idx * where.record, where.record)
             columns[field.name] = raw.view(np.dtype(field.dtype)).reshape((len(idx), *field.shape))
         return columns
 
