@@ -36,6 +36,9 @@ from tinytorch.data.transforms.normalize import Normalize
 
 __all__ = ["CropFlipNormalize"]
 
+_CHUNK_BYTES = 768 << 10
+"""float32 output normalized per step (64 CIFAR images)."""
+
 
 class CropFlipNormalize(Transform):
     """``CropThenFlip`` followed by ``Normalize`` (or ``ToFloat`` + ``Normalize``), fused.
@@ -95,16 +98,25 @@ class CropFlipNormalize(Transform):
         s0, s1, s2 = padded.strides
         runs = as_strided(padded, (n, c, 2 * margin + 1, plane), (s0, s1, s2, s2), writeable=False)
         out = batch_empty((n, c, height, width), np.float32)
+        scale, shift = self._coefficient_planes(c, height, width)
         # The run for (top, left) starts (top - p) * W + (left - p) bytes into the plane, which
         # itself starts `margin` bytes into its padded row: at top * W + left.
-        out.reshape(n, c, plane)[...] = runs[np.arange(n), :, at.top * width + left]
-        scale, shift = self._coefficient_planes(c, height, width)
-        # mode="clip" (the indices are in range anyway): with mode="raise" numpy gathers into
-        # a temporary and copies it to `out`.
-        scales = np.take(scale, left, axis=0, out=_buffer(scratch, "scale", out.shape), mode="clip")
-        shifts = np.take(shift, left, axis=0, out=_buffer(scratch, "shift", out.shape), mode="clip")
-        np.multiply(out, scales, out=out)
-        np.add(out, shifts, out=out)
+        start = at.top * width + left
+        # Cast and normalize a few samples at a time, so the coefficient planes and the output
+        # stay in cache between the passes. 64 CIFAR images at a time against the whole batch,
+        # medians of 12 interleaved epochs: 394k vs 311k images/s with two process workers,
+        # 414k vs 402k with two thread workers, 451k vs 441k in-process.
+        chunk = max(1, _CHUNK_BYTES // (c * plane * 4))
+        for a in range(0, n, chunk):
+            b = min(n, a + chunk)
+            part = out[a:b]
+            part.reshape(b - a, c, plane)[...] = runs[np.arange(a, b), :, start[a:b]]
+            # mode="clip" (the indices are in range anyway): with mode="raise" numpy gathers
+            # into a temporary and copies it to `out`.
+            scales = np.take(scale, left[a:b], axis=0, out=_buffer(scratch, "scale", part.shape), mode="clip")
+            shifts = np.take(shift, left[a:b], axis=0, out=_buffer(scratch, "shift", part.shape), mode="clip")
+            np.multiply(part, scales, out=part)
+            np.add(part, shifts, out=part)
         return out
 
     def _coefficient_planes(
