@@ -219,3 +219,32 @@ def test_span_reads_records_on_a_grid_or_by_byte_offset(tmp_path, width, grid):
     if ds._span is not None:  # Linux
         assert (ds._span_bases["0"].rows is not None) is grid
         assert ds._span_bases["1"].rows is not None  # int64 labels: always on a grid
+
+
+def test_read_ahead_brings_shards_into_the_page_cache(tmp_path):
+    x, y = images(100)
+    write_shards(TensorDataset(x, y), tmp_path / "r", samples_per_shard=20, progress=False)
+    ds = ShardedDataset(tmp_path / "r", max_open_shards=2)
+    if not ds._use_span:
+        assert ds.read_ahead([0, 1]) is None  # nothing to do without the span
+        return
+    for path in (tmp_path / "r").glob("*.tts"):
+        fd = os.open(path, os.O_RDONLY)
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+    thread = ds.read_ahead([3, 1])
+    thread.join(timeout=10)
+    span = ds._span
+    assert span._resident(3)
+    assert span._resident(1)
+    assert ds.open_shards() == []  # read ahead, not in use: this process keeps no mapping
+    np.testing.assert_array_equal(ds.__getitems__([65, 21]).collated()[0], x[[65, 21]])
+    with pytest.raises(IndexError):
+        ds.read_ahead([5])
+    assert ds.read_ahead([]) is None
+
+
+def test_read_ahead_is_skipped_for_variable_size_fields(tmp_path):
+    write_shards([(b"ab", 1), (b"c", 2)], tmp_path / "v", samples_per_shard=1, progress=False)
+    assert ShardedDataset(tmp_path / "v").read_ahead([0]) is None

@@ -59,3 +59,29 @@ def test_planning_goes_window_by_window():
     chunks = list(window_chunks(starts, 2, 3, 1))
     assert [len(c) for c in chunks] == [10, 10, 5]
     np.testing.assert_array_equal(np.concatenate(chunks), windowed_order(starts, 2, 3, 1))
+
+
+class ReadAheadShards(Shards):
+    def __init__(self, sizes):
+        super().__init__(sizes)
+        self.calls = []
+
+    def read_ahead(self, shards):
+        self.calls.append(list(shards))
+
+
+def test_the_next_window_is_read_ahead_as_planning_reaches_each_window():
+    from tinytorch.data.sampling.windowed import window_shards
+
+    dataset = ReadAheadShards([5, 5, 5, 5, 5])
+    sampler = WindowedShuffleSampler(dataset, 2, seed=3)
+    windows = [w.tolist() for w in window_shards(dataset.shard_starts, 2, 3, 1)]
+    seen = []
+    for k, chunk in enumerate(sampler.index_chunks(1)):
+        # before window k's indices are handed out, window k + 1 is on its way
+        assert dataset.calls == windows[1 : k + 2]
+        seen.append(sorted({int(np.searchsorted(dataset.shard_starts, i, side="right")) - 1 for i in chunk}))
+    assert seen == [sorted(w) for w in windows]
+    np.testing.assert_array_equal(  # the order itself is unchanged
+        np.concatenate(list(sampler.index_chunks(1))), windowed_order(dataset.shard_starts, 2, 3, 1)
+    )

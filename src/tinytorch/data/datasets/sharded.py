@@ -277,6 +277,30 @@ class ShardedDataset(Dataset[Any]):
                         span.release(old)
                 self._settled[k] = True
 
+    def read_ahead(self, shards: Sequence[int]) -> threading.Thread | None:
+        """Start reading ``shards`` into the page cache in a background thread.
+
+        Called by :class:`WindowedShuffleSampler` with the next window's shards. Shards already
+        cached are skipped; the data is read in whole (2 MiB folios) and this process keeps no
+        mapping of it unless its own reads use the shard. Returns the thread (``None`` when the
+        dataset does not read through a span, e.g. variable-size fields or not Linux).
+        """
+        span = self._shard_span() if self._use_span else None
+        if span is None or not shards:
+            return None
+        wanted = [check_index(k, self.num_shards, owner="ShardedDataset.read_ahead") for k in shards]
+
+        def read() -> None:
+            for k in wanted:
+                span.prefetch(k)
+                with self._lock:
+                    if k not in self._in_use:
+                        span.release(k)
+
+        thread = threading.Thread(target=read, name="tinytorch-read-ahead", daemon=True)
+        thread.start()
+        return thread
+
     def _span_columns(self, span: ShardSpan, idx: NDArray[np.intp]) -> dict[str, Any]:
         """Every field of samples ``idx`` with one gather per field over the span."""
         which = self._shard_of(idx)

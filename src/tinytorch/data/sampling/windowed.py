@@ -16,7 +16,7 @@ from tinytorch.data.sampling.samplers import ArraySampler
 from tinytorch.data.seeding import Stream, check_seed, derive_rng, fresh_seed
 from tinytorch.data.validate import check_int
 
-__all__ = ["WindowedShuffleSampler", "window_chunks", "windowed_order"]
+__all__ = ["WindowedShuffleSampler", "window_chunks", "window_shards", "windowed_order"]
 
 
 def windowed_order(shard_starts: NDArray[np.int64], window: int, seed: int, epoch: int) -> NDArray[np.int64]:
@@ -33,6 +33,14 @@ def windowed_order(shard_starts: NDArray[np.int64], window: int, seed: int, epoc
     """
     parts = list(window_chunks(shard_starts, window, seed, epoch))
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def window_shards(
+    shard_starts: NDArray[np.int64], window: int, seed: int, epoch: int
+) -> list[NDArray[np.int64]]:
+    """The shards of each window of the epoch, in reading order (the first draw of the order)."""
+    shards = derive_rng(seed, Stream.STREAM_ORDER, epoch).permutation(len(shard_starts) - 1)
+    return [shards[start : start + window] for start in range(0, len(shards), window)]
 
 
 def window_chunks(
@@ -58,6 +66,10 @@ class WindowedShuffleSampler(ArraySampler):
 
     Batches that cross from one window to the next touch the last shards of one window and the
     first of the next; within a window, every sample of its ``window`` shards comes exactly once.
+
+    When the loader starts planning a window's batches, the sampler asks a dataset that has
+    ``read_ahead(shards)`` to start reading the *next* window's shards in the background, so
+    streaming from disk overlaps reading with the work on the current window.
     """
 
     def __init__(self, dataset: Any, window: int, *, seed: int | None = None) -> None:
@@ -69,7 +81,13 @@ class WindowedShuffleSampler(ArraySampler):
         return windowed_order(np.asarray(self.dataset.shard_starts), self.window, self.seed, epoch)
 
     def index_chunks(self, epoch: int) -> Iterator[NDArray[np.int64]]:
-        return window_chunks(np.asarray(self.dataset.shard_starts), self.window, self.seed, epoch)
+        starts = np.asarray(self.dataset.shard_starts)
+        read_ahead = getattr(self.dataset, "read_ahead", None)
+        windows = window_shards(starts, self.window, self.seed, epoch) if read_ahead else []
+        for k, chunk in enumerate(window_chunks(starts, self.window, self.seed, epoch)):
+            if read_ahead is not None and k + 1 < len(windows):
+                read_ahead(windows[k + 1].tolist())
+            yield chunk
 
     def __len__(self) -> int:
         return int(self.dataset.shard_starts[-1])
