@@ -22,6 +22,7 @@ Where ``os.memfd_create`` does not exist (macOS, Windows), batches are pickled i
 from __future__ import annotations
 
 import contextlib
+import math
 import mmap
 import os
 import threading
@@ -359,4 +360,4 @@ class BlockReader:
 
 
 def _nbytes(spec: ArraySpec) -> int:
-    return int(np.prod(spec.shape, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
+    return math.prod(spec.shape) * np.dtype(spec.dtype).itemsize
