@@ -248,3 +248,20 @@ def test_read_ahead_brings_shards_into_the_page_cache(tmp_path):
 def test_read_ahead_is_skipped_for_variable_size_fields(tmp_path):
     write_shards([(b"ab", 1), (b"c", 2)], tmp_path / "v", samples_per_shard=1, progress=False)
     assert ShardedDataset(tmp_path / "v").read_ahead([0]) is None
+
+
+def test_a_dataset_pickles_after_use_without_its_mappings(tmp_path):
+    # Spawned workers get the dataset pickled: after reads in this process it holds views of
+    # its mappings, which must not travel (they would be the whole dataset, or unreadable gaps).
+    import pickle
+
+    x, y = images(100)
+    write_shards(TensorDataset(x, y), tmp_path / "p", samples_per_shard=30, progress=False)
+    ds = ShardedDataset(tmp_path / "p", max_open_shards=2)
+    ds.__getitems__([1, 50, 99])
+    data = pickle.dumps(ds)
+    assert len(data) < 10_000
+    copy = pickle.loads(data)
+    np.testing.assert_array_equal(copy.__getitems__([99, 1]).collated()[0], x[[99, 1]])
+    spawned = DataLoader(ds, batch_size=25, num_workers=1, multiprocessing_context="spawn")
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in spawned]), y)

@@ -379,6 +379,7 @@ class ShardedDataset(Dataset[Any]):
         state = self.__dict__.copy()
         state["_open"] = OrderedDict()  # mappings are reopened in each process
         state["_span"] = None
+        state["_span_bases"] = {}  # holds views of the span: never pickle those
         state["_in_use"] = OrderedDict()
         state["_settled"] = np.zeros(self.num_shards, dtype=bool)
         del state["_lock"]
