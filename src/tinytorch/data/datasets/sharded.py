@@ -291,11 +291,12 @@ class ShardedDataset(Dataset[Any]):
         wanted = [check_index(k, self.num_shards, owner="ShardedDataset.read_ahead") for k in shards]
 
         def read() -> None:
+            # No lock here: a worker process forked while this thread held one would inherit
+            # it locked. Racing a reader that starts using shard k only costs it page faults.
             for k in wanted:
                 span.prefetch(k)
-                with self._lock:
-                    if k not in self._in_use:
-                        span.release(k)
+                if k not in self._in_use:
+                    span.release(k)
 
         thread = threading.Thread(target=read, name="tinytorch-read-ahead", daemon=True)
         thread.start()
