@@ -5,7 +5,8 @@ shuffled epoch through the full augmentation (pad-4 crop, flip, normalize -> flo
 2 thread workers) runs in a fresh process for each mode:
 
   memory     the arrays loaded into RAM (TensorDataset)
-  sharded    ShardedDataset, random access (shuffle=True)
+  sharded    ShardedDataset, random access (shuffle=True: RandomSampler's stored permutation)
+  sharded, index shuffle   the same with IndexShuffleSampler (order computed per chunk)
   windowed   ShardedDataset + WindowedShuffleSampler(window=4), max_open_shards=8
 
 Memory: peak anonymous resident memory (RssAnon in /proc/PID/status: what the kernel cannot
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 RECORD = 3 * 32 * 32 + 8
+WARM_MODES = ("memory", "sharded", "sharded, index shuffle", "windowed")
 
 
 def status_kb(field: str) -> int:
@@ -110,6 +112,8 @@ def run_mode(directory: Path, mode: str) -> dict[str, float]:
         loader = tt.DataLoader(dataset, shuffle=True, **kwargs)
     elif mode == "sharded":
         loader = tt.DataLoader(sharded, shuffle=True, **kwargs)
+    elif mode == "sharded, index shuffle":
+        loader = tt.DataLoader(sharded, sampler=tt.IndexShuffleSampler(sharded, seed=0), **kwargs)
     else:
         loader = tt.DataLoader(sharded, sampler=tt.WindowedShuffleSampler(sharded, 4, seed=0), **kwargs)
     start = time.perf_counter()
@@ -165,10 +169,10 @@ def main() -> None:
             # from disk (in 2 MiB folios), which is what the warm runs after it find.
             evict(directory)
             runs.setdefault("windowed, cold cache", []).append(run_in_child(directory, "windowed"))
-            for mode in ("memory", "sharded", "windowed"):
+            for mode in WARM_MODES:
                 runs.setdefault(mode, []).append(run_in_child(directory, mode))
         memory = statistics.median(r["images_per_second"] for r in runs["memory"])
-        for mode in ("memory", "sharded", "windowed", "windowed, cold cache"):
+        for mode in (*WARM_MODES, "windowed, cold cache"):
             results = runs[mode]
             rate = statistics.median(r["images_per_second"] for r in results)
             rows.append(

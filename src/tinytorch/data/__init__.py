@@ -19,6 +19,7 @@ from tinytorch.data.datasets.stacked import StackedSamples
 from tinytorch.data.datasets.tensor import TensorDataset
 from tinytorch.data.loader.dataloader import DataLoader
 from tinytorch.data.sampling.batching import BatchSampler
+from tinytorch.data.sampling.index_shuffle import IndexShuffleSampler
 from tinytorch.data.sampling.samplers import (
     RandomSampler,
     Sampler,
@@ -61,6 +62,7 @@ __all__ = [
     "Dataset",
     "DownloadError",
     "ForbiddenPickleError",
+    "IndexShuffleSampler",
     "InsufficientSharedMemoryError",
     "IterableDataset",
     "Normalize",

@@ -49,6 +49,8 @@ class Stream(IntEnum):
     """Order of shards / windows of a streaming dataset: keys ``(epoch,)``."""
     WORKER_GLOBALS = 6
     """Seeds of a process worker's global RNGs for one batch: keys ``(epoch, batch_index)``."""
+    INDEX_SHUFFLE = 7
+    """Round keys of :class:`IndexShuffleSampler`'s bijection for an epoch: keys ``(epoch,)``."""
 
 
 def check_seed(seed: object, *, name: str = "seed") -> int:
