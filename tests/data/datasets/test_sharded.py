@@ -217,8 +217,8 @@ def test_span_reads_records_on_a_grid_or_by_byte_offset(tmp_path, width, grid):
     np.testing.assert_array_equal(got[0], x[order])
     np.testing.assert_array_equal(got[1], order)
     if ds._span is not None:  # Linux
-        assert (ds._span_bases["0"].rows is not None) is grid
-        assert ds._span_bases["1"].rows is not None  # int64 labels: always on a grid
+        assert (ds._span_fields["0"].rows is not None) is grid
+        assert ds._span_fields["1"].rows is not None  # int64 labels: always on a grid
 
 
 def test_read_ahead_brings_shards_into_the_page_cache(tmp_path):

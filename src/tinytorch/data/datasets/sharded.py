@@ -11,7 +11,8 @@ in a random order, grouped in windows of ``window`` consecutive shards, samples 
 within each window. At most ``window`` shards are in use at any time, reads stay mostly
 sequential, and the order is a pure function of ``(seed, epoch)``, the same for any number of
 workers. With ``max_open_shards`` the dataset keeps that many shards in use: a shard entering
-is read ahead by the kernel in the background, one leaving is unmapped from the process.
+is read in whole if it is not in the page cache, one leaving is unmapped from the process, and
+the sampler has the next window's shards read in the background (:meth:`ShardedDataset.read_ahead`).
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ class ShardedDataset(Dataset[Any]):
         fixed = all(f.kind == "array" for f in self.manifest.fields)
         self._use_span = fixed and span_supported()
         self._span: ShardSpan | None = None
-        self._span_bases: dict[str, _SpanField] = {}
+        self._span_fields: dict[str, _SpanField] = {}
         self._in_use: OrderedDict[int, None] = OrderedDict()
         self._verified: set[int] = set()
         # Shards needing nothing before a read (in use, verified if asked): one vector check
@@ -231,7 +232,7 @@ class ShardedDataset(Dataset[Any]):
                 except OSError:
                     self._use_span = False  # read shard by shard instead
                 else:
-                    self._span_bases = self._field_bases(span)
+                    self._span_fields = self._field_bases(span)
                     self._span = span
             return self._span
 
@@ -309,7 +310,7 @@ class ShardedDataset(Dataset[Any]):
             self._use(span, np.unique(which).tolist())
         columns: dict[str, Any] = {}
         for field in self.manifest.fields:
-            where = self._span_bases[field.name]
+            where = self._span_fields[field.name]
             if where.rows is not None:  # one take of whole rows
                 columns[field.name] = np.take(where.rows, where.bases[which] + idx, axis=0)
                 continue
@@ -380,7 +381,7 @@ class ShardedDataset(Dataset[Any]):
         state = self.__dict__.copy()
         state["_open"] = OrderedDict()  # mappings are reopened in each process
         state["_span"] = None
-        state["_span_bases"] = {}  # holds views of the span: never pickle those
+        state["_span_fields"] = {}  # holds views of the span: never pickle those
         state["_in_use"] = OrderedDict()
         state["_settled"] = np.zeros(self.num_shards, dtype=bool)
         del state["_lock"]
