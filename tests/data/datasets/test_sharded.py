@@ -265,3 +265,13 @@ def test_a_dataset_pickles_after_use_without_its_mappings(tmp_path):
     np.testing.assert_array_equal(copy.__getitems__([99, 1]).collated()[0], x[[99, 1]])
     spawned = DataLoader(ds, batch_size=25, num_workers=1, multiprocessing_context="spawn")
     np.testing.assert_array_equal(np.concatenate([b[1] for b in spawned]), y)
+
+
+def test_zero_size_fields_read_back(tmp_path):
+    # A field of empty arrays has 0-byte records: no grid to align to, nothing to gather.
+    samples = [(np.zeros((0,), np.float32), np.full(3, i)) for i in range(10)]
+    write_shards(samples, tmp_path / "z", samples_per_shard=4, progress=False)
+    for ds in (ShardedDataset(tmp_path / "z"), ShardedDataset(tmp_path / "z", max_open_shards=1)):
+        empty, values = ds.__getitems__([1, 7, 9]).collated()
+        assert empty.shape == (3, 0)
+        np.testing.assert_array_equal(values[:, 0], [1, 7, 9])

@@ -91,7 +91,7 @@ class ShardSpan:
     def __init__(self, paths: list[Path], sizes: list[int], *, record_sizes: tuple[int, ...] = ()) -> None:
         # Slots are 2 MiB-aligned; when it costs little address space they are also multiples
         # of every record size, so records of one field sit on one grid across all shards.
-        grid = math.lcm(_ALIGN, *record_sizes)
+        grid = math.lcm(_ALIGN, *(r for r in record_sizes if r > 0))
         slot = grid if grid <= _MAX_GRID else _ALIGN
         slots = [max(slot, -(-s // slot) * slot) for s in sizes]
         self.starts: NDArray[np.int64] = np.concatenate(([0], np.cumsum(slots)[:-1])).astype(np.int64)
