@@ -91,6 +91,8 @@ def _collate(samples: list[Any], path: Path) -> Any:
             return _typed(scalar)(samples, path)
         if only is np.ndarray:
             return _collate_arrays(samples, path)
+        if only is tuple or only is list:  # (image, label) samples: no per-sample kind check
+            return _collate_sequences(samples, path)
     kind = _kind_of(samples[0])
     _check_same(samples, path, _kind_of, "kinds")
     return _COLLATORS[kind](samples, path)
