@@ -87,19 +87,25 @@ class Packed:
     new_block_size: int | None = None
 
 
+def _map_containers(obj: Any, fn: Any) -> Any:
+    """``obj`` rebuilt with ``fn`` applied to each child when it is a container (namedtuple,
+    list, tuple, mapping: the same type where possible), else ``obj`` itself."""
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*(fn(x) for x in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(fn(x) for x in obj)
+    if isinstance(obj, Mapping):
+        items = {k: fn(v) for k, v in obj.items()}
+        return items if type(obj) is dict else _rebuild_mapping(obj, items)
+    return obj
+
+
 def flatten(batch: Any, arrays: list[np.ndarray[Any, Any]]) -> Any:
     """``batch`` with each numeric numpy array moved to ``arrays`` and replaced by a placeholder."""
     if isinstance(batch, np.ndarray) and batch.dtype.kind in "biufcmMV" and not batch.dtype.hasobject:
         arrays.append(batch)
         return _Leaf(len(arrays) - 1)
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
-        return type(batch)(*(flatten(x, arrays) for x in batch))
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(flatten(x, arrays) for x in batch)
-    if isinstance(batch, Mapping):
-        items = {k: flatten(v, arrays) for k, v in batch.items()}
-        return items if type(batch) is dict else _rebuild_mapping(batch, items)
-    return batch
+    return _map_containers(batch, lambda x: flatten(x, arrays))
 
 
 def _rebuild_mapping(original: Mapping[Any, Any], items: dict[Any, Any]) -> Any:
@@ -128,14 +134,7 @@ def unflatten(structure: Any, arrays: list[Any]) -> Any:
     """Inverse of :func:`flatten`."""
     if isinstance(structure, _Leaf):
         return arrays[structure.index]
-    if isinstance(structure, tuple) and hasattr(structure, "_fields"):
-        return type(structure)(*(unflatten(x, arrays) for x in structure))
-    if isinstance(structure, (list, tuple)):
-        return type(structure)(unflatten(x, arrays) for x in structure)
-    if isinstance(structure, Mapping):
-        items = {k: unflatten(v, arrays) for k, v in structure.items()}
-        return items if type(structure) is dict else _rebuild_mapping(structure, items)
-    return structure
+    return _map_containers(structure, lambda x: unflatten(x, arrays))
 
 
 def _aligned(offset: int) -> int:
