@@ -266,17 +266,23 @@ class ShardedDataset(Dataset[Any]):
             if self.verify_on_open and k not in self._verified:
                 check_shard(self.directory, self.manifest.shards[k], checksum=True)
                 self._verified.add(k)
-        with self._lock:
+        entered, left = [], []
+        with self._lock:  # bookkeeping only: reading a shard in takes milliseconds
             for k in shards:
                 if self.max_open_shards is not None and k not in self._in_use:
                     self._in_use[k] = None
                     self.opened += 1
-                    span.prefetch(k)
+                    entered.append(k)
                     while len(self._in_use) > self.max_open_shards:
-                        old = self._in_use.popitem(last=False)[0]
-                        self._settled[old] = False
-                        span.release(old)
-                self._settled[k] = True
+                        left.append(self._in_use.popitem(last=False)[0])
+            self._settled[shards] = True
+            self._settled[left] = False  # may include shards of this very batch
+        # Outside the lock, so other threads' reads of other shards go on meanwhile; a shard
+        # released here while another thread enters it again is only faulted back in.
+        for k in entered:
+            span.prefetch(k)
+        for k in left:
+            span.release(k)
 
     def read_ahead(self, shards: Sequence[int]) -> threading.Thread | None:
         """Start reading ``shards`` into the page cache in a background thread.
