@@ -6,7 +6,7 @@ here reads data; the dataset only has to expose ``shard_starts``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -35,23 +35,40 @@ def windowed_order(shard_starts: NDArray[np.int64], window: int, seed: int, epoc
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
 
+def _shard_windows(
+    shard_starts: NDArray[np.int64], window: int, seed: int, epoch: int
+) -> tuple[np.random.Generator, list[NDArray[np.int64]]]:
+    """The epoch's generator after its first draw (the shard order), and the windows' shards."""
+    rng = derive_rng(seed, Stream.STREAM_ORDER, epoch)
+    shards = rng.permutation(len(shard_starts) - 1)
+    return rng, [shards[start : start + window] for start in range(0, len(shards), window)]
+
+
 def window_shards(
     shard_starts: NDArray[np.int64], window: int, seed: int, epoch: int
 ) -> list[NDArray[np.int64]]:
-    """The shards of each window of the epoch, in reading order (the first draw of the order)."""
-    shards = derive_rng(seed, Stream.STREAM_ORDER, epoch).permutation(len(shard_starts) - 1)
-    return [shards[start : start + window] for start in range(0, len(shards), window)]
+    """The shards of each window of the epoch, in reading order."""
+    return _shard_windows(shard_starts, window, seed, epoch)[1]
 
 
 def window_chunks(
-    shard_starts: NDArray[np.int64], window: int, seed: int, epoch: int
+    shard_starts: NDArray[np.int64],
+    window: int,
+    seed: int,
+    epoch: int,
+    *,
+    ahead: Callable[[list[int]], Any] | None = None,
 ) -> Iterator[NDArray[np.int64]]:
-    """:func:`windowed_order` one window at a time (memory for one window only)."""
-    rng = derive_rng(seed, Stream.STREAM_ORDER, epoch)
-    shards = rng.permutation(len(shard_starts) - 1)
-    for start in range(0, len(shards), window):
-        members = shards[start : start + window]
-        indices = np.concatenate([np.arange(shard_starts[k], shard_starts[k + 1]) for k in members])
+    """:func:`windowed_order` one window at a time (memory for one window only).
+
+    ``ahead``, if given, is called with the next window's shards before each window's indices
+    are handed out (the sampler uses it to have them read in the background).
+    """
+    rng, windows = _shard_windows(shard_starts, window, seed, epoch)
+    for k, members in enumerate(windows):
+        if ahead is not None and k + 1 < len(windows):
+            ahead(windows[k + 1].tolist())
+        indices = np.concatenate([np.arange(shard_starts[i], shard_starts[i + 1]) for i in members])
         yield indices[rng.permutation(len(indices))].astype(np.int64)
 
 
@@ -82,12 +99,8 @@ class WindowedShuffleSampler(ArraySampler):
 
     def index_chunks(self, epoch: int) -> Iterator[NDArray[np.int64]]:
         starts = np.asarray(self.dataset.shard_starts)
-        read_ahead = getattr(self.dataset, "read_ahead", None)
-        windows = window_shards(starts, self.window, self.seed, epoch) if read_ahead else []
-        for k, chunk in enumerate(window_chunks(starts, self.window, self.seed, epoch)):
-            if read_ahead is not None and k + 1 < len(windows):
-                read_ahead(windows[k + 1].tolist())
-            yield chunk
+        ahead = getattr(self.dataset, "read_ahead", None)
+        return window_chunks(starts, self.window, self.seed, epoch, ahead=ahead)
 
     def __len__(self) -> int:
         return int(self.dataset.shard_starts[-1])
