@@ -10,7 +10,7 @@ from tinytorch.data.fetch.fetcher import BatchTask
 from tinytorch.data.fetch.timing import StageTimes
 from tinytorch.data.workers.errors import WorkerError
 
-__all__ = ["Done", "Failed", "Job", "rebuild_exception"]
+__all__ = ["Done", "Failed", "Job", "Started", "rebuild_exception"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,13 @@ class Job:
     generation: int
     task: BatchTask
     released: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Started:
+    """A process worker is running and about to wait for its first job (see ProcessPool.start)."""
+
+    pid: int
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,9 @@ import select
 import selectors
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as wait_for
 from multiprocessing.reduction import recv_handle, send_handle
 from typing import Any
 
@@ -31,7 +32,7 @@ from tinytorch.data.memory import allocating_in
 from tinytorch.data.workers.errors import WorkerDiedError
 from tinytorch.data.workers.info import WorkerInfo
 from tinytorch.data.workers.loop import PoolSpec, worker_loop
-from tinytorch.data.workers.messages import Done, Failed, Job
+from tinytorch.data.workers.messages import Done, Failed, Job, Started
 from tinytorch.data.workers.transport import BlockReader, BlockWriter, Packed
 
 __all__ = ["ProcessPool", "check_picklable"]
@@ -112,13 +113,60 @@ def keep_freed_memory() -> None:
     mallopt(_M_TRIM_THRESHOLD, 128 << 20)
 
 
+def current_cpu() -> int | None:
+    """The CPU this thread runs on (glibc's ``sched_getcpu``), ``None`` where unknown."""
+    try:
+        cpu = int(ctypes.CDLL(None).sched_getcpu())
+    except (OSError, AttributeError):
+        return None
+    return cpu if cpu >= 0 else None
+
+
+def move_to_cpu(cpu: int) -> None:
+    """Move this process to ``cpu`` now, leaving it free to run anywhere it could before.
+
+    Setting the affinity to one CPU migrates the process at once; restoring the previous
+    affinity does not move it back. Nothing happens where affinities are not supported or
+    ``cpu`` is not allowed.
+    """
+    try:
+        allowed = os.sched_getaffinity(0)
+        if cpu in allowed:
+            os.sched_setaffinity(0, {cpu})
+            os.sched_setaffinity(0, allowed)
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclasses.dataclass(frozen=True)
+class _LateStart:
+    """A worker forked after worker 0 (see :meth:`ProcessPool.start`).
+
+    Attributes:
+        cpu: the loading process's CPU when it forked this worker, ``None`` if unknown.
+    """
+
+    cpu: int | None
+
+
+def announce_start(conn: Connection, late: _LateStart | None) -> None:
+    """A worker started late steps onto the loading process's CPU, then says it is running."""
+    if late is None:
+        return
+    if late.cpu is not None and current_cpu() != late.cpu:
+        move_to_cpu(late.cpu)
+    conn.send(Started(os.getpid()))
+
+
 def _process_main(
     conn: Connection,
     make_batch: Callable[[BatchTask], tuple[Any, StageTimes]],
     info: WorkerInfo,
     worker_init_fn: Callable[[int], None] | None,
+    late: _LateStart | None = None,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    announce_start(conn, late)
     keep_freed_memory()
     channel = _ProcessChannel(conn, info.id)
     info = dataclasses.replace(info, pid=os.getpid())
@@ -141,6 +189,8 @@ class ProcessPool:
     kind = "process"
     grace_seconds = 0.5
     """How long shutdown waits for workers to finish their current batch before terminating."""
+    announce_seconds = 1.0
+    """How long a staggered start waits for a new worker to announce itself."""
 
     def __init__(self, spec: PoolSpec, *, context: Any) -> None:
         self.spec = spec
@@ -153,12 +203,28 @@ class ProcessPool:
         # Every pipe and every process sentinel, registered once: building a selector per wait
         # cost ~50 us of the loading process's time per batch.
         self._selector = selectors.DefaultSelector()
+        self._unstarted: list[int] = []  # workers start() left to the first wait()
+        self._held: dict[int, list[bytes]] = {}  # their jobs, sent once each has started
 
     @property
     def pids(self) -> list[int]:
         return [p.pid for p in self._procs]
 
     def start(self) -> None:
+        """Check that the workers can be started and start them; see below for ``fork``.
+
+        With the ``fork`` start method, starting is staggered: forking a large process takes
+        milliseconds (~4 ms with torch imported), and the second fork used to delay worker
+        0's first batch. Now only worker 0 is forked here, so the loader's first jobs reach
+        it at once; the others are forked at the first :meth:`wait` while worker 0 works.
+        Each later worker moves itself onto the loading process's CPU (about to be idle while
+        it waits), because the kernel, seeing every CPU busy at the fork, may put it on
+        worker 0's; it then announces itself and gets its jobs only after that, so it is
+        woken by them onto an idle CPU rather than run where the fork left it. Time to first
+        batch with two workers, medians of 100 interleaved starts: 30.0 -> 24.1 ms (torch:
+        43.2 ms; docs/benchmarks.md). Other start methods start every worker here: their
+        workers take long to start (importing, unpickling the dataset) and do so in parallel.
+        """
         method = self._context.get_start_method()
         if method != "fork":
             check_picklable(
@@ -169,16 +235,38 @@ class ProcessPool:
                 },
                 method,
             )
-        frozen = method == "fork"
+            self._fork(range(self.num_workers), staggered=False)
+            return
+        self._unstarted = list(range(1, self.num_workers))
+        self._held = {worker_id: [] for worker_id in self._unstarted}
+        self._fork([0], staggered=False)
+
+    def _start_the_rest(self) -> None:
+        """Fork the workers :meth:`start` left, one at a time, and send each its held jobs."""
+        unstarted, self._unstarted = self._unstarted, []
+        for worker_id in unstarted:
+            self._fork([worker_id], staggered=True)
+            conn, proc = self._conns[worker_id], self._procs[worker_id]
+            # Bounded: a worker that dies first, or is slow to start, only loses the placement
+            # (its death is reported by the next wait(); a late Started is skipped there).
+            if conn in wait_for([conn, proc.sentinel], timeout=self.announce_seconds):
+                with contextlib.suppress(EOFError, OSError):
+                    conn.recv()  # its Started message
+            for job in self._held.pop(worker_id, []):
+                self._send_bytes(worker_id, job)
+
+    def _fork(self, worker_ids: Iterable[int], *, staggered: bool) -> None:
+        frozen = self._context.get_start_method() == "fork"
         if frozen:
             gc.freeze()  # keep the children's garbage collector off the parent's objects' pages
         try:
-            for worker_id in range(self.num_workers):
+            for worker_id in worker_ids:
                 parent, child = self._context.Pipe(duplex=True)
                 info = self.spec.info(worker_id, "process", 0)
+                late = _LateStart(current_cpu()) if staggered else None
                 proc = self._context.Process(
                     target=_process_main,
-                    args=(child, self.spec.make_batch, info, self.spec.worker_init_fn),
+                    args=(child, self.spec.make_batch, info, self.spec.worker_init_fn, late),
                     name=f"tinytorch-worker-{worker_id}",
                     daemon=True,
                 )
@@ -197,11 +285,19 @@ class ProcessPool:
 
     def send(self, worker_id: int, generation: int, task: BatchTask) -> None:
         released = tuple(self._reader.take_released(worker_id))
+        # Jobs hold only ints and index arrays: plain pickle, without the reducer machinery of
+        # Connection.send (which workers still use for batches).
+        job = pickle.dumps(Job(generation, task, released), protocol=5)
+        held = self._held.get(worker_id)
+        if held is not None:
+            held.append(job)  # a worker not started yet (see start)
+        else:
+            self._send_bytes(worker_id, job)
+
+    def _send_bytes(self, worker_id: int, data: bytes) -> None:
         # A worker that is gone: the next wait() reports its last message or its death.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            # Jobs hold only ints and index arrays: plain pickle, without the reducer machinery
-            # of Connection.send (which workers still use for batches).
-            self._conns[worker_id].send_bytes(pickle.dumps(Job(generation, task, released), protocol=5))
+            self._conns[worker_id].send_bytes(data)
 
     def wait(self, timeout: float | None) -> list[tuple[int, Done | Failed]]:
         """Messages that arrived within ``timeout`` seconds (possibly none).
@@ -209,6 +305,8 @@ class ProcessPool:
         Raises:
             WorkerDiedError: a worker process exited without being asked to.
         """
+        if self._unstarted:
+            self._start_the_rest()
         ready = {key.fileobj for key, _ in self._selector.select(timeout)}
         messages: list[tuple[int, Done | Failed]] = []
         for worker_id, conn in enumerate(self._conns):
@@ -223,7 +321,8 @@ class ProcessPool:
                     if packed.new_block_size is not None and packed.block is not None:
                         fd = recv_handle(conn)
                         self._reader.attach(worker_id, packed.block, fd, packed.new_block_size)
-                messages.append((worker_id, message))
+                if not isinstance(message, Started):  # (one that announced itself late)
+                    messages.append((worker_id, message))
                 # conn.poll() would build a selector per call; one select() syscall suffices
                 more = bool(select.select([conn], [], [], 0)[0])
         if not messages:  # a worker's last words (e.g. a failed worker_init_fn) come first
@@ -280,4 +379,5 @@ class ProcessPool:
             conn.close()
         self._conns.clear()
         self._procs.clear()
+        self._unstarted, self._held = [], {}
         self._reader.close()
