@@ -1,6 +1,8 @@
 """Process pool specifics: staggered start under fork, its bounded hand-over, CPU helpers."""
 
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -41,19 +43,18 @@ def test_spawn_starts_every_worker_at_once():
     assert len(list(epoch)) == 4
 
 
-def _never_announce(conn, late):
-    if late is not None:
+def _never_announce(conn, announce):
+    if announce:
         time.sleep(3600)
 
 
-def _die_before_announcing(conn, late):
-    if late is not None:
+def _die_before_announcing(conn, announce):
+    if announce:
         os._exit(7)
 
 
-def test_a_worker_that_never_announces_itself_cannot_hang_the_loader(monkeypatch):
+def test_a_worker_that_never_announces_itself_times_out(monkeypatch):
     monkeypatch.setattr(process, "announce_start", _never_announce)
-    monkeypatch.setattr(process.ProcessPool, "announce_seconds", 0.2)
     loader = DataLoader(Squares(n=64), batch_size=4, num_workers=2, timeout=1.0)
     began = time.monotonic()
     with pytest.raises(WorkerTimeoutError, match="batch 1 from process worker 1"):
@@ -68,13 +69,30 @@ def test_a_worker_that_dies_before_announcing_itself_is_reported(monkeypatch):
         list(loader)
 
 
-def test_move_to_cpu_moves_without_narrowing_the_affinity():
+def test_no_worker_stays_pinned_after_announcing_itself():
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("needs Linux CPU affinity")
+    with DataLoader(Squares(n=64), batch_size=4, num_workers=3, persistent_workers=True) as loader:
+        assert len(list(loader)) == 16  # every worker has announced itself by the end
+        for pid in loader.worker_pids:
+            assert os.sched_getaffinity(pid) == os.sched_getaffinity(0)
+
+
+def test_pin_to_cpu_and_unpin():
     if not hasattr(os, "sched_getaffinity") or process.current_cpu() is None:
         pytest.skip("needs Linux CPU affinity and sched_getcpu")
-    allowed = os.sched_getaffinity(0)
-    target = max(allowed)
-    process.move_to_cpu(target)
-    assert process.current_cpu() == target  # the move happens before the call returns
-    assert os.sched_getaffinity(0) == allowed
-    process.move_to_cpu(10**6)  # not allowed: nothing happens
-    assert os.sched_getaffinity(0) == allowed
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        allowed = os.sched_getaffinity(child.pid)
+        cpu = max(allowed)
+        assert process.pin_to_cpu(child.pid, cpu) == allowed
+        assert os.sched_getaffinity(child.pid) == {cpu}
+        process.unpin(child.pid, allowed)
+        assert os.sched_getaffinity(child.pid) == allowed
+        assert process.pin_to_cpu(child.pid, 10**6) is None  # not an allowed CPU: untouched
+        assert process.pin_to_cpu(child.pid, None) is None
+        assert os.sched_getaffinity(child.pid) == allowed
+    finally:
+        child.kill()
+        child.wait()
+    assert process.pin_to_cpu(child.pid, cpu) is None  # gone

@@ -22,7 +22,6 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
-from multiprocessing.connection import wait as wait_for
 from multiprocessing.reduction import recv_handle, send_handle
 from typing import Any
 
@@ -122,40 +121,35 @@ def current_cpu() -> int | None:
     return cpu if cpu >= 0 else None
 
 
-def move_to_cpu(cpu: int) -> None:
-    """Move this process to ``cpu`` now, leaving it free to run anywhere it could before.
+def pin_to_cpu(pid: int, cpu: int | None) -> set[int] | None:
+    """Restrict process ``pid`` to ``cpu``, moving it there now; return its previous affinity.
 
-    Setting the affinity to one CPU migrates the process at once; restoring the previous
-    affinity does not move it back. Nothing happens where affinities are not supported or
-    ``cpu`` is not allowed.
+    Returns ``None`` (and does nothing) where affinities are not supported, ``cpu`` is unknown
+    or not allowed to the process, or the process is gone.
     """
+    if cpu is None:
+        return None
     try:
-        allowed = os.sched_getaffinity(0)
-        if cpu in allowed:
-            os.sched_setaffinity(0, {cpu})
-            os.sched_setaffinity(0, allowed)
+        allowed = os.sched_getaffinity(pid)
+        if cpu not in allowed:
+            return None
+        os.sched_setaffinity(pid, {cpu})
     except (OSError, AttributeError):
-        pass
+        return None
+    return allowed
 
 
-@dataclasses.dataclass(frozen=True)
-class _LateStart:
-    """A worker forked after worker 0 (see :meth:`ProcessPool.start`).
-
-    Attributes:
-        cpu: the loading process's CPU when it forked this worker, ``None`` if unknown.
-    """
-
-    cpu: int | None
+def unpin(pid: int, allowed: set[int] | None) -> None:
+    """Give process ``pid`` back the affinity :func:`pin_to_cpu` returned (``None``: nothing)."""
+    if allowed is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setaffinity(pid, allowed)
 
 
-def announce_start(conn: Connection, late: _LateStart | None) -> None:
-    """A worker started late steps onto the loading process's CPU, then says it is running."""
-    if late is None:
-        return
-    if late.cpu is not None and current_cpu() != late.cpu:
-        move_to_cpu(late.cpu)
-    conn.send(Started(os.getpid()))
+def announce_start(conn: Connection, announce: bool) -> None:
+    """A worker started after worker 0 tells the loader it is running (see ProcessPool.start)."""
+    if announce:
+        conn.send(Started(os.getpid()))
 
 
 def _process_main(
@@ -163,10 +157,10 @@ def _process_main(
     make_batch: Callable[[BatchTask], tuple[Any, StageTimes]],
     info: WorkerInfo,
     worker_init_fn: Callable[[int], None] | None,
-    late: _LateStart | None = None,
+    announce: bool = False,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    announce_start(conn, late)
+    announce_start(conn, announce)
     keep_freed_memory()
     channel = _ProcessChannel(conn, info.id)
     info = dataclasses.replace(info, pid=os.getpid())
@@ -189,8 +183,6 @@ class ProcessPool:
     kind = "process"
     grace_seconds = 0.5
     """How long shutdown waits for workers to finish their current batch before terminating."""
-    announce_seconds = 1.0
-    """How long a staggered start waits for a new worker to announce itself."""
 
     def __init__(self, spec: PoolSpec, *, context: Any) -> None:
         self.spec = spec
@@ -205,6 +197,7 @@ class ProcessPool:
         self._selector = selectors.DefaultSelector()
         self._unstarted: list[int] = []  # workers start() left to the first wait()
         self._held: dict[int, list[bytes]] = {}  # their jobs, sent once each has started
+        self._pinned: dict[int, set[int] | None] = {}  # their affinities while pinned
 
     @property
     def pids(self) -> list[int]:
@@ -216,14 +209,16 @@ class ProcessPool:
         With the ``fork`` start method, starting is staggered: forking a large process takes
         milliseconds (~4 ms with torch imported), and the second fork used to delay worker
         0's first batch. Now only worker 0 is forked here, so the loader's first jobs reach
-        it at once; the others are forked at the first :meth:`wait` while worker 0 works.
-        Each later worker moves itself onto the loading process's CPU (about to be idle while
-        it waits), because the kernel, seeing every CPU busy at the fork, may put it on
-        worker 0's; it then announces itself and gets its jobs only after that, so it is
-        woken by them onto an idle CPU rather than run where the fork left it. Time to first
-        batch with two workers, medians of 100 interleaved starts: 30.0 -> 24.1 ms (torch:
-        43.2 ms; docs/benchmarks.md). Other start methods start every worker here: their
-        workers take long to start (importing, unpickling the dataset) and do so in parallel.
+        it at once; the others are forked at the first :meth:`wait`, while worker 0 works.
+        Each of them is pinned, right after its fork, to the CPU of the loading process (which
+        is about to wait), because the kernel, seeing every CPU busy at the fork, often puts it
+        on worker 0's and halves both. Once running it announces itself (:class:`Started`);
+        then it is unpinned and gets its jobs, whose arrival wakes it onto an idle CPU. A
+        worker that dies or hangs before announcing is reported as any other (death, or
+        ``timeout``). Time to first batch with two workers, 80 interleaved starts: 28.5 ->
+        22.5 ms (torch: 41.8 ms; docs/benchmarks.md). Other start methods start every worker
+        here: their workers take long to start (importing, unpickling the dataset) and do so
+        in parallel.
         """
         method = self._context.get_start_method()
         if method != "fork":
@@ -241,20 +236,6 @@ class ProcessPool:
         self._held = {worker_id: [] for worker_id in self._unstarted}
         self._fork([0], staggered=False)
 
-    def _start_the_rest(self) -> None:
-        """Fork the workers :meth:`start` left, one at a time, and send each its held jobs."""
-        unstarted, self._unstarted = self._unstarted, []
-        for worker_id in unstarted:
-            self._fork([worker_id], staggered=True)
-            conn, proc = self._conns[worker_id], self._procs[worker_id]
-            # Bounded: a worker that dies first, or is slow to start, only loses the placement
-            # (its death is reported by the next wait(); a late Started is skipped there).
-            if conn in wait_for([conn, proc.sentinel], timeout=self.announce_seconds):
-                with contextlib.suppress(EOFError, OSError):
-                    conn.recv()  # its Started message
-            for job in self._held.pop(worker_id, []):
-                self._send_bytes(worker_id, job)
-
     def _fork(self, worker_ids: Iterable[int], *, staggered: bool) -> None:
         frozen = self._context.get_start_method() == "fork"
         if frozen:
@@ -263,14 +244,15 @@ class ProcessPool:
             for worker_id in worker_ids:
                 parent, child = self._context.Pipe(duplex=True)
                 info = self.spec.info(worker_id, "process", 0)
-                late = _LateStart(current_cpu()) if staggered else None
                 proc = self._context.Process(
                     target=_process_main,
-                    args=(child, self.spec.make_batch, info, self.spec.worker_init_fn, late),
+                    args=(child, self.spec.make_batch, info, self.spec.worker_init_fn, staggered),
                     name=f"tinytorch-worker-{worker_id}",
                     daemon=True,
                 )
                 proc.start()
+                if staggered:  # see start(): off worker 0's CPU until it has announced itself
+                    self._pinned[worker_id] = pin_to_cpu(proc.pid, current_cpu())
                 child.close()
                 self._conns.append(parent)
                 self._procs.append(proc)
@@ -306,7 +288,8 @@ class ProcessPool:
             WorkerDiedError: a worker process exited without being asked to.
         """
         if self._unstarted:
-            self._start_the_rest()
+            unstarted, self._unstarted = self._unstarted, []
+            self._fork(unstarted, staggered=True)
         ready = {key.fileobj for key, _ in self._selector.select(timeout)}
         messages: list[tuple[int, Done | Failed]] = []
         for worker_id, conn in enumerate(self._conns):
@@ -316,12 +299,16 @@ class ProcessPool:
                     message = conn.recv()
                 except (EOFError, OSError):
                     break
-                if isinstance(message, Done) and isinstance(message.payload, Packed):
-                    packed = message.payload
-                    if packed.new_block_size is not None and packed.block is not None:
-                        fd = recv_handle(conn)
-                        self._reader.attach(worker_id, packed.block, fd, packed.new_block_size)
-                if not isinstance(message, Started):  # (one that announced itself late)
+                if isinstance(message, Started):
+                    unpin(message.pid, self._pinned.pop(worker_id, None))
+                    for job in self._held.pop(worker_id, []):
+                        self._send_bytes(worker_id, job)
+                else:
+                    if isinstance(message, Done) and isinstance(message.payload, Packed):
+                        packed = message.payload
+                        if packed.new_block_size is not None and packed.block is not None:
+                            fd = recv_handle(conn)
+                            self._reader.attach(worker_id, packed.block, fd, packed.new_block_size)
                     messages.append((worker_id, message))
                 # conn.poll() would build a selector per call; one select() syscall suffices
                 more = bool(select.select([conn], [], [], 0)[0])
@@ -379,5 +366,5 @@ class ProcessPool:
             conn.close()
         self._conns.clear()
         self._procs.clear()
-        self._unstarted, self._held = [], {}
+        self._unstarted, self._held, self._pinned = [], {}, {}
         self._reader.close()
