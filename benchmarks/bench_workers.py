@@ -6,6 +6,9 @@
   (d) transport of large batches (256 x 3 x 224 x 224 uint8) from 2 workers
   (e) worker memory (PSS, summed over workers) over 20 epochs for a dataset of Python objects
 
+Ours and torch's loaders take turns (epoch by epoch, start by start) and each figure is a
+median, because this shared machine's speed drifts by more than some of the differences.
+
 Usage: python benchmarks/bench_workers.py [--only a,b,c,d,e]
 """
 
@@ -92,28 +95,39 @@ def tt_dataset(base: Any) -> tt.Dataset:
     return Wrapped()
 
 
-def rate(loader: Any, epochs: int, unit: int) -> float:
-    for _ in loader:  # warm-up epoch (starts persistent workers)
-        pass
-    times = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        count = sum(1 for _ in loader)
-        times.append(time.perf_counter() - start)
-    return count * unit / statistics.median(times)
+def rates(loaders: dict[str, Any], rounds: int, unit: int) -> dict[str, float]:
+    """Items per second of each loader: median of ``rounds`` epochs, the loaders taking turns.
+
+    On this shared machine the same loader measured a minute apart differs by 10-30%, more
+    than some of the differences measured here, so the peers alternate epoch by epoch (the
+    order reversed every other round) instead of running one after the other.
+    """
+    for loader in loaders.values():  # warm-up epoch (starts persistent workers)
+        for _ in loader:
+            pass
+    times: dict[str, list[float]] = {name: [] for name in loaders}
+    counts: dict[str, int] = {}
+    for r in range(rounds):
+        for name in list(loaders) if r % 2 == 0 else list(loaders)[::-1]:
+            start = time.perf_counter()
+            counts[name] = sum(1 for _ in loaders[name])
+            times[name].append(time.perf_counter() - start)
+    return {name: counts[name] * unit / statistics.median(t) for name, t in times.items()}
 
 
-def first_batch_seconds(make: Any, repeats: int = 5) -> float:
-    times = []
-    for _ in range(repeats):
-        loader = make()
-        start = time.perf_counter()
-        it = iter(loader)
-        next(it)
-        times.append(time.perf_counter() - start)
-        del it, loader
-        gc.collect()
-    return statistics.median(times)
+def first_batch_seconds(makers: dict[str, Any], repeats: int = 31) -> dict[str, float]:
+    """Median seconds from ``iter(loader)`` to the first batch, the makers taking turns."""
+    times: dict[str, list[float]] = {name: [] for name in makers}
+    for r in range(repeats):
+        for name in list(makers) if r % 2 == 0 else list(makers)[::-1]:
+            loader = makers[name]()
+            start = time.perf_counter()
+            it = iter(loader)
+            next(it)
+            times[name].append(time.perf_counter() - start)
+            del it, loader
+            gc.collect()
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def pss_of(pids: list[int]) -> float:
@@ -143,82 +157,103 @@ def main() -> None:
     if "a" in parts:
         base = Augmented()
         for w in (0, 1, 2):
-            ours = rate(
-                tt.DataLoader(tt_dataset(base), batch_size=256, num_workers=w, persistent_workers=w > 0),
-                3,
+            got = rates(
+                {
+                    "ours": tt.DataLoader(
+                        tt_dataset(base), batch_size=256, num_workers=w, persistent_workers=w > 0
+                    ),
+                    "torch": TorchLoader(base, batch_size=256, num_workers=w, persistent_workers=w > 0),
+                },
+                5,
                 256,
             )
-            theirs = rate(TorchLoader(base, batch_size=256, num_workers=w, persistent_workers=w > 0), 3, 256)
             rows.append(
                 (
                     f"(a) per-sample numpy aug, {w} workers",
-                    f"{ours:,.0f} img/s",
-                    f"{theirs:,.0f} img/s",
-                    f"{ours / theirs:.2f}x",
+                    f"{got['ours']:,.0f} img/s",
+                    f"{got['torch']:,.0f} img/s",
+                    f"{got['ours'] / got['torch']:.2f}x",
                 )
             )
     if "b" in parts:
         base = Augmented()
-        ours = first_batch_seconds(lambda: tt.DataLoader(tt_dataset(base), batch_size=256, num_workers=2))
-        theirs = first_batch_seconds(lambda: TorchLoader(base, batch_size=256, num_workers=2))
+        got = first_batch_seconds(
+            {
+                "ours": lambda: tt.DataLoader(tt_dataset(base), batch_size=256, num_workers=2),
+                "torch": lambda: TorchLoader(base, batch_size=256, num_workers=2),
+            }
+        )
         rows.append(
             (
                 "(b) time to first batch, 2 process workers",
-                f"{ours * 1000:.0f} ms",
-                f"{theirs * 1000:.0f} ms",
-                f"{ours / theirs:.2f}x the time",
+                f"{got['ours'] * 1000:.1f} ms",
+                f"{got['torch'] * 1000:.1f} ms",
+                f"{got['ours'] / got['torch']:.2f}x the time",
             )
         )
         # The same arrays in each library's own TensorDataset (ours reads a batch with one take).
         from torch.utils.data import TensorDataset as TorchTensorDataset
 
         labels = np.arange(len(base.images))
-        ours = first_batch_seconds(
-            lambda: tt.DataLoader(tt.TensorDataset(base.images, labels), batch_size=256, num_workers=2)
-        )
-        theirs = first_batch_seconds(
-            lambda: TorchLoader(
-                TorchTensorDataset(torch.from_numpy(base.images), torch.from_numpy(labels)),
-                batch_size=256,
-                num_workers=2,
-            )
+        got = first_batch_seconds(
+            {
+                "ours": lambda: tt.DataLoader(
+                    tt.TensorDataset(base.images, labels), batch_size=256, num_workers=2
+                ),
+                "torch": lambda: TorchLoader(
+                    TorchTensorDataset(torch.from_numpy(base.images), torch.from_numpy(labels)),
+                    batch_size=256,
+                    num_workers=2,
+                ),
+            }
         )
         rows.append(
             (
                 "(b) same, arrays in each library's TensorDataset",
-                f"{ours * 1000:.0f} ms",
-                f"{theirs * 1000:.0f} ms",
-                f"{ours / theirs:.2f}x the time",
+                f"{got['ours'] * 1000:.1f} ms",
+                f"{got['torch'] * 1000:.1f} ms",
+                f"{got['ours'] / got['torch']:.2f}x the time",
             )
         )
     if "c" in parts:
         base = Ints(256 * 400)
         for w in (0, 2):
-            ours = rate(
-                tt.DataLoader(tt_dataset(base), batch_size=256, num_workers=w, persistent_workers=w > 0),
-                3,
+            got = rates(
+                {
+                    "ours": tt.DataLoader(
+                        tt_dataset(base), batch_size=256, num_workers=w, persistent_workers=w > 0
+                    ),
+                    "torch": TorchLoader(base, batch_size=256, num_workers=w, persistent_workers=w > 0),
+                },
+                5,
                 1,
             )
-            theirs = rate(TorchLoader(base, batch_size=256, num_workers=w, persistent_workers=w > 0), 3, 1)
             rows.append(
                 (
                     f"(c) dataset of ints, batch 256, {w} workers",
-                    f"{ours:,.0f} batches/s",
-                    f"{theirs:,.0f} batches/s",
-                    f"{ours / theirs:.2f}x",
+                    f"{got['ours']:,.0f} batches/s",
+                    f"{got['torch']:,.0f} batches/s",
+                    f"{got['ours'] / got['torch']:.2f}x",
                 )
             )
     if "d" in parts:
         base = Large()
-        ours_ds = tt.TensorDataset(base.images)
-        ours = rate(tt.DataLoader(ours_ds, batch_size=256, num_workers=2, persistent_workers=True), 3, 1)
-        theirs = rate(TorchLoader(base, batch_size=256, num_workers=2, persistent_workers=True), 3, 1)
+        got = rates(
+            {
+                "ours": tt.DataLoader(
+                    tt.TensorDataset(base.images), batch_size=256, num_workers=2, persistent_workers=True
+                ),
+                "torch": TorchLoader(base, batch_size=256, num_workers=2, persistent_workers=True),
+            },
+            5,
+            1,
+        )
         rows.append(
             (
                 "(d) 256x3x224x224 uint8 batches, 2 workers",
-                f"{ours:.1f} batches/s",
-                f"{theirs:.1f} batches/s",
-                f"{ours / theirs:.2f}x",
+                f"{got['ours']:.1f} batches/s",
+                f"{got['torch']:.1f} batches/s",
+                f"{got['ours'] / got['torch']:.2f}x",
             )
         )
     if "e" in parts:
