@@ -88,13 +88,19 @@ def tinytorch_pipeline(
 
 
 def bare_numpy_write(images: np.ndarray) -> Callable[[], Any]:
-    """Copy already-normalized float32 batches into fresh output arrays: one write of the bytes."""
-    source = images.astype(np.float32)
+    """Copy already-normalized float32 batches into fresh output arrays: one write of the bytes.
+
+    The source cycles over 8,192 images (96 MB, larger than the last-level cache, so it streams
+    from memory) rather than holding all 50,000 as float32: 600 MB more in this process would
+    make every fork of the non-persistent workers (ours and the peers') slower.
+    """
+    source = images[:8192].astype(np.float32)
 
     def epoch() -> Iterable[Any]:
         for start in range(0, N, BATCH):
+            at = start % (len(source) - BATCH)
             out = np.empty((min(BATCH, N - start), 3, 32, 32), dtype=np.float32)
-            np.copyto(out, source[start : start + BATCH])
+            np.copyto(out, source[at : at + len(out)])
             yield (out,)
 
     return epoch
