@@ -215,8 +215,8 @@ class ProcessPool:
         on worker 0's and halves both. Once running it announces itself (:class:`Started`);
         then it is unpinned and gets its jobs, whose arrival wakes it onto an idle CPU. A
         worker that dies or hangs before announcing is reported as any other (death, or
-        ``timeout``). Time to first batch with two workers, 80 interleaved starts: 28.5 ->
-        22.5 ms (torch: 41.8 ms; docs/benchmarks.md). Other start methods start every worker
+        ``timeout``). Time to first batch with two workers, 80 interleaved starts: 28.1 ->
+        22.0 ms (torch: 40.6 ms; docs/benchmarks.md). Other start methods start every worker
         here: their workers take long to start (importing, unpickling the dataset) and do so
         in parallel.
         """
