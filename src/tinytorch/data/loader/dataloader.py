@@ -305,7 +305,12 @@ class DataLoader:
 
     @property
     def worker_pids(self) -> list[int]:
-        """Process ids of this loader's running worker processes (for monitoring and tests)."""
+        """Process ids of this loader's running worker processes (for monitoring and tests).
+
+        With the ``fork`` start method, ``iter()`` starts worker 0 and the others start when the
+        first batch is asked for (so worker 0 begins loading sooner); until then only worker
+        0's pid is listed.
+        """
         return [] if self._workers is None else self._workers.pids
 
     def close(self) -> None:
