@@ -16,7 +16,6 @@ import gc
 import multiprocessing as mp
 import os
 import pickle
-import select
 import selectors
 import signal
 import time
@@ -292,26 +291,26 @@ class ProcessPool:
             self._fork(unstarted, staggered=True)
         ready = {key.fileobj for key, _ in self._selector.select(timeout)}
         messages: list[tuple[int, Done | Failed]] = []
+        # One message per ready worker: more waiting ones make the next select() return at
+        # once (it is level-triggered), which costs less than asking after every message.
         for worker_id, conn in enumerate(self._conns):
-            more = conn in ready
-            while more:
-                try:
-                    message = conn.recv()
-                except (EOFError, OSError):
-                    break
-                if isinstance(message, Started):
-                    unpin(message.pid, self._pinned.pop(worker_id, None))
-                    for job in self._held.pop(worker_id, []):
-                        self._send_bytes(worker_id, job)
-                else:
-                    if isinstance(message, Done) and isinstance(message.payload, Packed):
-                        packed = message.payload
-                        if packed.new_block_size is not None and packed.block is not None:
-                            fd = recv_handle(conn)
-                            self._reader.attach(worker_id, packed.block, fd, packed.new_block_size)
-                    messages.append((worker_id, message))
-                # conn.poll() would build a selector per call; one select() syscall suffices
-                more = bool(select.select([conn], [], [], 0)[0])
+            if conn not in ready:
+                continue
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                continue  # gone: its sentinel and _check_alive tell how
+            if isinstance(message, Started):
+                unpin(message.pid, self._pinned.pop(worker_id, None))
+                for job in self._held.pop(worker_id, []):
+                    self._send_bytes(worker_id, job)
+                continue
+            if isinstance(message, Done) and isinstance(message.payload, Packed):
+                packed = message.payload
+                if packed.new_block_size is not None and packed.block is not None:
+                    fd = recv_handle(conn)
+                    self._reader.attach(worker_id, packed.block, fd, packed.new_block_size)
+            messages.append((worker_id, message))
         if not messages:  # a worker's last words (e.g. a failed worker_init_fn) come first
             self._check_alive()
         return messages
