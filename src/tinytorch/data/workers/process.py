@@ -157,7 +157,13 @@ def _process_main(
     info: WorkerInfo,
     worker_init_fn: Callable[[int], None] | None,
     announce: bool = False,
+    loader_ends: tuple[Connection, ...] = (),
 ) -> None:
+    # A forked worker inherits the loader's ends of its own pipe and of earlier workers'. Held
+    # here, they would keep this worker's pipe open if the loading process died without
+    # closing it (SIGKILL, the OOM killer), and the worker would wait for jobs forever.
+    for end in loader_ends:
+        end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     announce_start(conn, announce)
     keep_freed_memory()
@@ -236,16 +242,17 @@ class ProcessPool:
         self._fork([0], staggered=False)
 
     def _fork(self, worker_ids: Iterable[int], *, staggered: bool) -> None:
-        frozen = self._context.get_start_method() == "fork"
-        if frozen:
+        forked = self._context.get_start_method() == "fork"
+        if forked:
             gc.freeze()  # keep the children's garbage collector off the parent's objects' pages
         try:
             for worker_id in worker_ids:
                 parent, child = self._context.Pipe(duplex=True)
                 info = self.spec.info(worker_id, "process", 0)
+                inherited = (*self._conns, parent) if forked else ()  # closed in the worker
                 proc = self._context.Process(
                     target=_process_main,
-                    args=(child, self.spec.make_batch, info, self.spec.worker_init_fn, staggered),
+                    args=(child, self.spec.make_batch, info, self.spec.worker_init_fn, staggered, inherited),
                     name=f"tinytorch-worker-{worker_id}",
                     daemon=True,
                 )
@@ -261,7 +268,7 @@ class ProcessPool:
             self.shutdown()
             raise
         finally:
-            if frozen:
+            if forked:
                 gc.unfreeze()
 
     def send(self, worker_id: int, generation: int, task: BatchTask) -> None:
