@@ -4,8 +4,9 @@ import gc
 import hashlib
 import multiprocessing as mp
 import os
-import pathlib
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from support.processes import loader_script, wait_gone
 from support.worker_datasets import (
     GlobalRandom,
     Images,
@@ -265,44 +267,24 @@ def test_epoch_close_and_context_manager():
 
 
 def test_interpreter_exit_stops_workers(tmp_path):
-    script = tmp_path / "exit.py"
-    script.write_text(
-        "import sys\n"
-        f"sys.path[:0] = {[str(p) for p in (os.path.dirname(os.path.dirname(os.path.dirname(__file__))),)]}\n"
-        "from support.worker_datasets import Squares\n"
-        "from tinytorch import DataLoader\n"
+    script = loader_script(
+        tmp_path / "exit.py",
         "loader = DataLoader(Squares(n=400), batch_size=4, num_workers=2, persistent_workers=True)\n"
         "it = iter(loader); next(it)\n"
-        "print(' '.join(map(str, loader.worker_pids)), flush=True)\n"
+        "print(' '.join(map(str, loader.worker_pids)), flush=True)\n",
     )
-    import subprocess
-    import sys
-
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     pids = [int(p) for p in out.stdout.split()]
     assert len(pids) == 2
-    time.sleep(0.2)
-    for pid in pids:
-        assert (
-            not os.path.exists(f"/proc/{pid}")
-            or "Z" in pathlib.Path(f"/proc/{pid}/stat").read_text().split()[2]
-        )
+    assert not wait_gone(pids, 0.2)
 
 
 def test_ctrl_c_stops_the_loader_and_its_workers(tmp_path):
     """SIGINT to the process group (what Ctrl-C sends): the loading process gets
     KeyboardInterrupt, the workers ignore it and are stopped by the loader."""
-    import subprocess
-    import sys
-
-    tests_dir = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-    script = tmp_path / "ctrlc.py"
-    script.write_text(
-        "import sys, os, time\n"
-        f"sys.path[:0] = [{tests_dir!r}]\n"
-        "from support.worker_datasets import Squares\n"
-        "from tinytorch import DataLoader\n"
+    script = loader_script(
+        tmp_path / "ctrlc.py",
         "loader = DataLoader(Squares(n=400000), batch_size=4, num_workers=2)\n"
         "try:\n"
         "    for i, batch in enumerate(loader):\n"
@@ -312,7 +294,7 @@ def test_ctrl_c_stops_the_loader_and_its_workers(tmp_path):
         "except KeyboardInterrupt:\n"
         "    import gc, multiprocessing\n"
         "    gc.collect()\n"
-        "    print('interrupted', len(multiprocessing.active_children()), flush=True)\n"
+        "    print('interrupted', len(multiprocessing.active_children()), flush=True)\n",
     )
     proc = subprocess.Popen(
         [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, start_new_session=True
@@ -323,14 +305,4 @@ def test_ctrl_c_stops_the_loader_and_its_workers(tmp_path):
     out, _ = proc.communicate(timeout=30)
     assert "interrupted 0" in out  # the loader stopped its workers before the script ended
     assert proc.returncode == 0
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(
-        os.path.exists(f"/proc/{pid}") and "Z" not in pathlib.Path(f"/proc/{pid}/stat").read_text().split()[2]
-        for pid in pids
-    ):
-        time.sleep(0.05)
-    for pid in pids:
-        assert (
-            not os.path.exists(f"/proc/{pid}")
-            or "Z" in pathlib.Path(f"/proc/{pid}/stat").read_text().split()[2]
-        )
+    assert not wait_gone(pids, 5)

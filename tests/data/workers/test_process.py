@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from support.processes import loader_script, wait_gone
 from support.worker_datasets import Squares
 from tinytorch import DataLoader
 from tinytorch.data.workers import process
@@ -102,38 +103,22 @@ def test_pin_to_cpu_and_unpin():
 def test_workers_exit_when_the_loading_process_is_killed(tmp_path, method):
     """SIGKILL of the loading process (the OOM killer's way) must not leave workers behind:
     each worker closes the loader's ends of the pipes it inherited, so its own sees EOF."""
-    tests_dir = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-    script = tmp_path / "killed.py"
-    script.write_text(
-        "import sys, time\n"
-        f"sys.path[:0] = [{tests_dir!r}]\n"
-        "from support.worker_datasets import Squares\n"
-        "from tinytorch import DataLoader\n"
+    script = loader_script(
+        tmp_path / "killed.py",
         "if __name__ == '__main__':\n"
         "    loader = DataLoader(Squares(n=4000), batch_size=4, num_workers=3, persistent_workers=True,\n"
         f"                        multiprocessing_context={method!r})\n"
         "    it = iter(loader)\n"
         "    next(it)\n"
         "    print(' '.join(map(str, loader.worker_pids)), flush=True)\n"
-        "    time.sleep(120)\n"
+        "    time.sleep(120)\n",
     )
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     pids = [int(p) for p in proc.stdout.readline().split()]
     assert len(pids) == 3
     proc.kill()
     proc.wait()
-
-    def running(pid):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                return f.read().split()[2] != "Z"
-        except FileNotFoundError:
-            return False
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(running(pid) for pid in pids):
-        time.sleep(0.05)
-    left = [pid for pid in pids if running(pid)]
+    left = wait_gone(pids, 10)
     for pid in left:
         os.kill(pid, 9)
     assert not left, f"workers {left} outlived the killed loading process"
