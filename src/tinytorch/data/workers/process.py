@@ -4,7 +4,9 @@ Each worker has its own socket pair: jobs go down, results (small messages; the 
 shared memory) come up. The loader waits on every pipe *and* every process sentinel at once,
 so a worker killed by a signal is noticed immediately, never waited for. Workers ignore SIGINT
 (Ctrl-C stops the loader, which stops them) and exit on their own when the loader's end of
-the pipe closes, so they cannot outlive it.
+the pipe closes, so they cannot outlive it: a forked worker first closes the loader's pipe ends
+it inherited, so this holds even when the loading process is killed outright. Under ``fork``,
+worker 0 starts first and the others while it works (see :meth:`ProcessPool.start`).
 """
 
 from __future__ import annotations
