@@ -35,13 +35,15 @@ def made(values):
         yield Made(v, StageTimes(read=0.001))
 
 
-def test_finish_runs_once_on_exhaustion():
+def test_finish_runs_once_on_exhaustion_and_says_so():
     calls = []
-    epoch = Epoch(made([1, 2]), 0, length=2, finish=lambda: calls.append(1))
+    epoch = Epoch(made([1, 2]), 0, length=2, finish=calls.append)
     assert len(epoch) == 2
     assert list(epoch) == [1, 2]
     epoch.close()
-    assert calls == [1]
+    del epoch
+    gc.collect()
+    assert calls == [True]  # ran to its end: workers may stop in the background
 
 
 def test_finish_runs_on_error_close_and_garbage_collection():
@@ -51,17 +53,17 @@ def test_finish_runs_on_error_close_and_garbage_collection():
         yield Made(1, StageTimes())
         raise ValueError("boom")
 
-    epoch = Epoch(failing(), 0, length=None, finish=lambda: calls.append("error"))
+    epoch = Epoch(failing(), 0, length=None, finish=lambda exhausted: calls.append(("error", exhausted)))
     next(epoch)
     with pytest.raises(ValueError, match="boom"):
         next(epoch)
-    dropped = Epoch(made([1, 2]), 0, length=None, finish=lambda: calls.append("gc"))
+    dropped = Epoch(made([1, 2]), 0, length=None, finish=lambda exhausted: calls.append(("gc", exhausted)))
     next(dropped)
     del dropped
     gc.collect()
-    with Epoch(made([1]), 0, length=None, finish=lambda: calls.append("with")) as e:
+    with Epoch(made([1]), 0, length=None, finish=lambda exhausted: calls.append(("with", exhausted))) as e:
         pass
-    assert calls == ["error", "gc", "with"]
+    assert calls == [("error", False), ("gc", False), ("with", False)]
     assert list(e) == []
     with pytest.raises(TypeError, match="unknown"):
         len(e)

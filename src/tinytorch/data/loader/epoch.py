@@ -78,7 +78,8 @@ class Epoch(Iterator[Any]):
         epoch: the epoch number.
         length: batches in the epoch when known (for ``len()``).
         finish: called exactly once when the epoch ends for any reason: exhausted, an
-            exception, ``close()``, ``break`` (garbage collection) or interpreter exit.
+            exception, ``close()``, ``break`` (garbage collection) or interpreter exit; its
+            argument says whether the epoch ran to its end.
         deliver: applied to each batch in the consuming thread (e.g. pinning memory).
         owner: the loader, kept alive as long as the epoch is.
         recorder: collects the epoch's statistics, or ``None`` when they are off.
@@ -90,7 +91,7 @@ class Epoch(Iterator[Any]):
         epoch: int,
         *,
         length: int | None,
-        finish: Callable[[], None] | None = None,
+        finish: Callable[[bool], None] | None = None,
         deliver: Callable[[Any], Any] | None = None,
         owner: object = None,
         recorder: StatsRecorder | None = None,
@@ -101,7 +102,8 @@ class Epoch(Iterator[Any]):
         self._batches = batches
         self._length = length
         self._deliver = deliver
-        self._finalizer = weakref.finalize(self, finish) if finish is not None else None
+        self._finish = finish
+        self._finalizer = weakref.finalize(self, finish, False) if finish is not None else None
         self._done = False
 
     def __next__(self) -> Any:
@@ -114,7 +116,10 @@ class Epoch(Iterator[Any]):
         except StopIteration:
             if recorder is not None:
                 recorder.finish()
-            self.close()
+            self._done = True
+            # Ran to its end: finish(True) instead of the finalizer's finish(False), once.
+            if self._finish is not None and self._finalizer is not None and self._finalizer.detach():
+                self._finish(True)
             raise
         except BaseException:  # worker failures, KeyboardInterrupt alike
             self.close()

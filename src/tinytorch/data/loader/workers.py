@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -50,6 +51,7 @@ class WorkerSet:
         self._current: OrderedPrefetcher | None = None
         self._checked = False
         self._epoch_pools: list[ProcessPool | ThreadPool] = []
+        self._reapers: list[threading.Thread] = []  # see run(): per-epoch pools stopping
 
     def _start_pool(self) -> tuple[ProcessPool | ThreadPool, Inflight]:
         pool: ProcessPool | ThreadPool
@@ -60,8 +62,12 @@ class WorkerSet:
         pool.start()
         return pool, Inflight(self.num_workers)
 
-    def run(self, tasks: Iterator[BatchTask]) -> tuple[Iterator[Made], Callable[[], None]]:
-        """The batches of ``tasks`` in order, and the function that ends this epoch."""
+    def run(self, tasks: Iterator[BatchTask]) -> tuple[Iterator[Made], Callable[[bool], None]]:
+        """The batches of ``tasks`` in order, and the function that ends this epoch.
+
+        The function takes whether the epoch ran to its end: then a per-epoch pool's workers,
+        idle by now, are left to exit in the background instead of holding up the next epoch.
+        """
         if self.persistent:
             if self._current is not None:
                 self._current.abandon()  # a new iter() replaces the previous epoch
@@ -83,7 +89,7 @@ class WorkerSet:
         )
         self._current = prefetcher
         own_pool = None if self.persistent else pool
-        return self._checked_batches(prefetcher), lambda: self._end(prefetcher, own_pool)
+        return self._checked_batches(prefetcher), lambda exhausted: self._end(prefetcher, own_pool, exhausted)
 
     def _checked_batches(self, prefetcher: OrderedPrefetcher) -> Iterator[Made]:
         for made in prefetcher:
@@ -97,14 +103,19 @@ class WorkerSet:
                 self._checked = True
             yield made
 
-    def _end(self, prefetcher: OrderedPrefetcher, pool: ProcessPool | ThreadPool | None) -> None:
+    def _end(
+        self, prefetcher: OrderedPrefetcher, pool: ProcessPool | ThreadPool | None, exhausted: bool
+    ) -> None:
         prefetcher.abandon()
         if self._current is prefetcher:
             self._current = None
         if pool is not None:
             if pool in self._epoch_pools:
                 self._epoch_pools.remove(pool)
-            pool.shutdown()
+            reaper = pool.shutdown(wait=not exhausted)
+            self._reapers = [t for t in self._reapers if t.is_alive()]
+            if reaper is not None:
+                self._reapers.append(reaper)
 
     @property
     def pids(self) -> list[int]:
@@ -119,3 +130,6 @@ class WorkerSet:
         self._epoch_pools.clear()
         for pool in pools:
             pool.shutdown()
+        for reaper in self._reapers:  # workers of finished epochs still exiting
+            reaper.join()
+        self._reapers.clear()

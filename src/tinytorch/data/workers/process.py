@@ -20,6 +20,7 @@ import os
 import pickle
 import selectors
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
@@ -352,12 +353,27 @@ class ProcessPool:
         if isinstance(message.payload, Packed):
             self._reader.discard(worker_id, message.payload)
 
-    def shutdown(self) -> None:
-        """Stop every worker (asking first, then terminating, then killing) and close pipes."""
+    def shutdown(self, *, wait: bool = True) -> threading.Thread | None:
+        """Stop every worker (asking first, then terminating, then killing) and close pipes.
+
+        With ``wait=False`` the workers are asked to stop and the rest (waiting for them to
+        exit, terminating stragglers, unmapping the blocks) runs in a background thread, which
+        is returned: a per-epoch pool whose epoch ran to its end need not hold up the next
+        epoch while its processes tear down (~8 ms with torch imported, plus ~3 ms to free
+        their blocks' memory).
+        """
         self._stopping = True
         for conn in self._conns:
             with contextlib.suppress(OSError, ValueError):
                 conn.send_bytes(pickle.dumps(None))
+        if wait:
+            self._reap()
+            return None
+        reaper = threading.Thread(target=self._reap, name="tinytorch-reaper", daemon=True)
+        reaper.start()
+        return reaper
+
+    def _reap(self) -> None:
         deadline = time.monotonic() + self.grace_seconds
         for proc in self._procs:
             proc.join(timeout=max(0.0, deadline - time.monotonic()))

