@@ -1,5 +1,6 @@
 """Process pool specifics: staggered start under fork, its bounded hand-over, CPU helpers."""
 
+import multiprocessing as mp
 import os
 import subprocess
 import sys
@@ -122,3 +123,19 @@ def test_workers_exit_when_the_loading_process_is_killed(tmp_path, method):
     for pid in left:
         os.kill(pid, 9)
     assert not left, f"workers {left} outlived the killed loading process"
+
+
+def test_workers_of_a_finished_epoch_stop_in_the_background_and_close_waits_for_them():
+    loader = DataLoader(Squares(n=64), batch_size=4, num_workers=2)
+    epoch = iter(loader)
+    next(epoch)
+    pids = loader.worker_pids
+    assert len(pids) == 2
+    assert len(list(epoch)) == 15  # ran to its end: its workers are told to stop, not awaited
+    assert loader.worker_pids == []
+    assert not wait_gone(pids, 5)  # they exit by themselves
+
+    for _ in range(3):  # close() waits for any still exiting
+        assert len(list(loader)) == 16
+        loader.close()
+        assert not mp.active_children()
