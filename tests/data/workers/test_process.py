@@ -139,3 +139,19 @@ def test_workers_of_a_finished_epoch_stop_in_the_background_and_close_waits_for_
         assert len(list(loader)) == 16
         loader.close()
         assert not mp.active_children()
+
+
+def test_a_spawn_worker_that_fails_to_start_names_the_main_module_guard(tmp_path):
+    script = loader_script(
+        tmp_path / "unguarded.py",
+        "from tinytorch.data.workers.errors import WorkerDiedError\n"
+        "loader = DataLoader(Squares(n=16), batch_size=4, num_workers=1, multiprocessing_context='spawn')\n"
+        "try:\n"
+        "    list(loader)\n"
+        "except WorkerDiedError as e:\n"
+        "    print('ERROR', e)\n",
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert "ERROR DataLoader process worker 0" in out.stdout, out.stderr[-2000:]
+    assert "exited with code 1" in out.stdout
+    assert "if __name__ == '__main__':" in out.stdout

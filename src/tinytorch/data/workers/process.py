@@ -340,7 +340,14 @@ class ProcessPool:
                     else ""
                 )
             else:
-                cause, hint = f"exited with code {code}", ""
+                cause, hint = f"exited with code {code}", " Its traceback, if it printed one, is above."
+                method = self._context.get_start_method()
+                if method != "fork":
+                    hint += (
+                        f" With the '{method}' start method a worker imports the main module again: "
+                        "a script that builds or iterates the loader at import time must do so under "
+                        "`if __name__ == '__main__':`"
+                    )
             raise WorkerDiedError(
                 f"DataLoader process worker {worker_id} (pid {proc.pid}) {cause} unexpectedly.{hint}"
             )
