@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -51,9 +50,10 @@ class WorkerSet:
         self._current: OrderedPrefetcher | None = None
         self._checked = False
         self._epoch_pools: list[ProcessPool | ThreadPool] = []
-        self._reapers: list[threading.Thread] = []  # see run(): per-epoch pools stopping
+        self._stopping: list[ProcessPool | ThreadPool] = []  # see run(): exiting per-epoch pools
 
     def _start_pool(self) -> tuple[ProcessPool | ThreadPool, Inflight]:
+        self._stopping = [old for old in self._stopping if not old.reap(block=False)]
         pool: ProcessPool | ThreadPool
         if self._kind == "thread":
             pool = ThreadPool(self._spec)
@@ -112,10 +112,9 @@ class WorkerSet:
         if pool is not None:
             if pool in self._epoch_pools:
                 self._epoch_pools.remove(pool)
-            reaper = pool.shutdown(wait=not exhausted)
-            self._reapers = [t for t in self._reapers if t.is_alive()]
-            if reaper is not None:
-                self._reapers.append(reaper)
+            pool.shutdown(wait=not exhausted)
+            if exhausted:
+                self._stopping.append(pool)  # collected when the next pool starts, or by close()
 
     @property
     def pids(self) -> list[int]:
@@ -130,6 +129,6 @@ class WorkerSet:
         self._epoch_pools.clear()
         for pool in pools:
             pool.shutdown()
-        for reaper in self._reapers:  # workers of finished epochs still exiting
-            reaper.join()
-        self._reapers.clear()
+        for old in self._stopping:  # workers of finished epochs still exiting
+            old.reap(block=True)
+        self._stopping.clear()

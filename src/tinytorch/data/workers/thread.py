@@ -97,6 +97,10 @@ class ThreadPool:
     def discard(self, worker_id: int, message: Done) -> None:
         pass
 
+    def reap(self, *, block: bool) -> bool:
+        """Nothing to collect: :meth:`shutdown` has stopped the threads (see ProcessPool.reap)."""
+        return True
+
     def shutdown(self, *, wait: bool = True) -> None:
         """Ask every thread to stop; a thread stuck inside user code is left as a daemon.
 
