@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 
 import tinytorch as tt
-from common import print_table
+from common import in_turns, print_table
 
 N, BATCH = 50_000, 256
 MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float32)
@@ -48,18 +47,11 @@ def epoch_seconds(make_epoch: Callable[[], Iterable[Any]]) -> float:
 
 def interleaved(pipelines: dict[str, Callable[[], Iterable[Any]]], rounds: int) -> dict[str, float]:
     """Images/s of each pipeline: one warm-up epoch each, then ``rounds`` rounds of one epoch
-    per pipeline in turn (the order reversed every other round); median per pipeline.
-
-    The machine's speed drifts by 10-30% over minutes, more than some differences measured here,
-    so pipelines measured one after the other would not be comparable.
-    """
+    per pipeline in turn (:func:`common.in_turns`); median per pipeline."""
     for make_epoch in pipelines.values():
         epoch_seconds(make_epoch)
-    times: dict[str, list[float]] = {name: [] for name in pipelines}
-    for r in range(rounds):
-        for name in list(pipelines) if r % 2 == 0 else list(pipelines)[::-1]:
-            times[name].append(epoch_seconds(pipelines[name]))
-    return {name: N / statistics.median(t) for name, t in times.items()}
+    seconds = in_turns({name: lambda p=p: epoch_seconds(p) for name, p in pipelines.items()}, rounds)
+    return {name: N / s for name, s in seconds.items()}
 
 
 def tinytorch_pipeline(

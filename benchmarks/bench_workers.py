@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import statistics
 import time
 from typing import Any
 
 import numpy as np
 
 import tinytorch as tt
-from common import print_table
+from common import in_turns, print_table
 
 MEAN = np.array([0.49, 0.48, 0.45], dtype=np.float32)[:, None, None]
 STD = np.array([0.25, 0.24, 0.26], dtype=np.float32)[:, None, None]
@@ -96,38 +95,35 @@ def tt_dataset(base: Any) -> tt.Dataset:
 
 
 def rates(loaders: dict[str, Any], rounds: int, unit: int) -> dict[str, float]:
-    """Items per second of each loader: median of ``rounds`` epochs, the loaders taking turns.
+    """Items per second of each loader: median of ``rounds`` epochs, the loaders taking turns."""
+    counts = {name: sum(1 for _ in loader) for name, loader in loaders.items()}  # warm-up epoch
 
-    On this shared machine the same loader measured a minute apart differs by 10-30%, more
-    than some of the differences measured here, so the peers alternate epoch by epoch (the
-    order reversed every other round) instead of running one after the other.
-    """
-    for loader in loaders.values():  # warm-up epoch (starts persistent workers)
+    def epoch_seconds(loader: Any) -> float:
+        start = time.perf_counter()
         for _ in loader:
             pass
-    times: dict[str, list[float]] = {name: [] for name in loaders}
-    counts: dict[str, int] = {}
-    for r in range(rounds):
-        for name in list(loaders) if r % 2 == 0 else list(loaders)[::-1]:
-            start = time.perf_counter()
-            counts[name] = sum(1 for _ in loaders[name])
-            times[name].append(time.perf_counter() - start)
-    return {name: counts[name] * unit / statistics.median(t) for name, t in times.items()}
+        return time.perf_counter() - start
+
+    seconds = in_turns(
+        {name: lambda loader=loader: epoch_seconds(loader) for name, loader in loaders.items()}, rounds
+    )
+    return {name: counts[name] * unit / seconds[name] for name in loaders}
 
 
 def first_batch_seconds(makers: dict[str, Any], repeats: int = 31) -> dict[str, float]:
     """Median seconds from ``iter(loader)`` to the first batch, the makers taking turns."""
-    times: dict[str, list[float]] = {name: [] for name in makers}
-    for r in range(repeats):
-        for name in list(makers) if r % 2 == 0 else list(makers)[::-1]:
-            loader = makers[name]()
-            start = time.perf_counter()
-            it = iter(loader)
-            next(it)
-            times[name].append(time.perf_counter() - start)
-            del it, loader
-            gc.collect()
-    return {name: statistics.median(t) for name, t in times.items()}
+
+    def first_batch(make: Any) -> float:
+        loader = make()
+        start = time.perf_counter()
+        it = iter(loader)
+        next(it)
+        seconds = time.perf_counter() - start
+        del it, loader
+        gc.collect()
+        return seconds
+
+    return in_turns({name: lambda make=make: first_batch(make) for name, make in makers.items()}, repeats)
 
 
 def pss_of(pids: list[int]) -> float:
