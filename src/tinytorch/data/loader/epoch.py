@@ -102,7 +102,6 @@ class Epoch(Iterator[Any]):
         self._batches = batches
         self._length = length
         self._deliver = deliver
-        self._finish = finish
         self._finalizer = weakref.finalize(self, finish, False) if finish is not None else None
         self._done = False
 
@@ -118,8 +117,10 @@ class Epoch(Iterator[Any]):
                 recorder.finish()
             self._done = True
             # Ran to its end: finish(True) instead of the finalizer's finish(False), once.
-            if self._finish is not None and self._finalizer is not None and self._finalizer.detach():
-                self._finish(True)
+            pending = self._finalizer.detach() if self._finalizer is not None else None
+            if pending is not None:
+                _, finish, _, _ = pending
+                finish(True)
             raise
         except BaseException:  # worker failures, KeyboardInterrupt alike
             self.close()
