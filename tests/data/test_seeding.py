@@ -9,6 +9,7 @@ from tinytorch.data.seeding import (
     derive_rng,
     fresh_seed,
     get_batch_context,
+    resolve_seed,
 )
 
 
@@ -80,3 +81,26 @@ def test_batch_and_sample_rngs_are_distinct_and_repeatable():
     assert ctx.rng.random() == ctx.rng.random()
     assert ctx.rng.random() != ctx.for_sample(0).rng.random()
     assert ctx.for_sample(0).rng.random() != ctx.for_sample(1).rng.random()
+
+
+def test_resolve_seed_takes_a_torch_generator_as_its_initial_seed():
+    torch = pytest.importorskip("torch")
+    g = torch.Generator().manual_seed(1234)
+    torch.rand(3, generator=g)  # its state moves on; only the seed counts
+    assert resolve_seed(None, g, owner="X") == 1234
+    assert resolve_seed(None, torch.Generator(), owner="X") == torch.Generator().initial_seed()
+
+
+def test_resolve_seed_plain_seeds_and_fresh_ones():
+    assert resolve_seed(7, None, owner="X") == 7
+    assert resolve_seed(np.int64(7), owner="X") == 7
+    a, b = resolve_seed(None, owner="X"), resolve_seed(None, owner="X")
+    assert a != b
+
+
+def test_resolve_seed_refuses_both_and_foreign_generators():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match="RandomSampler got both seed=3 and generator="):
+        resolve_seed(3, torch.Generator(), owner="RandomSampler")
+    with pytest.raises(TypeError, match="takes a torch.Generator .* got Generator. Pass seed=<int>"):
+        resolve_seed(None, np.random.default_rng(0), owner="DataLoader")

@@ -31,6 +31,7 @@ __all__ = [
     "derive_rng",
     "fresh_seed",
     "get_batch_context",
+    "resolve_seed",
 ]
 
 
@@ -56,6 +57,46 @@ class Stream(IntEnum):
 def check_seed(seed: object, *, name: str = "seed") -> int:
     """Validate a user-given seed (a non-negative int) and return it as a Python int."""
     return check_int(seed, name, hint=f"pass e.g. {name}=0, or {name}=None to draw one from OS entropy")
+
+
+def resolve_seed(seed: object, generator: object = None, *, owner: str) -> int:
+    """The seed of a loader, sampler or split from its ``seed=`` or torch-style ``generator=``.
+
+    ``generator`` may be a ``torch.Generator``: it stands for ``seed=generator.initial_seed()``,
+    so ``generator=torch.Generator().manual_seed(s)`` means ``seed=s`` and a torch script keeps
+    working when it switches its import. Only the generator's seed is used, never its current
+    state: an epoch's order stays a pure function of ``(seed, epoch)`` instead of depending on
+    how many numbers the generator gave before (docs/architecture.md).
+
+    Args:
+        seed: a non-negative int, or ``None``.
+        generator: ``None`` or a ``torch.Generator``.
+        owner: who asks (for messages), e.g. ``"DataLoader"``.
+
+    Returns:
+        ``seed`` checked; the generator's initial seed; or, when both are ``None``, a fresh
+        seed from OS entropy (:func:`fresh_seed`), which the caller records.
+
+    Raises:
+        TypeError: ``generator`` is not a ``torch.Generator`` (e.g. a numpy Generator, whose
+            seed cannot be read back), or ``seed`` is not an int.
+        ValueError: both ``seed`` and ``generator`` given, or a negative seed.
+    """
+    if generator is None:
+        return fresh_seed() if seed is None else check_seed(seed)
+    if seed is not None:
+        raise ValueError(
+            f"{owner} got both seed={seed!r} and generator=; they say the same thing. Pass only "
+            "seed=<int> (or only generator=torch.Generator().manual_seed(<int>))"
+        )
+    initial_seed = getattr(generator, "initial_seed", None)
+    if type(generator).__module__.split(".")[0] != "torch" or not callable(initial_seed):
+        raise TypeError(
+            f"{owner} generator= takes a torch.Generator (its initial_seed() becomes the seed), got "
+            f"{type(generator).__name__}. Pass seed=<int> instead: randomness here is a pure "
+            "function of (seed, epoch, batch index), so a stateful generator is not needed"
+        )
+    return check_seed(int(initial_seed()), name="generator.initial_seed()")
 
 
 def fresh_seed() -> int:
