@@ -202,7 +202,7 @@ def _labels(dataset: Any) -> np.ndarray[Any, Any]:
     return np.asarray(dataset.targets)
 
 
-def evaluate(model: MLP | SoftmaxRegression, loader: DataLoader) -> float:
+def evaluate(model: MLP | SoftmaxRegression, loader: DataLoader[Any]) -> float:
     """Share of correctly classified samples."""
     correct = total = 0
     for images, labels in loader:

@@ -226,9 +226,15 @@ def test_sampler_index_out_of_range():
         list(loader)
 
 
-def test_generator_is_refused_with_the_replacement():
-    with pytest.raises(TypeError, match="seed=<int> instead of generator="):
-        DataLoader(ints(4), generator=object())
+def test_a_torch_generator_means_its_seed_and_other_generators_are_refused():
+    torch = pytest.importorskip("torch")
+    loader = DataLoader(ints(40), shuffle=True, generator=torch.Generator().manual_seed(5))
+    assert loader.seed == 5
+    assert labels(loader) == labels(DataLoader(ints(40), shuffle=True, seed=5))
+    with pytest.raises(TypeError, match="generator= takes a torch.Generator .* Pass seed=<int> instead"):
+        DataLoader(ints(4), generator=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="got both seed=1 and generator="):
+        DataLoader(ints(4), seed=1, generator=torch.Generator())
 
 
 def test_not_a_dataset_and_bad_callables():
@@ -325,7 +331,7 @@ def test_epoch_properties(n, batch_size, drop_last, shuffle, seed):
             "prefetch_factor must be a positive int",
         ),
         ({"worker_type": "fiber"}, ValueError, "worker_type must be 'process' or 'thread'"),
-        ({"timeout": -1}, ValueError, "timeout must be a non-negative number"),
+        ({"timeout": -1}, ValueError, "timeout must be a number >= 0, got -1; seconds to wait"),
         (
             {"multiprocessing_context": "teleport"},
             ValueError,

@@ -48,11 +48,13 @@ def test_spawn_starts_every_worker_at_once():
 def _never_announce(conn, announce):
     if announce:
         time.sleep(3600)
+    return True
 
 
 def _die_before_announcing(conn, announce):
     if announce:
         os._exit(7)
+    return True
 
 
 def test_a_worker_that_never_announces_itself_times_out(monkeypatch):

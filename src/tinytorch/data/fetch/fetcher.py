@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tinytorch.data.datasets.base import Dataset, read_batch
+from tinytorch.data.datasets.stacked import StackedSamples
 from tinytorch.data.fetch.timing import StageTimes
 from tinytorch.data.seeding import BatchContext, batch_context
 
@@ -61,6 +62,9 @@ class MapFetcher:
             task is one index and the sample goes through ``collate_fn`` alone.
         seed: the loader's seed.
         batch_transform: optional ``f(batch, rng)``.
+        plain_samples: hand ``collate_fn`` a plain ``list`` of samples even when the dataset
+            read them at once as ``StackedSamples`` (for a user's ``collate_fn``, which may sort,
+            shuffle, concatenate or assign to the list it receives, as torch promises).
     """
 
     def __init__(
@@ -71,12 +75,14 @@ class MapFetcher:
         batched: bool,
         seed: int,
         batch_transform: BatchTransform | None = None,
+        plain_samples: bool = False,
     ) -> None:
         self.dataset = dataset
         self.collate_fn = collate_fn
         self.batched = batched
         self.seed = seed
         self.batch_transform = batch_transform
+        self.plain_samples = plain_samples
 
     def __call__(self, task: BatchTask) -> Any:
         return self.make(task)[0]
@@ -89,6 +95,8 @@ class MapFetcher:
             start = clock()
             if self.batched:
                 samples = read_batch(self.dataset, task.indices)
+                if self.plain_samples and isinstance(samples, StackedSamples):
+                    samples = list(samples)
             else:
                 context.position = 0
                 samples = self.dataset[int(task.indices[0])]

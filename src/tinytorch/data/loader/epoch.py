@@ -15,6 +15,7 @@ from tinytorch.data.fetch.fetcher import BatchTask, IterableFetcher
 from tinytorch.data.fetch.timing import Made, StageTimes
 from tinytorch.data.loader.stats import StatsRecorder
 from tinytorch.data.sampling.batching import plan_batches, plan_samples
+from tinytorch.data.seeding import global_rngs_seeded
 
 __all__ = ["Epoch", "in_process", "iterable_batches", "plan_tasks"]
 
@@ -49,12 +50,17 @@ def plan_tasks(
 
 
 def iterable_batches(fetcher: IterableFetcher, epoch: int) -> Iterator[Made]:
-    """Batches of an ``IterableDataset`` stream, in stream order, until it is exhausted."""
+    """Batches of an ``IterableDataset`` stream, in stream order, until it is exhausted.
+
+    Each batch is read with the global RNGs seeded for it and restored afterwards (see
+    :func:`in_process`).
+    """
     k = 0
     while True:
         start = time.perf_counter()
         try:
-            batch = fetcher(epoch, k)
+            with global_rngs_seeded(fetcher.seed, epoch, k):
+                batch = fetcher(epoch, k)
         except StopIteration:
             return
         yield Made(batch, StageTimes(read=time.perf_counter() - start))
@@ -62,11 +68,18 @@ def iterable_batches(fetcher: IterableFetcher, epoch: int) -> Iterator[Made]:
 
 
 def in_process(
-    make: Callable[[BatchTask], tuple[Any, StageTimes]], tasks: Iterator[BatchTask]
+    make: Callable[[BatchTask], tuple[Any, StageTimes]], tasks: Iterator[BatchTask], *, seed: int
 ) -> Iterator[Made]:
-    """Make every task in the calling thread."""
+    """Make every task in the calling thread.
+
+    Each batch is made with numpy's, Python's and torch's global generators seeded from
+    ``(seed, epoch, batch index)``, exactly as a process worker seeds them, and restored
+    afterwards: code that draws from them in ``__getitem__`` gives the same bytes as with process
+    workers, and the user's own global state is as it was between batches.
+    """
     for task in tasks:
-        batch, times = make(task)
+        with global_rngs_seeded(seed, task.epoch, task.index):
+            batch, times = make(task)
         yield Made(batch, times)
 
 

@@ -13,11 +13,17 @@ class WorkerError(RuntimeError):
 
 
 class WorkerDiedError(RuntimeError):
-    """A worker process exited unexpectedly (killed by a signal, or ``os._exit``)."""
+    """A worker process exited unexpectedly (killed by a signal, or ``os._exit``).
+
+    A ``RuntimeError``, as torch raises when a DataLoader worker exits unexpectedly.
+    """
 
 
-class WorkerTimeoutError(TimeoutError):
-    """No batch arrived within the loader's ``timeout``."""
+class WorkerTimeoutError(RuntimeError, TimeoutError):
+    """No batch arrived within the loader's ``timeout``.
+
+    A ``RuntimeError``, as torch raises for a DataLoader timeout, and a ``TimeoutError``.
+    """
 
 
 class WorkerStartError(RuntimeError):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["WorkerInfo", "get_worker_info", "set_worker_info"]
+__all__ = ["WorkerInfo", "get_worker_info", "worker_info"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,15 @@ def get_worker_info() -> WorkerInfo | None:
     return _INFO.get()
 
 
-def set_worker_info(info: WorkerInfo) -> None:
-    """Record ``info`` for the calling thread; called once by each worker at start."""
-    _INFO.set(info)
+@contextlib.contextmanager
+def worker_info(info: WorkerInfo) -> Iterator[WorkerInfo]:
+    """Make ``info`` what :func:`get_worker_info` returns in this thread for the ``with`` block.
+
+    Workers set it around each batch (and ``worker_init_fn``), so an idle worker thread keeps
+    no reference to the dataset.
+    """
+    token = _INFO.set(info)
+    try:
+        yield info
+    finally:
+        _INFO.reset(token)

@@ -1,32 +1,30 @@
 """The loop every worker runs: receive a job, make the batch, send it (or the failure) back.
 
-The same function serves thread workers and process workers; only the channel and the
-transport of the finished batch differ.
+The same function serves thread workers and process workers; only the channel (how jobs and
+results travel, where a batch's arrays are allocated) differs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import random
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
-
 from tinytorch.data.fetch.fetcher import BatchTask
 from tinytorch.data.fetch.timing import StageTimes
-from tinytorch.data.seeding import Stream, derive_rng
-from tinytorch.data.workers.info import WorkerInfo, set_worker_info
+from tinytorch.data.seeding import seed_global_rngs
+from tinytorch.data.workers.info import WorkerInfo, worker_info
 from tinytorch.data.workers.messages import Done, Failed, Job
 
-__all__ = ["Channel", "PoolSpec", "seed_global_rngs", "worker_loop"]
+__all__ = ["Channel", "PoolSpec", "worker_loop"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PoolSpec:
-    """What every pool of workers is built from.
+    """What every pool of workers is built from (compared by identity: a new spec, new workers).
 
     Attributes:
         make_batch: the fetcher's ``make``: a task to ``(batch, stage times)``.
@@ -48,66 +46,69 @@ class PoolSpec:
 
 
 class Channel(Protocol):
-    """A worker's link to the loader: ``receive()`` a job (``None``: stop), ``send`` replies."""
+    """A worker's link to the loader (an extension point: one per kind of worker).
+
+    ``receive()`` returns the next job, or ``None`` when the worker must stop; ``making()``
+    surrounds the making of one batch (process workers allocate its arrays in shared memory
+    there); ``package`` turns a finished batch into the ``Done`` message; ``send`` delivers it.
+    """
 
     def receive(self) -> Job | None: ...
+
+    def making(self) -> contextlib.AbstractContextManager[Any]: ...
+
+    def package(self, job: Job, batch: Any, times: StageTimes) -> Done: ...
 
     def send(self, message: Done | Failed) -> None: ...
 
 
-def seed_global_rngs(seed: int, task: BatchTask) -> None:
-    """Seed numpy's and Python's global generators for this batch.
-
-    Only process workers do this: a process worker's global state belongs to the loader, so
-    user code calling ``np.random.*`` or ``random.*`` in ``__getitem__`` gets a stream derived
-    from ``(seed, epoch, batch index)``, independent of which worker runs the batch. torch's
-    global generator is not reseeded: ``torch.manual_seed`` costs ~90 us, more than a small
-    batch; code that needs torch randomness should seed a ``torch.Generator`` from
-    ``get_batch_context().rng``.
-    """
-    value = int(derive_rng(seed, Stream.WORKER_GLOBALS, task.epoch, task.index).integers(2**32))
-    np.random.seed(value)
-    random.seed(value)
-
-
 def worker_loop(
     channel: Channel,
-    make_batch: Callable[[BatchTask], tuple[Any, StageTimes]],
-    package: Callable[[Job, Any, StageTimes], Done],
-    info: WorkerInfo,
-    worker_init_fn: Callable[[int], None] | None,
+    spec: Callable[[], PoolSpec | None],
+    worker_id: int,
+    kind: str,
     *,
     seed_globals: bool,
 ) -> None:
-    """Serve jobs until told to stop (``None``) or the channel closes.
+    """Serve jobs until told to stop (``None``), the channel closes, or the spec is gone.
 
     Args:
         channel: the worker's end of its connection to the loader.
-        make_batch: the fetcher's ``make`` (read, collate, batch transform; with times).
-        package: turns a finished batch into the ``Done`` message (shared memory for processes).
-        info: what :func:`~tinytorch.data.workers.info.get_worker_info` returns here.
-        worker_init_fn: called once with the worker id before the first job.
-        seed_globals: seed global RNGs per batch (process workers only).
+        spec: returns what to run (a weak reference for threads, so an idle worker thread keeps
+            no user object, and through it the loader, alive); ``None`` ends the loop.
+        worker_id: this worker's index.
+        kind: ``"process"`` or ``"thread"`` (for ``get_worker_info()`` and messages).
+        seed_globals: seed the global RNGs per batch (process workers: their globals belong to
+            the loader; see :func:`tinytorch.data.seeding.seed_global_rngs`).
+
+    Everything a batch raises, ``SystemExit`` and ``KeyboardInterrupt`` included, is sent back
+    as a ``Failed`` message and re-raised by the loader in the batch's turn: a worker never
+    dies silently and the loader never waits for a batch that will not come.
     """
-    set_worker_info(info)
+    pid = os.getpid()
 
     def failure(error: BaseException, generation: int, task: BatchTask | None) -> Failed:
         return Failed.of(
             error,
             generation=generation,
             task=task,
-            worker_id=info.id,
-            pid=os.getpid(),
-            kind=info.kind,
+            worker_id=worker_id,
+            pid=pid,
+            kind=kind,
             traceback=traceback.format_exc(),
         )
 
-    if worker_init_fn is not None:
+    first = spec()
+    if first is None:
+        return
+    if first.worker_init_fn is not None:
         try:
-            worker_init_fn(info.id)
-        except Exception as e:
+            with _as_worker(first, worker_id, kind, pid):
+                first.worker_init_fn(worker_id)
+        except BaseException as e:
             channel.send(failure(e, -1, None))
             return
+    del first
     while True:
         try:
             job = channel.receive()
@@ -115,16 +116,29 @@ def worker_loop(
             return  # the loader is gone
         if job is None:
             return
+        current = spec()
+        if current is None:
+            return
         try:
-            if seed_globals:
-                seed_global_rngs(info.seed, job.task)
-            batch, times = make_batch(job.task)
-            message: Done | Failed = package(job, batch, times)
-        except Exception as e:
+            with _as_worker(current, worker_id, kind, pid), channel.making():
+                if seed_globals:
+                    seed_global_rngs(current.seed, job.task.epoch, job.task.index)
+                batch, times = current.make_batch(job.task)
+                message: Done | Failed = channel.package(job, batch, times)
+                del batch
+        except BaseException as e:
             message = failure(e, job.generation, job.task)
+        del current
         try:
             channel.send(message)
         except (BrokenPipeError, ConnectionResetError):
             return
         except Exception as e:  # the batch itself could not be sent (e.g. not picklable)
             channel.send(failure(e, job.generation, job.task))
+        del message  # an idle worker holds no batch
+
+
+@contextlib.contextmanager
+def _as_worker(spec: PoolSpec, worker_id: int, kind: str, pid: int) -> Iterator[None]:
+    with worker_info(spec.info(worker_id, kind, pid)):
+        yield

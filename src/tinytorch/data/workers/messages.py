@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,7 +90,11 @@ def rebuild_exception(failure: Failed) -> BaseException:
     """An exception of the original type (where possible) whose message says where it happened.
 
     The message names the worker id and pid, the batch and epoch, and carries the worker's
-    traceback; the original exception is attached as ``__cause__`` when it could be pickled.
+    traceback, and ``str()`` of the result shows it as readable lines whatever the type's own
+    ``__str__`` does (``KeyError`` quotes its argument, which would print a multi-line message
+    as one line of ``\\n``; torch's ``KeyErrorMessage`` solves the same). The original exception
+    is attached as ``__cause__`` when it could be pickled. Types that cannot be re-created with
+    one message argument become :class:`WorkerError` (a ``RuntimeError``).
     """
     where = f"batch {failure.index} of epoch {failure.epoch}" if failure.index >= 0 else "start-up"
     message = (
@@ -98,13 +103,27 @@ def rebuild_exception(failure: Failed) -> BaseException:
     )
     original: BaseException | None = None
     if failure.exception is not None:
-        original = pickle.loads(failure.exception)
-    error: BaseException
-    try:
-        error = type(original)(message) if original is not None else WorkerError(message)
-        if original is not None and error.args != (message,):
-            error = WorkerError(message)
-    except Exception:
-        error = WorkerError(message)
+        try:
+            original = pickle.loads(failure.exception)
+        except Exception:
+            original = None
+    error: BaseException = WorkerError(message)
+    if original is not None:
+        for text in (message, _Readable(message)):
+            with contextlib.suppress(Exception):
+                candidate = type(original)(text)
+                if str(candidate) == message:
+                    error = candidate
+                    break
     error.__cause__ = original
     return error
+
+
+class _Readable(str):
+    """A message whose ``repr`` is itself, for types whose ``str()`` is the ``repr`` of their
+    argument (``KeyError``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str(self)

@@ -11,31 +11,23 @@ to any pool with ``send``/``wait``/``decode``/``discard`` and can be tested with
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterator
-from typing import Any, Protocol
 
 from tinytorch.data.fetch.fetcher import BatchTask
 from tinytorch.data.fetch.timing import Made
 from tinytorch.data.workers.errors import WorkerTimeoutError
 from tinytorch.data.workers.messages import Done, Failed, rebuild_exception
+from tinytorch.data.workers.pool import Pool
 
-__all__ = ["OrderedPrefetcher", "Pool"]
+__all__ = ["Inflight", "OrderedPrefetcher"]
 
 POLL_SECONDS = 1.0
 """Longest single wait; between waits the pool checks that its workers are alive."""
 
-
-class Pool(Protocol):
-    num_workers: int
-    kind: str
-
-    def send(self, worker_id: int, generation: int, task: BatchTask) -> None: ...
-
-    def wait(self, timeout: float | None) -> list[tuple[int, Done | Failed]]: ...
-
-    def decode(self, worker_id: int, message: Done) -> Any: ...
-
-    def discard(self, worker_id: int, message: Done) -> None: ...
+STALL_WARNING_SECONDS = 120.0
+"""With ``timeout=0`` (wait forever), a batch this late is reported once per epoch with
+``warnings.warn``: a worker stuck in user code is never waited for silently."""
 
 
 class Inflight:
@@ -83,6 +75,9 @@ class OrderedPrefetcher(Iterator[Made]):
         self._sent = 0
         self._held: BatchTask | None = None  # next task, waiting for its worker to have room
         self._exhausted = False
+        self._warned = False
+        self.healthy = True
+        """False once a worker timed out or died, or waiting failed: the pool must not be reused."""
 
     def _fill(self) -> None:
         while not self._exhausted:
@@ -108,9 +103,18 @@ class OrderedPrefetcher(Iterator[Made]):
         while self._next not in self._ready:
             waited = time.monotonic() - start
             if self.timeout and waited >= self.timeout:
+                self.healthy = False
                 raise self._timeout_error(waited)
+            if not self.timeout and waited >= STALL_WARNING_SECONDS and not self._warned:
+                self._warned = True
+                warnings.warn(self._stall_message(waited), RuntimeWarning, stacklevel=3)
             budget = POLL_SECONDS if not self.timeout else min(POLL_SECONDS, self.timeout - waited)
-            for worker_id, message in self.pool.wait(budget):
+            try:
+                answered = self.pool.wait(budget)
+            except BaseException:
+                self.healthy = False
+                raise
+            for worker_id, message in answered:
                 self._receive(worker_id, message)
             self._fill()  # answered jobs (even stale ones) free room in the window
         worker_id, message = self._ready.pop(self._next)
@@ -140,6 +144,18 @@ class OrderedPrefetcher(Iterator[Made]):
             f"DataLoader timed out after {waited:.1f} s waiting for batch {self._next} from {who} "
             f"(timeout={self.timeout}). The dataset's __getitem__ or the collate/transform code "
             "is stuck or very slow: check it, or raise timeout"
+        )
+
+    def _stall_message(self, waited: float) -> str:
+        owner = self.inflight.owner(self.generation, self._next)
+        who = f"{self.pool.kind} worker {owner}" if owner is not None else "the workers"
+        pids = self.pool.pids
+        if owner is not None and owner < len(pids):
+            who += f" (pid {pids[owner]}; `py-spy dump --pid {pids[owner]}` shows where it is)"
+        return (
+            f"DataLoader has waited {waited:.0f} s for batch {self._next} from {who}. If it is stuck "
+            "(a deadlock in __getitem__, a lock held across a fork), pass timeout=<seconds> to get an "
+            "error instead of waiting forever"
         )
 
     def abandon(self) -> None:

@@ -1,41 +1,55 @@
-"""Worker processes: one duplex pipe each, batches through shared memory, supervision.
+"""Worker processes: start them, send jobs, collect results, notice deaths, stop them.
 
-Each worker has its own socket pair: jobs go down, results (small messages; the arrays stay in
-shared memory) come up. The loader waits on every pipe *and* every process sentinel at once,
-so a worker killed by a signal is noticed immediately, never waited for. Workers ignore SIGINT
-(Ctrl-C stops the loader, which stops them) and exit on their own when the loader's end of
-the pipe closes, so they cannot outlive it: a forked worker first closes the loader's pipe ends
-it inherited, so this holds even when the loading process is killed outright. Under ``fork``,
-worker 0 starts first and the others while it works (see :meth:`ProcessPool.start`).
+The concerns live apart: how a worker process starts and what it sets up
+(:mod:`~tinytorch.data.workers.startup`), how jobs and batches cross the pipe
+(:mod:`~tinytorch.data.workers.channel`, :mod:`~tinytorch.data.workers.transport`), and what a
+worker's death means (:mod:`~tinytorch.data.workers.diagnosis`). :class:`ProcessPool` only
+orchestrates them.
+
+The loader waits on every pipe *and* every process sentinel at once, so a worker killed by a
+signal is noticed immediately, never waited for. Workers ignore SIGINT (Ctrl-C stops the loader,
+which stops them), exit when the loader's end of the pipe closes, and exit by themselves when
+the loading process is gone (see ``startup.prepare_worker_process``): they never outlive it.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
-import ctypes
-import dataclasses
 import gc
 import multiprocessing as mp
 import os
 import pickle
 import selectors
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from multiprocessing.reduction import recv_handle, send_handle
 from typing import Any
 
 from tinytorch.data.fetch.fetcher import BatchTask
-from tinytorch.data.fetch.timing import StageTimes
-from tinytorch.data.memory import allocating_in
-from tinytorch.data.workers.errors import WorkerDiedError
-from tinytorch.data.workers.info import WorkerInfo
+from tinytorch.data.workers.channel import WorkerChannel, encode_job, receive
+from tinytorch.data.workers.diagnosis import death_error, mapped_file_problem
+from tinytorch.data.workers.errors import WorkerStartError
 from tinytorch.data.workers.loop import PoolSpec, worker_loop
 from tinytorch.data.workers.messages import Done, Failed, Job, Started
-from tinytorch.data.workers.transport import BlockReader, BlockWriter, Packed
+from tinytorch.data.workers.startup import (
+    announce_start,
+    current_cpu,
+    limit_thread_pools,
+    openmp_runtimes,
+    pin_to_cpu,
+    prepare_worker_process,
+    unpin,
+)
+from tinytorch.data.workers.transport import BlockReader, Packed
 
 __all__ = ["ProcessPool", "check_picklable"]
+
+GRACE_SECONDS = 0.5
+"""How long a stop waits for workers to finish their current batch before terminating them."""
 
 
 def check_picklable(objects: dict[str, Any], method: str) -> None:
@@ -54,208 +68,176 @@ def check_picklable(objects: dict[str, Any], method: str) -> None:
             ) from e
 
 
-class _ProcessChannel:
-    """The worker's end: jobs in, results out, shared-memory blocks' descriptors passed once."""
-
-    def __init__(self, conn: Connection, worker_id: int) -> None:
-        self.conn = conn
-        self.writer = BlockWriter(worker_id)
-        self._pending_fd: int | None = None
-
-    def receive(self) -> Job | None:
-        job: Job | None = pickle.loads(self.conn.recv_bytes())  # see ProcessPool.send
-        if job is not None:
-            self.writer.release(list(job.released))
-        return job
-
-    def package(self, job: Job, batch: Any, times: StageTimes) -> Done:
-        start = time.perf_counter()
-        packed, fd = self.writer.write(batch)
-        self._pending_fd = fd
-        times = times.with_transport(time.perf_counter() - start)
-        return Done(job.generation, job.task.index, packed, times)
-
-    def send(self, message: Done | Failed) -> None:
-        fd, self._pending_fd = self._pending_fd, None
-        try:
-            self.conn.send(message)
-        except Exception:
-            if isinstance(message, Done) and isinstance(message.payload, Packed):
-                block = message.payload.block
-                if block is not None:
-                    self.writer.release([block])
-            if fd is not None:
-                os.close(fd)
-            raise
-        if fd is not None:
-            send_handle(self.conn, fd, os.getppid())
-            os.close(fd)
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
-
-
-def keep_freed_memory() -> None:
-    """Ask the C allocator (glibc) of this worker process to keep freed memory for reuse.
-
-    By default glibc returns memory to the system when more than about twice the largest
-    recently freed block sits unused at the top of the heap; a worker freeing a batch's
-    temporaries every batch then faults the same pages in again for the next (measured: ~180
-    page faults per CIFAR batch, 310k instead of 400k images/s with two workers). Keeping up
-    to 128 MB is the worker's steady state, not growth. A worker process's global state belongs
-    to the loader, as its global RNGs do; elsewhere (musl, macOS) this does nothing.
-    """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library is loaded already; no search
-    except (OSError, AttributeError):
-        return
-    mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-    mallopt(_M_TRIM_THRESHOLD, 128 << 20)
-
-
-def current_cpu() -> int | None:
-    """The CPU this thread runs on (glibc's ``sched_getcpu``), ``None`` where unknown."""
-    try:
-        cpu = int(ctypes.CDLL(None).sched_getcpu())
-    except (OSError, AttributeError):
-        return None
-    return cpu if cpu >= 0 else None
-
-
-def pin_to_cpu(pid: int, cpu: int | None) -> set[int] | None:
-    """Restrict process ``pid`` to ``cpu``, moving it there now; return its previous affinity.
-
-    Returns ``None`` (and does nothing) where affinities are not supported, ``cpu`` is unknown
-    or not allowed to the process, or the process is gone.
-    """
-    if cpu is None:
-        return None
-    try:
-        allowed = os.sched_getaffinity(pid)
-        if cpu not in allowed:
-            return None
-        os.sched_setaffinity(pid, {cpu})
-    except (OSError, AttributeError):
-        return None
-    return allowed
-
-
-def unpin(pid: int, allowed: set[int] | None) -> None:
-    """Give process ``pid`` back the affinity :func:`pin_to_cpu` returned (``None``: nothing)."""
-    if allowed is not None:
-        with contextlib.suppress(OSError, AttributeError):
-            os.sched_setaffinity(pid, allowed)
-
-
-def announce_start(conn: Connection, announce: bool) -> None:
-    """A worker started after worker 0 tells the loader it is running (see ProcessPool.start)."""
-    if announce:
-        conn.send(Started(os.getpid()))
-
-
 def _process_main(
     conn: Connection,
-    make_batch: Callable[[BatchTask], tuple[Any, StageTimes]],
-    info: WorkerInfo,
-    worker_init_fn: Callable[[int], None] | None,
+    worker_id: int,
+    spec: PoolSpec | None,
     announce: bool = False,
     loader_ends: tuple[Connection, ...] = (),
+    openmp: Any = None,
 ) -> None:
-    # A forked worker inherits the loader's ends of its own pipe and of earlier workers'. Held
-    # here, they would keep this worker's pipe open if the loading process died without
-    # closing it (SIGKILL, the OOM killer), and the worker would wait for jobs forever.
-    for end in loader_ends:
-        end.close()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    announce_start(conn, announce)
-    keep_freed_memory()
-    channel = _ProcessChannel(conn, info.id)
-    info = dataclasses.replace(info, pid=os.getpid())
-
-    def make_in_shared_memory(task: BatchTask) -> tuple[Any, StageTimes]:
-        channel.writer.begin()
-        with allocating_in(channel.writer):  # large arrays are made where they will travel
-            return make_batch(task)
-
+    """A worker process's whole life. ``spec`` is ``None`` when it arrives through ``conn``."""
+    limits = prepare_worker_process(loader_ends, openmp)
     try:
-        worker_loop(channel, make_in_shared_memory, channel.package, info, worker_init_fn, seed_globals=True)
+        if spec is None:  # spawn / forkserver: see ProcessPool.start
+            spec = pickle.loads(conn.recv_bytes())
+            limits = limit_thread_pools()  # torch may have come with the spec
+    except (EOFError, OSError):
+        return  # the loader stopped before this worker was up
+    if not announce_start(conn, announce):
+        return
+    channel = WorkerChannel(conn, worker_id)
+    try:
+        worker_loop(channel, lambda: spec, worker_id, "process", seed_globals=True)
     finally:
-        channel.writer.close()
-        conn.close()
+        channel.close()
+        del limits
+
+
+@dataclass
+class _Handles:
+    """What must be stopped: processes and pipes, without the spec (see ``Pool.stopper``)."""
+
+    selector: selectors.BaseSelector
+    reader: BlockReader = field(default_factory=BlockReader)
+    conns: list[Connection] = field(default_factory=list)
+    procs: list[Any] = field(default_factory=list)
+    stopping: bool = False
+    stopped_at: float = 0.0
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Ask every worker to stop, close the loader's side; with ``wait``, collect the workers."""
+        if not self.stopping:
+            self.stopping = True
+            stop = encode_job(None)
+            for conn in self.conns:
+                with contextlib.suppress(OSError, ValueError):
+                    conn.send_bytes(stop)
+            self.selector.close()
+            for conn in self.conns:
+                conn.close()  # a worker still busy gets EOF (or a broken pipe) and exits
+            self.reader.close()  # batches still viewed by the consumer stay valid
+            self.stopped_at = time.monotonic()
+        if wait:
+            self.reap(block=True)
+
+    def reap(self, *, block: bool) -> bool:
+        if block:
+            deadline = self.stopped_at + GRACE_SECONDS
+            for proc in self.procs:
+                proc.join(timeout=max(0.0, deadline - time.monotonic()))
+            for proc in self.procs:
+                if proc.is_alive():
+                    proc.terminate()  # a worker still busy with a batch nobody will read
+            for proc in self.procs:
+                proc.join(timeout=1.0)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join()
+        else:
+            overdue = time.monotonic() - self.stopped_at > GRACE_SECONDS
+            for proc in self.procs:
+                if overdue and proc.is_alive():
+                    proc.kill()
+                proc.join(timeout=0)
+        self.procs = [proc for proc in self.procs if proc.exitcode is None]
+        return not self.procs
 
 
 class ProcessPool:
-    """``num_workers`` processes running ``make_batch`` on the jobs they are sent."""
+    """``spec.num_workers`` processes making the batches they are sent (implements ``Pool``)."""
 
     kind = "process"
-    grace_seconds = 0.5
-    """How long shutdown waits for workers to finish their current batch before terminating."""
 
-    def __init__(self, spec: PoolSpec, *, context: Any) -> None:
+    def __init__(self, spec: PoolSpec, *, context: Any = None) -> None:
         self.spec = spec
         self.num_workers = spec.num_workers
         self._context: Any = mp.get_context(context) if isinstance(context, (str, type(None))) else context
-        self._conns: list[Connection] = []
-        self._procs: list[Any] = []
-        self._reader = BlockReader()
-        self._stopping = False
-        self._stopped_at = 0.0
         # Every pipe and every process sentinel, registered once: building a selector per wait
         # cost ~50 us of the loading process's time per batch.
-        self._selector = selectors.DefaultSelector()
+        self._handles = _Handles(selectors.DefaultSelector())
         self._unstarted: list[int] = []  # workers start() left to the first wait()
         self._held: dict[int, list[bytes]] = {}  # their jobs, sent once each has started
         self._pinned: dict[int, set[int] | None] = {}  # their affinities while pinned
+        self._making: list[collections.deque[tuple[int, int]]] = [
+            collections.deque() for _ in range(self.num_workers)
+        ]  # (epoch, batch) sent to each worker and not answered: what a dead worker was making
+        self._spec_bytes: bytes | None = None
+
+    @property
+    def method(self) -> str:
+        """The start method: ``"fork"``, ``"spawn"`` or ``"forkserver"``."""
+        return str(self._context.get_start_method())
 
     @property
     def pids(self) -> list[int]:
-        return [p.pid for p in self._procs]
+        return [p.pid for p in self._handles.procs]
+
+    def stopper(self) -> Callable[[], None]:
+        return self._handles.shutdown
 
     def start(self) -> None:
-        """Check that the workers can be started and start them; see below for ``fork``.
+        """Check that the workers can be started and start them (staggered under ``fork``).
 
-        With the ``fork`` start method, starting is staggered: forking a large process takes
-        milliseconds (~4 ms with torch imported), and the second fork used to delay worker
-        0's first batch. Now only worker 0 is forked here, so the loader's first jobs reach
-        it at once; the others are forked at the first :meth:`wait`, while worker 0 works.
-        Each of them is pinned, right after its fork, to the CPU of the loading process (which
-        is about to wait), because the kernel, seeing every CPU busy at the fork, often puts it
-        on worker 0's and halves both. Once running it announces itself (:class:`Started`);
-        then it is unpinned and gets its jobs, whose arrival wakes it onto an idle CPU. A
-        worker that dies or hangs before announcing is reported as any other (death, or
-        ``timeout``). Time to first batch with two workers, 80 interleaved starts: 28.1 ->
-        22.0 ms (torch: 40.6 ms; docs/benchmarks.md). Other start methods start every worker
-        here: their workers take long to start (importing, unpickling the dataset) and do so
-        in parallel.
+        Under ``fork`` only worker 0 is forked here, so the loader's first jobs reach it at once;
+        the others are forked at the first :meth:`wait`, while worker 0 works (see
+        :mod:`~tinytorch.data.workers.startup`; time to first batch in docs/benchmarks.md).
+        Under ``spawn`` and ``forkserver`` every worker starts here (theirs is a slow start that
+        runs in parallel) and gets the pickled spec through its own pipe, never through
+        ``Process`` arguments: a child that dies while those are written (the usual case: a
+        script without an ``if __name__ == '__main__':`` guard) would leave the parent blocked
+        forever in CPython's write of a pickle over 64 KiB.
+
+        Raises:
+            WorkerStartError: called inside a worker process (they cannot have children).
+            TypeError: under spawn/forkserver, something the workers need cannot be pickled.
         """
-        method = self._context.get_start_method()
-        if method != "fork":
-            check_picklable(
-                {
-                    "dataset": self.spec.dataset,
-                    "fetcher (collate_fn, batch_transform)": self.spec.make_batch,
-                    "worker_init_fn": self.spec.worker_init_fn,
-                },
-                method,
+        if mp.current_process().daemon:
+            raise WorkerStartError(
+                f"process workers cannot be started inside a DataLoader process worker (pid {os.getpid()}): "
+                "worker processes cannot have children. A loader used inside a dataset or a worker "
+                "must use num_workers=0 or worker_type='thread'"
             )
+        if self.method != "fork":
+            self._spec_bytes = self._pickled_spec()
+            self._held = {worker_id: [] for worker_id in range(self.num_workers)}
             self._fork(range(self.num_workers), staggered=False)
             return
         self._unstarted = list(range(1, self.num_workers))
         self._held = {worker_id: [] for worker_id in self._unstarted}
         self._fork([0], staggered=False)
 
+    def _pickled_spec(self) -> bytes:
+        try:
+            return pickle.dumps(self.spec, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            check_picklable(
+                {
+                    "dataset": self.spec.dataset,
+                    "fetcher (collate_fn, batch_transform)": self.spec.make_batch,
+                    "worker_init_fn": self.spec.worker_init_fn,
+                },
+                self.method,
+            )
+            raise
+
     def _fork(self, worker_ids: Iterable[int], *, staggered: bool) -> None:
-        forked = self._context.get_start_method() == "fork"
+        forked = self.method == "fork"
+        handles = self._handles
+        openmp = openmp_runtimes() if forked else None
         if forked:
             gc.freeze()  # keep the children's garbage collector off the parent's objects' pages
         try:
             for worker_id in worker_ids:
                 parent, child = self._context.Pipe(duplex=True)
-                info = self.spec.info(worker_id, "process", 0)
-                inherited = (*self._conns, parent) if forked else ()  # closed in the worker
+                inherited = (*handles.conns, parent) if forked else ()  # closed in the worker
+                # Spawned workers announce themselves once they have their spec: their jobs wait
+                # until then, so they never mix with the spec on the pipe.
+                announce = staggered or not forked
+                spec = self.spec if forked else None
                 proc = self._context.Process(
                     target=_process_main,
-                    args=(child, self.spec.make_batch, info, self.spec.worker_init_fn, staggered, inherited),
+                    args=(child, worker_id, spec, announce, inherited, openmp),
                     name=f"tinytorch-worker-{worker_id}",
                     daemon=True,
                 )
@@ -263,10 +245,12 @@ class ProcessPool:
                 if staggered:  # see start(): off worker 0's CPU until it has announced itself
                     self._pinned[worker_id] = pin_to_cpu(proc.pid, current_cpu())
                 child.close()
-                self._conns.append(parent)
-                self._procs.append(proc)
-                self._selector.register(parent, selectors.EVENT_READ, worker_id)
-                self._selector.register(proc.sentinel, selectors.EVENT_READ, worker_id)
+                handles.conns.append(parent)
+                handles.procs.append(proc)
+                handles.selector.register(parent, selectors.EVENT_READ, worker_id)
+                handles.selector.register(proc.sentinel, selectors.EVENT_READ, worker_id)
+                if self._spec_bytes is not None:
+                    _send_in_background(parent, self._spec_bytes, worker_id)
         except BaseException:
             self.shutdown()
             raise
@@ -275,10 +259,9 @@ class ProcessPool:
                 gc.unfreeze()
 
     def send(self, worker_id: int, generation: int, task: BatchTask) -> None:
-        released = tuple(self._reader.take_released(worker_id))
-        # Jobs hold only ints and index arrays: plain pickle, without the reducer machinery of
-        # Connection.send (which workers still use for batches).
-        job = pickle.dumps(Job(generation, task, released), protocol=5)
+        released = tuple(self._handles.reader.take_released(worker_id))
+        job = encode_job(Job(generation, task, released))
+        self._making[worker_id].append((task.epoch, task.index))
         held = self._held.get(worker_id)
         if held is not None:
             held.append(job)  # a worker not started yet (see start)
@@ -288,7 +271,7 @@ class ProcessPool:
     def _send_bytes(self, worker_id: int, data: bytes) -> None:
         # A worker that is gone: the next wait() reports its last message or its death.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self._conns[worker_id].send_bytes(data)
+            self._handles.conns[worker_id].send_bytes(data)
 
     def wait(self, timeout: float | None) -> list[tuple[int, Done | Failed]]:
         """Messages that arrived within ``timeout`` seconds (possibly none).
@@ -299,15 +282,16 @@ class ProcessPool:
         if self._unstarted:
             unstarted, self._unstarted = self._unstarted, []
             self._fork(unstarted, staggered=True)
-        ready = {key.fileobj for key, _ in self._selector.select(timeout)}
+        handles = self._handles
+        ready = {key.fileobj for key, _ in handles.selector.select(timeout)}
         messages: list[tuple[int, Done | Failed]] = []
         # One message per ready worker: more waiting ones make the next select() return at
         # once (it is level-triggered), which costs less than asking after every message.
-        for worker_id, conn in enumerate(self._conns):
+        for worker_id, conn in enumerate(handles.conns):
             if conn not in ready:
                 continue
             try:
-                message = conn.recv()
+                message = receive(conn, handles.reader, worker_id)
             except (EOFError, OSError):
                 continue  # gone: its sentinel and _check_alive tell how
             if isinstance(message, Started):
@@ -315,50 +299,38 @@ class ProcessPool:
                 for job in self._held.pop(worker_id, []):
                     self._send_bytes(worker_id, job)
                 continue
-            if isinstance(message, Done) and isinstance(message.payload, Packed):
-                packed = message.payload
-                if packed.new_block_size is not None and packed.block is not None:
-                    fd = recv_handle(conn)
-                    self._reader.attach(worker_id, packed.block, fd, packed.new_block_size)
+            making = self._making[worker_id]
+            if making and message.index >= 0:
+                making.popleft()
             messages.append((worker_id, message))
         if not messages:  # a worker's last words (e.g. a failed worker_init_fn) come first
             self._check_alive()
         return messages
 
     def _check_alive(self) -> None:
-        for worker_id, proc in enumerate(self._procs):
+        if self._handles.stopping:
+            return
+        for worker_id, proc in enumerate(self._handles.procs):
             code = proc.exitcode
-            if code is None or self._stopping:
+            if code is None:
                 continue
-            if code < 0:
-                name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
-                cause = f"was killed by signal {name} ({-code})"
-                hint = (
-                    " SIGKILL usually comes from the out-of-memory killer: lower batch_size, "
-                    "prefetch_factor or num_workers, or use worker_type='thread'"
-                    if -code == signal.SIGKILL
-                    else ""
-                )
-            else:
-                cause, hint = f"exited with code {code}", " Its traceback, if it printed one, is above."
-                method = self._context.get_start_method()
-                if method != "fork":
-                    hint += (
-                        f" With the '{method}' start method a worker imports the main module again: "
-                        "a script that builds or iterates the loader at import time must do so under "
-                        "`if __name__ == '__main__':`"
-                    )
-            raise WorkerDiedError(
-                f"DataLoader process worker {worker_id} (pid {proc.pid}) {cause} unexpectedly.{hint}"
+            making = self._making[worker_id]
+            raise death_error(
+                worker_id,
+                proc.pid,
+                code,
+                start_method=self.method,
+                batch=making[0] if making else None,
+                file_problem=mapped_file_problem(self.spec.dataset) if code == -signal.SIGBUS else None,
             )
 
     def decode(self, worker_id: int, message: Done) -> Any:
         payload = message.payload
-        return self._reader.read(worker_id, payload) if isinstance(payload, Packed) else payload
+        return self._handles.reader.read(worker_id, payload) if isinstance(payload, Packed) else payload
 
     def discard(self, worker_id: int, message: Done) -> None:
         if isinstance(message.payload, Packed):
-            self._reader.discard(worker_id, message.payload)
+            self._handles.reader.discard(worker_id, message.payload)
 
     def shutdown(self, *, wait: bool = True) -> None:
         """Stop every worker (asking first, then terminating, then killing) and close pipes.
@@ -369,44 +341,25 @@ class ProcessPool:
         does not wait on the workers' teardown (~8 ms with torch imported); unmapping the
         blocks before they exit also leaves freeing the memory to them (~3 ms).
         """
-        self._stopping = True
-        for conn in self._conns:
-            with contextlib.suppress(OSError, ValueError):
-                conn.send_bytes(pickle.dumps(None))
-        self._selector.close()
-        for conn in self._conns:
-            conn.close()  # a worker still busy gets EOF (or a broken pipe) and exits
-        self._conns.clear()
         self._unstarted, self._held, self._pinned = [], {}, {}
-        self._reader.close()  # batches still viewed by the consumer stay valid
-        self._stopped_at = time.monotonic()
-        if wait:
-            self.reap(block=True)
+        self._handles.shutdown(wait)
 
     def reap(self, *, block: bool) -> bool:
         """Collect the workers that have exited since :meth:`shutdown`; ``True`` once none is left.
 
-        ``block``: wait for each (``grace_seconds``, then terminate, then kill). Otherwise only
-        those already gone are collected, and one still running ``grace_seconds`` after the
-        shutdown is killed (a worker of a finished epoch has nothing left to do).
+        ``block``: wait for each (a grace period, then terminate, then kill). Otherwise only those
+        already gone are collected, and one still running after the grace period is killed (a
+        worker of a finished epoch has nothing left to do).
         """
-        if block:
-            deadline = self._stopped_at + self.grace_seconds
-            for proc in self._procs:
-                proc.join(timeout=max(0.0, deadline - time.monotonic()))
-            for proc in self._procs:
-                if proc.is_alive():
-                    proc.terminate()  # a worker still busy with a batch nobody will read
-            for proc in self._procs:
-                proc.join(timeout=1.0)
-                if proc.is_alive():
-                    proc.kill()
-                    proc.join()
-        else:
-            overdue = time.monotonic() - self._stopped_at > self.grace_seconds
-            for proc in self._procs:
-                if overdue and proc.is_alive():
-                    proc.kill()
-                proc.join(timeout=0)
-        self._procs = [proc for proc in self._procs if proc.exitcode is None]
-        return not self._procs
+        return self._handles.reap(block=block)
+
+
+def _send_in_background(conn: Connection, data: bytes, worker_id: int) -> None:
+    """Send a spawned worker its spec from a short-lived thread: the loader keeps watching the
+    worker's sentinel meanwhile, so a worker that dies before reading is reported, not waited for."""
+
+    def send() -> None:
+        with contextlib.suppress(OSError, ValueError):  # the worker died, or the pool stopped
+            conn.send_bytes(data)
+
+    threading.Thread(target=send, name=f"tinytorch-spec-{worker_id}", daemon=True).start()

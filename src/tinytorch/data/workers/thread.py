@@ -4,14 +4,21 @@ Threads share the process's memory, so batches need no transport at all, start-u
 instant, and nothing has to be picklable. They run in parallel where the work releases the
 GIL (numpy's copies, gathers and arithmetic do). Randomness: global RNGs are shared between
 threads and are not seeded; random code must use ``get_batch_context().rng``.
+
+A worker thread holds the pool's spec (dataset, collate function, user callbacks) only while
+it makes a batch: idle, it holds a weak reference. A running thread is a garbage-collection
+root, so a strong reference from it would keep a loader whose ``collate_fn`` refers back to
+its owner alive forever, and the thread with it.
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
 import queue
 import threading
 import time
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 from tinytorch.data.fetch.fetcher import BatchTask
@@ -21,12 +28,15 @@ from tinytorch.data.workers.messages import Done, Failed, Job
 
 __all__ = ["ThreadPool"]
 
+JOIN_SECONDS = 1.0
+"""How long a stop waits for threads to finish their current batch (a stuck one is left)."""
+
 
 class _ThreadChannel:
     def __init__(
         self,
         jobs: queue.SimpleQueue[Job | None],
-        results: queue.SimpleQueue[Any],
+        results: queue.SimpleQueue[tuple[int, Done | Failed]],
         worker_id: int,
         stop: threading.Event,
     ) -> None:
@@ -36,49 +46,73 @@ class _ThreadChannel:
         job = self.jobs.get()
         return None if self.stop.is_set() else job
 
+    def making(self) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext()
+
+    def package(self, job: Job, batch: Any, times: StageTimes) -> Done:
+        return Done(job.generation, job.task.index, batch, times)
+
     def send(self, message: Done | Failed) -> None:
         self.results.put((self.worker_id, message))
 
 
-def _package(job: Job, batch: Any, times: StageTimes) -> Done:
-    return Done(job.generation, job.task.index, batch, times)
+class _Threads:
+    """What must be stopped, without the spec (see ``Pool.stopper``)."""
+
+    def __init__(self) -> None:
+        self.jobs: list[queue.SimpleQueue[Job | None]] = []
+        self.threads: list[threading.Thread] = []
+        self.stop = threading.Event()
+
+    def shutdown(self) -> None:
+        """Ask every thread to stop; a thread stuck inside user code is left as a daemon."""
+        self.stop.set()
+        for jobs in self.jobs:
+            jobs.put(None)
+        deadline = time.monotonic() + JOIN_SECONDS
+        for thread in self.threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self.jobs.clear()
+        self.threads.clear()
 
 
 class ThreadPool:
-    """``num_workers`` daemon threads running ``make_batch`` on the jobs they are sent."""
+    """``spec.num_workers`` daemon threads making the batches they are sent (implements ``Pool``)."""
 
     kind = "thread"
 
     def __init__(self, spec: PoolSpec) -> None:
         self.spec = spec
         self.num_workers = spec.num_workers
-        self._jobs: list[queue.SimpleQueue[Job | None]] = []
         self._results: queue.SimpleQueue[tuple[int, Done | Failed]] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-        self._stop = threading.Event()
+        self._threads = _Threads()
 
     @property
     def pids(self) -> list[int]:
         return []
 
+    def stopper(self) -> Callable[[], None]:
+        return self._threads.shutdown
+
     def start(self) -> None:
+        spec_ref = weakref.ref(self.spec)
         for worker_id in range(self.num_workers):
             jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-            info = self.spec.info(worker_id, "thread", os.getpid())
-            channel = _ThreadChannel(jobs, self._results, worker_id, self._stop)
+            channel = _ThreadChannel(jobs, self._results, worker_id, self._threads.stop)
             thread = threading.Thread(
                 target=worker_loop,
-                args=(channel, self.spec.make_batch, _package, info, self.spec.worker_init_fn),
+                args=(channel, spec_ref, worker_id, "thread"),
                 kwargs={"seed_globals": False},
                 name=f"tinytorch-worker-{worker_id}",
                 daemon=True,
             )
             thread.start()
-            self._jobs.append(jobs)
-            self._threads.append(thread)
+            self._threads.jobs.append(jobs)
+            self._threads.threads.append(thread)
 
     def send(self, worker_id: int, generation: int, task: BatchTask) -> None:
-        self._jobs[worker_id].put(Job(generation, task))
+        self._threads.jobs[worker_id].put(Job(generation, task))
 
     def wait(self, timeout: float | None) -> list[tuple[int, Done | Failed]]:
         try:
@@ -97,20 +131,11 @@ class ThreadPool:
     def discard(self, worker_id: int, message: Done) -> None:
         pass
 
-    def reap(self, *, block: bool) -> bool:
-        """Nothing to collect: :meth:`shutdown` has stopped the threads (see ProcessPool.reap)."""
-        return True
-
     def shutdown(self, *, wait: bool = True) -> None:
-        """Ask every thread to stop; a thread stuck inside user code is left as a daemon.
+        """Ask every thread to stop (threads stop in well under a millisecond; ``wait`` changes
+        nothing); a thread stuck inside user code is left as a daemon."""
+        self._threads.shutdown()
 
-        Threads stop in well under a millisecond, so ``wait`` changes nothing here.
-        """
-        self._stop.set()
-        for jobs in self._jobs:
-            jobs.put(None)
-        deadline = time.monotonic() + 1.0
-        for thread in self._threads:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        self._jobs.clear()
-        self._threads.clear()
+    def reap(self, *, block: bool) -> bool:
+        """Nothing to collect: :meth:`shutdown` has stopped the threads."""
+        return True
