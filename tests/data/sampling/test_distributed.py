@@ -362,3 +362,9 @@ def test_the_size_follows_the_dataset():
     assert (sampler.num_samples, sampler.total_size, len(sampler.indices(0))) == (3, 12, 3)
     data.append(12)
     assert (sampler.num_samples, sampler.total_size, len(sampler.indices(0))) == (4, 16, 4)
+
+
+@pytest.mark.parametrize(("world", "rank"), [(0, 0), (2, 2), (2, -1)])
+def test_a_partition_cannot_be_built_inconsistent(world, rank):
+    with pytest.raises(ValueError, match="0 <= rank < num_replicas"):
+        Partition(world, rank)

@@ -182,6 +182,13 @@ class Partition:
     rank: int = 0
     drop_last: bool = False
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.rank < self.num_replicas:
+            raise ValueError(
+                f"Partition needs 0 <= rank < num_replicas, got rank={self.rank}, "
+                f"num_replicas={self.num_replicas}; build it with Partition.of(...) to check arguments"
+            )
+
     @classmethod
     def of(cls, num_replicas: object, rank: object, drop_last: object, *, owner: str) -> Partition:
         """Checked arguments of a sampler's ``num_replicas=``, ``rank=``, ``drop_last=``.
