@@ -19,6 +19,7 @@ from tinytorch.data.datasets.stacked import StackedSamples
 from tinytorch.data.datasets.tensor import TensorDataset
 from tinytorch.data.loader.dataloader import DataLoader
 from tinytorch.data.sampling.batching import BatchSampler
+from tinytorch.data.sampling.distributed import DistributedEvalSampler, DistributedSampler
 from tinytorch.data.sampling.index_shuffle import IndexShuffleSampler
 from tinytorch.data.sampling.samplers import (
     RandomSampler,
@@ -60,6 +61,8 @@ __all__ = [
     "Cutout",
     "DataLoader",
     "Dataset",
+    "DistributedEvalSampler",
+    "DistributedSampler",
     "DownloadError",
     "ForbiddenPickleError",
     "IndexShuffleSampler",

@@ -52,7 +52,8 @@ class Stream(IntEnum):
     SPLIT = 4
     """``random_split``: no further keys."""
     STREAM_ORDER = 5
-    """Order of shards / windows of a streaming dataset: keys ``(epoch,)``."""
+    """Streaming order: keys ``(epoch,)`` for the shard order, ``(epoch, position)`` for the
+    shuffle within the window that starts at ``position`` of the stream (``sampling/windowed.py``)."""
     WORKER_GLOBALS = 6
     """Seeds of a process worker's global RNGs for one batch: keys ``(epoch, batch_index)``."""
     INDEX_SHUFFLE = 7

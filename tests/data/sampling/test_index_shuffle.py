@@ -56,3 +56,78 @@ def test_loader_reads_every_sample_once_for_any_workers(workers):
     seen = np.concatenate([b[0] for b in loader])
     np.testing.assert_array_equal(np.sort(seen), x)
     np.testing.assert_array_equal(seen, IndexShuffleSampler(x, seed=5).indices(0))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(0, 300),
+    world=st.integers(1, 9),
+    drop_last=st.booleans(),
+    seed=st.integers(0, 2**64 - 1),
+    epoch=st.integers(0, 50),
+    chunk=st.integers(1, 40),
+)
+def test_ranks_take_the_bijection_as_distributed_sampler_splits_a_permutation(
+    n, world, drop_last, seed, epoch, chunk
+):
+    from tinytorch import DistributedSampler
+
+    order = IndexShuffleSampler(range(n), seed=seed).indices(epoch)
+    samplers = [
+        IndexShuffleSampler(range(n), seed=seed, chunk=chunk, num_replicas=world, rank=r, drop_last=drop_last)
+        for r in range(world)
+    ]
+    parts = [s.indices(epoch) for s in samplers]
+    count = n // world if drop_last else -(-n // world)
+    assert [len(s) for s in samplers] == [len(p) for p in parts] == [count] * world
+    for r, part in enumerate(parts):
+        # exactly DistributedSampler's positions of the same permutation
+        positions = DistributedSampler(range(n), world, r, shuffle=False, drop_last=drop_last).indices(0)
+        np.testing.assert_array_equal(part, order[positions])
+        assert all(len(c) <= chunk for c in samplers[r].index_chunks(epoch))
+        start = count // 2
+        tail = list(samplers[r].index_chunks(epoch, start=start))
+        np.testing.assert_array_equal(np.concatenate(tail) if tail else part[:0], part[start:])
+    counts = np.bincount(np.concatenate(parts).astype(np.int64), minlength=n)
+    if drop_last:
+        assert counts.max(initial=0) <= 1
+        assert counts.sum() == n - n % world
+    else:
+        assert counts.min(initial=1) >= 1
+        assert counts.sum() - n == count * world - n
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"chunk": 0}, ValueError, "chunk must be a positive int"),
+        ({"num_replicas": 2}, ValueError, "got num_replicas= without rank="),
+        (
+            {"num_replicas": 3, "rank": 3},
+            ValueError,
+            r"Invalid rank 3, rank should be in the interval \[0, 2\]",
+        ),
+        ({"drop_last": "no"}, TypeError, "drop_last must be True or False"),
+        ({"generator": np.random.default_rng(0)}, TypeError, "takes a torch.Generator"),
+        ({"seed": 1.5}, TypeError, "seed must be a non-negative int"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        IndexShuffleSampler(range(10), **kwargs)
+
+
+def test_numpy_scalars_and_a_torch_generator_are_accepted():
+    torch = pytest.importorskip("torch")
+    sampler = IndexShuffleSampler(
+        range(100),
+        generator=torch.Generator().manual_seed(11),
+        chunk=np.int64(7),
+        num_replicas=np.int32(3),
+        rank=np.int8(2),
+    )
+    assert (sampler.seed, sampler.chunk, sampler.num_replicas, sampler.rank) == (11, 7, 3, 2)
+    assert all(type(v) is int for v in (sampler.seed, sampler.chunk, sampler.num_replicas, sampler.rank))
+    np.testing.assert_array_equal(
+        sampler.indices(1), IndexShuffleSampler(range(100), seed=11, num_replicas=3, rank=2).indices(1)
+    )

@@ -74,8 +74,10 @@ def test_random_sampler_records_a_drawn_seed():
         ({"num_samples": 0}, ValueError, "num_samples must be a positive int"),
         ({"num_samples": 2.0}, TypeError, "num_samples must be a positive int"),
         ({"replacement": 1}, TypeError, "replacement must be True or False"),
-        ({"generator": object()}, TypeError, "seed=<int> instead of generator="),
+        ({"generator": object()}, TypeError, "takes a torch.Generator .* got object. Pass seed=<int>"),
+        ({"generator": np.random.default_rng(0)}, TypeError, "got Generator. Pass seed=<int>"),
         ({"seed": -1}, ValueError, "seed must be a non-negative int"),
+        ({"seed": 1.0}, TypeError, "seed must be a non-negative int"),
     ],
 )
 def test_random_sampler_bad_arguments(kwargs, error, match):
@@ -141,3 +143,57 @@ def test_plans_use_int32_when_indices_fit_and_keep_the_order():
 
     np.testing.assert_array_equal(order, derive_rng(7, Stream.SHUFFLE, 3).permutation(1000))
     assert SequentialSampler(range(5)).indices(0).dtype == np.int32
+
+
+def test_numpy_scalar_arguments_are_accepted_and_kept_exact():
+    s = RandomSampler(range(10), num_samples=np.int64(25), seed=np.uint64(2**63 + 5))
+    assert s.seed == 2**63 + 5
+    assert type(s.seed) is int
+    assert s.num_samples == 25
+    assert type(s.num_samples) is int
+    assert list(s) == list(RandomSampler(range(10), num_samples=25, seed=2**63 + 5))
+    w = WeightedRandomSampler(
+        np.array([1.0, 2.0]), num_samples=np.int32(7), replacement=np.bool_(True), seed=1
+    )
+    assert w.num_samples == 7
+    assert len(w.indices(0)) == 7
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda **kw: RandomSampler(range(30), **kw),
+        lambda **kw: RandomSampler(range(30), replacement=True, num_samples=40, **kw),
+        lambda **kw: SubsetRandomSampler([3, 5, 8, 13, 21], **kw),
+        lambda **kw: WeightedRandomSampler([1.0, 2.0, 3.0], 20, **kw),
+    ],
+)
+def test_a_torch_generator_means_its_seed(make):
+    """generator=torch.Generator().manual_seed(s) is seed=s, whatever the generator drew before."""
+    torch = pytest.importorskip("torch")
+    generator = torch.Generator().manual_seed(1234)
+    torch.rand(5, generator=generator)  # its current state is not what counts
+    sampler = make(generator=generator)
+    assert sampler.seed == 1234
+    for epoch in (0, 3):
+        np.testing.assert_array_equal(sampler.indices(epoch), make(seed=1234).indices(epoch))
+    with pytest.raises(ValueError, match="both seed=5 and generator="):
+        make(generator=generator, seed=5)
+
+
+def test_positional_generator_keeps_torchs_signature():
+    torch = pytest.importorskip("torch")
+    generator = torch.Generator().manual_seed(7)
+    assert RandomSampler(range(5), False, None, generator).seed == 7
+    assert SubsetRandomSampler([1, 2], generator).seed == 7
+    assert WeightedRandomSampler([1, 1], 2, True, generator).seed == 7
+
+
+def test_index_chunks_start_anywhere():
+    sampler = RandomSampler(range(50), seed=3)
+    for start in (0, 1, 49, 50, 70):
+        np.testing.assert_array_equal(
+            np.concatenate(list(sampler.index_chunks(2, start=start))), sampler.indices(2)[start:]
+        )
+    with pytest.raises(ValueError, match="start must be a non-negative int"):
+        list(sampler.index_chunks(0, start=-1))

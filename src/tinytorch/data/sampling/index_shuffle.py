@@ -8,18 +8,23 @@ positions at a time (Grain shuffles with the same idea, ``index_shuffle``). The 
 keyed from ``(seed, epoch)``; positions it maps outside ``[0, n)`` are mapped again (cycle
 walking) until they land inside, which keeps it a bijection of ``[0, n)``.
 
-Pure planning: the order is a function of ``(n, seed, epoch)`` and nothing else.
+Pure planning: the order is a function of ``(n, seed, epoch)`` and nothing else. In a distributed
+job rank ``r`` of ``R`` takes positions ``r, r + R, r + 2R, ...`` of it, padded or cut as
+``DistributedSampler`` does (:class:`~tinytorch.data.sampling.distributed.Partition`), so each rank
+computes only its own positions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sized
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from tinytorch.data.sampling.distributed import Partition
 from tinytorch.data.sampling.samplers import ArraySampler, index_dtype
-from tinytorch.data.seeding import Stream, check_seed, derive_rng, fresh_seed
+from tinytorch.data.seeding import Stream, derive_rng, resolve_seed
 from tinytorch.data.validate import check_int
 
 __all__ = ["IndexShuffleSampler", "index_shuffle"]
@@ -81,27 +86,65 @@ class IndexShuffleSampler(ArraySampler):
 
         loader = DataLoader(shards, batch_size=256, sampler=IndexShuffleSampler(shards, seed=0))
 
+    In a distributed job pass ``num_replicas=`` and ``rank=``: rank ``r`` takes positions
+    ``r::num_replicas`` of the epoch's order (as ``DistributedSampler`` splits a permutation),
+    padded from the start of the order or cut (``drop_last``) so every rank gets
+    ``ceil(n / num_replicas)`` (or ``n // num_replicas``) indices.
+
     Args:
         data_source: anything with ``len()``; its length is read each epoch.
-        seed: the order of epoch ``e`` is a pure function of ``(len, seed, e)``.
+        generator: a ``torch.Generator`` standing for ``seed=generator.initial_seed()``.
+        seed: the order of epoch ``e`` is a pure function of ``(len, seed, e)``; ``None`` draws
+            one (recorded as ``.seed``); pass the same one on every rank.
         chunk: positions computed at a time.
+        num_replicas, rank: this process's share of a distributed job; both ``None`` (the
+            default) reads the whole dataset.
+        drop_last: with ``num_replicas``, cut the order to a multiple of it instead of padding.
     """
 
-    def __init__(self, data_source: Sized, *, seed: int | None = None, chunk: int = 1 << 16) -> None:
+    def __init__(
+        self,
+        data_source: Sized,
+        *,
+        generator: Any = None,
+        seed: int | None = None,
+        chunk: int = 1 << 16,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        owner = type(self).__name__
         self.data_source = data_source
-        self.seed = fresh_seed() if seed is None else check_seed(seed)
+        self.seed = resolve_seed(seed, generator, owner=owner)
         self.chunk = check_int(chunk, "chunk", minimum=1)
+        self.partition = Partition.of(num_replicas, rank, drop_last, owner=owner)
+
+    @property
+    def num_replicas(self) -> int:
+        """World size of the split (1: the whole dataset)."""
+        return self.partition.num_replicas
+
+    @property
+    def rank(self) -> int:
+        """This process's rank in the split."""
+        return self.partition.rank
+
+    @property
+    def drop_last(self) -> bool:
+        """Whether the order is cut (``True``) or padded to a multiple of ``num_replicas``."""
+        return self.partition.drop_last
 
     def __len__(self) -> int:
-        return len(self.data_source)
+        return self.partition.num_samples(len(self.data_source))
 
     def indices(self, epoch: int) -> NDArray[np.int64]:
         parts = list(self.index_chunks(epoch))
         n = len(self.data_source)
         return np.concatenate(parts) if parts else np.empty(0, dtype=index_dtype(n))
 
-    def index_chunks(self, epoch: int) -> Iterator[NDArray[np.int64]]:
+    def index_chunks(self, epoch: int, *, start: int = 0) -> Iterator[NDArray[np.int64]]:
         n = len(self.data_source)
-        for start in range(0, n, self.chunk):
-            positions = np.arange(start, min(n, start + self.chunk), dtype=np.uint64)
+        count = self.partition.num_samples(n)
+        for first in range(check_int(start, "start"), count, self.chunk):
+            positions = self.partition.strided(n, first, min(count, first + self.chunk))
             yield index_shuffle(positions, n, self.seed, epoch).astype(index_dtype(n))

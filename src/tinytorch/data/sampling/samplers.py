@@ -2,14 +2,19 @@
 
 Every sampler here computes an epoch's indices with :meth:`ArraySampler.indices`,
 a pure function of ``(seed, epoch)`` and the sampler's settings that returns an
-``int64`` array. Iterating a sampler yields ``indices(self.epoch)`` as Python
-ints, exactly like ``torch.utils.data`` samplers; ``set_epoch(e)`` selects the
-epoch (the DataLoader calls it at the start of every epoch).
+``int64`` (or ``int32``) array. Iterating a sampler yields ``indices(self.epoch)``
+as Python ints, exactly like ``torch.utils.data`` samplers; ``set_epoch(e)``
+selects the epoch. A sampler has no other state: resuming an epoch needs only
+``(seed, epoch, position)`` (:meth:`ArraySampler.index_chunks` starts anywhere).
 
-Differences from PyTorch, on purpose: randomness comes from ``seed=`` (an int,
-recorded on the sampler, drawn once from OS entropy when ``None``) instead of a
-stateful ``generator=``, so an epoch's order never depends on how many epochs
-ran before or on global random state.
+Randomness comes from ``seed=`` (an int, recorded on the sampler as ``.seed``,
+drawn once from OS entropy when ``None``). torch's ``generator=`` is accepted
+too and stands for its seed: ``generator=torch.Generator().manual_seed(s)``
+means ``seed=s`` (:func:`~tinytorch.data.seeding.resolve_seed`), so a torch
+script keeps working when it switches its import. Only the generator's initial
+seed is read, never its current state, so an epoch's order never depends on
+how many epochs ran before or on global random state; the order differs from
+torch's for the same seed (numpy's PCG64 instead of torch's ``randperm``).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from tinytorch.data.seeding import Stream, check_seed, derive_rng, fresh_seed
+from tinytorch.data.seeding import Stream, derive_rng, resolve_seed
 from tinytorch.data.validate import check_bool, check_int
 
 __all__ = [
@@ -62,13 +67,16 @@ class ArraySampler(Sampler):
         int64, or int32 where every index fits (half the memory an epoch's plan takes).
         """
 
-    def index_chunks(self, epoch: int) -> Iterator[NDArray[np.int64]]:
-        """The indices of ``epoch`` in consecutive pieces; together they equal :meth:`indices`.
+    def index_chunks(self, epoch: int, *, start: int = 0) -> Iterator[NDArray[np.int64]]:
+        """The indices of ``epoch`` from position ``start`` on, in consecutive pieces.
 
-        Samplers whose order is naturally produced in pieces (a window at a time) override
-        this, so planning an epoch needs memory for one piece, not for the whole epoch.
+        Together the pieces equal ``indices(epoch)[start:]``. Samplers whose order is
+        naturally produced in pieces (a window at a time) override this, so planning an
+        epoch needs memory for one piece, not for the whole epoch, and starting at a late
+        position (resuming) does not compute the pieces before it.
         """
-        yield self.indices(epoch)
+        start = check_int(start, "start")
+        yield self.indices(epoch)[start:]
 
     @abc.abstractmethod
     def __len__(self) -> int:
@@ -102,7 +110,8 @@ class RandomSampler(ArraySampler):
         num_samples: indices per epoch, default ``len(data_source)``. Without
             replacement and larger than the dataset, whole permutations are
             concatenated and the last one truncated (PyTorch's behaviour).
-        generator: not supported; pass ``seed`` instead (see module docs).
+        generator: a ``torch.Generator``, standing for ``seed=generator.initial_seed()``
+            (see module docs); excludes ``seed``.
         seed: the order of epoch ``e`` is a pure function of ``(seed, e)``.
     """
 
@@ -115,11 +124,10 @@ class RandomSampler(ArraySampler):
         *,
         seed: int | None = None,
     ) -> None:
-        _refuse_generator(generator, type(self).__name__)
         self.data_source = data_source
         self.replacement = check_bool(replacement, "replacement")
         self._num_samples = None if num_samples is None else check_int(num_samples, "num_samples", minimum=1)
-        self.seed = fresh_seed() if seed is None else check_seed(seed)
+        self.seed = resolve_seed(seed, generator, owner=type(self).__name__)
 
     @property
     def num_samples(self) -> int:
@@ -146,15 +154,20 @@ class RandomSampler(ArraySampler):
 
 
 class SubsetRandomSampler(ArraySampler):
-    """The given ``indices`` in a random order, new each epoch (seeded)."""
+    """The given ``indices`` in a random order, new each epoch (seeded).
+
+    Args:
+        indices: integer indices (any shape; flattened).
+        generator: a ``torch.Generator`` standing for its seed (see module docs).
+        seed: the order of epoch ``e`` is a pure function of ``(seed, e)``.
+    """
 
     def __init__(self, indices: ArrayLike, generator: Any = None, *, seed: int | None = None) -> None:
-        _refuse_generator(generator, type(self).__name__)
         array = np.asarray(indices)
         if array.size and array.dtype.kind not in "iu":
             raise TypeError(f"SubsetRandomSampler indices must be integers, got dtype {array.dtype}")
         self.subset = array.astype(np.int64).reshape(-1)
-        self.seed = fresh_seed() if seed is None else check_seed(seed)
+        self.seed = resolve_seed(seed, generator, owner=type(self).__name__)
 
     def __len__(self) -> int:
         return len(self.subset)
@@ -172,6 +185,7 @@ class WeightedRandomSampler(ArraySampler):
         num_samples: indices per epoch.
         replacement: with replacement (default, as in PyTorch) or without, in
             which case ``num_samples`` may not exceed the number of non-zero weights.
+        generator: a ``torch.Generator`` standing for its seed (see module docs).
         seed: the draw of epoch ``e`` is a pure function of ``(seed, e)``.
     """
 
@@ -184,7 +198,7 @@ class WeightedRandomSampler(ArraySampler):
         *,
         seed: int | None = None,
     ) -> None:
-        _refuse_generator(generator, type(self).__name__)
+        seed = resolve_seed(seed, generator, owner=type(self).__name__)
         w = np.asarray(weights, dtype=np.float64).reshape(-1)
         if w.size == 0:
             raise ValueError("WeightedRandomSampler needs at least one weight")
@@ -202,7 +216,7 @@ class WeightedRandomSampler(ArraySampler):
             )
         self.weights = w
         self.replacement = replacement
-        self.seed = fresh_seed() if seed is None else check_seed(seed)
+        self.seed = seed
 
     def __len__(self) -> int:
         return self.num_samples
@@ -224,12 +238,3 @@ def permutation(rng: np.random.Generator, n: int) -> NDArray[np.int64]:
     out = np.arange(n, dtype=index_dtype(n))
     rng.shuffle(out)
     return out
-
-
-def _refuse_generator(generator: Any, owner: str) -> None:
-    if generator is not None:
-        raise TypeError(
-            f"{owner} takes seed=<int> instead of generator=: order must be a pure function "
-            f"of (seed, epoch), which a stateful generator cannot give. Replace "
-            f"generator=torch.Generator().manual_seed(s) with seed=s"
-        )
