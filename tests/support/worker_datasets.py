@@ -80,3 +80,116 @@ class Images(Dataset):
 
     def __getitem__(self, i):
         return self.images[i], i
+
+
+class TorchRandom(Dataset):
+    """Issue 13 item 1: torch's global generator, as torchvision's v1 transforms use it."""
+
+    def __init__(self, n=8):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        import torch
+
+        return float(torch.rand(1))
+
+
+class GlobalDraws(Dataset):
+    """Draws from numpy's, Python's and (when imported) torch's global generators."""
+
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, i):
+        import torch
+
+        return np.array(
+            [np.random.randint(1 << 30), random.randrange(1 << 30), int(torch.randint(1 << 30, ()))]
+        )
+
+
+class TorchOps(Dataset):
+    """Issue 13 item 11: torch ops in __getitem__ (intra-op threads in the parent first)."""
+
+    def __len__(self):
+        return 16
+
+    def __getitem__(self, i):
+        import torch
+
+        x = torch.ones(256, 256) * i
+        return (x @ x).sum().item()
+
+
+class SleepsOnce(Dataset):
+    """Sleeps on sample ``at`` until the flag file exists (created by the first sleeper)."""
+
+    def __init__(self, flag, at=5, n=16):
+        self.flag, self.at, self.n = str(flag), at, n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if i == self.at and not os.path.exists(self.flag):
+            open(self.flag, "w").close()
+            time.sleep(3600)
+        return i
+
+
+class KillsOnce(Dataset):
+    """The first worker to read sample ``at`` kills itself (the flag file remembers)."""
+
+    def __init__(self, flag, at=5, n=16):
+        self.flag, self.at, self.n = str(flag), at, n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if i == self.at and get_worker_info() is not None and not os.path.exists(self.flag):
+            open(self.flag, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return i
+
+
+class Raises(Dataset):
+    """Raises ``error`` (an exception instance) on sample 3."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        if i == 3:
+            raise self.error
+        return i
+
+
+class InnerLoader(Dataset):
+    """Builds a loader with process workers inside a worker (issue 16 item 8)."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        from tinytorch import DataLoader
+
+        return sum(int(b.sum()) for b in DataLoader(Squares(n=8), batch_size=4, num_workers=2))
+
+
+class Trainer:
+    """Refers back to its loader through ``collate_fn=self.collate`` (issue 16 item 6a)."""
+
+    def __init__(self, **kwargs):
+        from tinytorch import DataLoader
+
+        self.loader = DataLoader(Squares(n=64), batch_size=4, collate_fn=self.collate, **kwargs)
+
+    def collate(self, samples):
+        return np.stack([s[0] for s in samples])

@@ -194,7 +194,9 @@ class DataLoader(Generic[T_co]):
         self.record_stats = check_bool(stats, "stats")
         self._epoch = 0
         self._epoch_given = False  # set_epoch() called since the last iter()
-        self._owner_epoch = _current_epoch(self._epoch_owner())
+        # A sampler's epoch already set when the loader is built is the user's choice; 0 is
+        # every sampler's default, and counts as not set.
+        self._owner_epoch: int | None = 0 if _current_epoch(self._epoch_owner()) == 0 else None
         self._fetcher: MapFetcher | None = None
         self._spec: PoolSpec | None = None
         self._pools: PoolStrategy | None = None

@@ -95,7 +95,7 @@ class PerEpochPools:
 
     def __init__(self, kind: str, context: Any) -> None:
         self._kind, self._context = kind, context
-        self._running: list[Pool] = []
+        self._running: dict[Pool, WorkerBatches] = {}
         self._stopping: list[Pool] = []
         self._generation = 0
         self.stoppers = Stoppers()
@@ -105,15 +105,14 @@ class PerEpochPools:
         pool = make_pool(self._kind, spec, context=self._context)
         self.stoppers.add(pool)
         pool.start()
-        self._running.append(pool)
+        self._running[pool] = epoch
         self._generation += 1
         return Lease(pool, Inflight(pool.num_workers), self._generation)
 
     def release(self, lease: Lease, *, exhausted: bool, healthy: bool) -> None:
         pool = lease.pool
-        if pool not in self._running:
+        if self._running.pop(pool, None) is None:
             return
-        self._running.remove(pool)
         idle = exhausted and healthy
         pool.shutdown(wait=not idle)
         if idle:
@@ -135,8 +134,9 @@ class PerEpochPools:
         return [pid for pool in self._running for pid in pool.pids]
 
     def close(self) -> None:
-        running, self._running = self._running, []
-        for pool in running:
+        running, self._running = self._running, {}
+        for pool, epoch in running.items():
+            epoch.supersede(closed=True)
             pool.shutdown()
             self.stoppers.remove(pool)
         self._collect(block=True)

@@ -22,6 +22,7 @@ import os
 import pickle
 import selectors
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -75,11 +76,20 @@ def _process_main(
     announce: bool = False,
     loader_ends: tuple[Connection, ...] = (),
     openmp: Any = None,
+    import_torch: bool = False,
 ) -> None:
-    """A worker process's whole life. ``spec`` is ``None`` when it arrives through ``conn``."""
+    """A worker process's whole life. ``spec`` is ``None`` when it arrives through ``conn``.
+
+    ``import_torch``: the loading process uses torch, so this (spawned) worker imports it before
+    its first batch: its global generator is then seeded for every batch, the first included
+    (a dataset importing torch inside ``__getitem__`` would otherwise draw its first numbers
+    from torch's default seed).
+    """
     limits = prepare_worker_process(loader_ends, openmp)
     try:
         if spec is None:  # spawn / forkserver: see ProcessPool.start
+            if import_torch:
+                import torch  # noqa: F401
             spec = pickle.loads(conn.recv_bytes())
             limits = limit_thread_pools()  # torch may have come with the spec
     except (EOFError, OSError):
@@ -237,7 +247,7 @@ class ProcessPool:
                 spec = self.spec if forked else None
                 proc = self._context.Process(
                     target=_process_main,
-                    args=(child, worker_id, spec, announce, inherited, openmp),
+                    args=(child, worker_id, spec, announce, inherited, openmp, "torch" in sys.modules),
                     name=f"tinytorch-worker-{worker_id}",
                     daemon=True,
                 )
