@@ -528,3 +528,10 @@ def test_nothing_is_left_behind_but_the_dataset(server, tmp_path):
         "manifest.json",
     ]
     assert load_arrays(cache / "train", {"nonsense": 1}) is None
+
+
+def test_spawned_workers_map_the_same_cache(server, tmp_path):
+    ds = cifar(server, tmp_path)
+    spawned = DataLoader(ds, batch_size=16, num_workers=1, multiprocessing_context="spawn")
+    images = np.concatenate([b[0] for b in spawned])
+    np.testing.assert_array_equal(images, ds.data)

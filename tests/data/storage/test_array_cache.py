@@ -2,6 +2,7 @@ import errno
 import json
 import os
 import time
+import types
 
 import numpy as np
 import pytest
@@ -103,6 +104,30 @@ def test_a_flipped_byte_right_after_a_verifying_open_is_caught(tmp_path):
     save_arrays(tmp_path / "c", {"x": np.arange(1000)}, {"v": 1})
     assert load_arrays(tmp_path / "c", {"v": 1}) is not None  # may record the stamp
     flip_byte(tmp_path / "c" / "x.npy", offset=200)
+    with pytest.raises(CorruptDatasetError, match="CRC-32"):
+        load_arrays(tmp_path / "c", {"v": 1})
+
+
+def test_a_write_in_the_same_clock_tick_as_the_check_is_never_missed(tmp_path, monkeypatch):
+    """A filesystem with coarse timestamps (here 1000 s, like FAT's 2 s): a write right after a
+    verifying open leaves the stamp as it was, so that stamp must not have been trusted."""
+    real_fstat = os.fstat
+    tick = 1000 * 10**9
+
+    def coarse_fstat(fd):
+        st = real_fstat(fd)
+        return types.SimpleNamespace(
+            st_ino=st.st_ino,
+            st_size=st.st_size,
+            st_mtime_ns=st.st_mtime_ns // tick * tick,
+            st_ctime_ns=st.st_ctime_ns // tick * tick,
+        )
+
+    monkeypatch.setattr(array_cache.os, "fstat", coarse_fstat)
+    save_arrays(tmp_path / "c", {"x": np.arange(1000)}, {"v": 1})
+    load_arrays(tmp_path / "c", {"v": 1})
+    assert manifest(tmp_path / "c")["arrays"]["x"]["verified"] is None  # same tick: not settled
+    flip_byte(tmp_path / "c" / "x.npy", offset=300)
     with pytest.raises(CorruptDatasetError, match="CRC-32"):
         load_arrays(tmp_path / "c", {"v": 1})
 

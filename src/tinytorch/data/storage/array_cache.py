@@ -278,7 +278,10 @@ def _map_verified(
         settled = None
         if recorded != stamp:
             verifier.clock()  # before reading the bytes: see stamp_is_settled
-            crc = _crc32_from(f)
+            try:
+                crc = _crc32_from(f)
+            except OSError as e:
+                raise CorruptDatasetError(f"{path} cannot be read: {e}", path=path) from e
             if crc != expected_crc:
                 raise CorruptDatasetError(
                     f"{path} has CRC-32 {crc:08x}, expected {expected_crc:08x}: its bytes changed "

@@ -165,8 +165,11 @@ def file_md5(path: str | os.PathLike[str], chunk: int = CHUNK) -> str:
     chunk = check_int(chunk, "chunk", minimum=1)
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
+        try:
+            while block := f.read(chunk):
+                digest.update(block)
+        except OSError as e:  # e.g. EIO: read errors name no file
+            raise named_os_error(e, path, "read") from e
     return digest.hexdigest()
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tinytorch.data.storage.atomic import atomic_write
+from tinytorch.data.storage.atomic import atomic_write, named_os_error
 
 __all__ = [
     "CorruptDatasetError",
@@ -111,8 +111,11 @@ def file_crc32(path: str | os.PathLike[str]) -> int:
     """
     crc = 0
     with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            crc = zlib.crc32(block, crc)
+        try:
+            while block := f.read(CHUNK):
+                crc = zlib.crc32(block, crc)
+        except OSError as e:  # e.g. EIO: read errors name no file
+            raise named_os_error(e, path, "read") from e
     return crc
 
 
