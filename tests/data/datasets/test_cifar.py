@@ -535,3 +535,8 @@ def test_spawned_workers_map_the_same_cache(server, tmp_path):
     spawned = DataLoader(ds, batch_size=16, num_workers=1, multiprocessing_context="spawn")
     images = np.concatenate([b[0] for b in spawned])
     np.testing.assert_array_equal(images, ds.data)
+
+
+def test_root_of_the_wrong_type_names_the_keyword():
+    with pytest.raises(TypeError, match="root must be a directory path, got int 3"):
+        CIFAR10Dataset(3, download=False)

@@ -74,11 +74,11 @@ class CIFAR10Dataset(Dataset[tuple[NDArray[np.uint8], int]]):
       each file's size and ``.npy`` header, the labels' range (vectorized) and the class names;
       the CRC-32 of every file (recorded when it was written) whenever a ``stat`` shows the file
       is not the one verified last time (first open after a build or a copy, any write,
-      truncation, replacement or ``touch``); about 25 ms for the training split, then a ``stat``
-      (well under a millisecond) on later constructions. A cache that fails is rebuilt from the
-      verified files, with a ``RuntimeWarning`` naming the file. Bit rot on the disk below the
-      filesystem changes no ``stat`` and is not caught after the first check; delete
-      ``tinytorch-cache`` to rebuild.
+      truncation, replacement or ``touch``): a full read of the training split's 150 MB, tens of
+      milliseconds; later constructions cost a ``stat`` per file (well under a millisecond). A
+      cache that fails is rebuilt from the verified files, with a ``RuntimeWarning`` naming the
+      file. Bit rot on the disk below the filesystem changes no ``stat`` and is not caught after
+      the first check (the labels' range still is); delete ``tinytorch-cache`` to rebuild.
     - **While mapped**: :meth:`check_mapped_files` tells whether a cache file changed size
       under the mapping (a truncated mapped file kills the reader with SIGBUS).
 
@@ -86,7 +86,8 @@ class CIFAR10Dataset(Dataset[tuple[NDArray[np.uint8], int]]):
     never leaves a partial file or removes a good one.
 
     Raises:
-        FileNotFoundError: the data is not in ``root`` and ``download`` is False.
+        FileNotFoundError: the data (or an extracted file) is not in ``root`` and ``download`` is
+            False.
         ChecksumError: the archive in ``root``, or the downloaded one, has another MD5.
         DownloadError: the download failed (the message says how to supply the archive by hand).
         CorruptDatasetError: an extracted file changed and ``download`` is False, or a file is
@@ -112,11 +113,11 @@ class CIFAR10Dataset(Dataset[tuple[NDArray[np.uint8], int]]):
     ) -> None:
         train = check_bool(train, "train")
         download = check_bool(download, "download")
+        self._source = resolve_source(self.spec, root, url, md5)  # checks root, url, md5
         self.root = Path(root)
         self.train = train
         self.transform = transform
         self.target_transform = target_transform
-        self._source = resolve_source(self.spec, root, url, md5)
         self._use(prepare_source(self._source, train=train, download_ok=download, progress=progress))
 
     def _use(self, split: CifarSplit) -> None:

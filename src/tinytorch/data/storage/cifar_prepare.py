@@ -212,11 +212,10 @@ def _obtain_archive(source: CifarSource, download_ok: bool, progress: bool | Non
         if actual == md5:
             return archive
         raise ChecksumError(
-            f"{archive} has md5 {actual}, expected {md5} ({source.md5_origin}); the file was left "
-            "as it is. If it is "
-            f"the archive from your mirror and you trust it, {options.pass_md5(actual)}. If it is "
-            f"incomplete or damaged, delete it and run again with download=True to download "
-            f"{source.url}",
+            f"{archive} has md5 {actual}, expected {md5} ({source.md5_origin}); the file was "
+            f"left as it is. If it is the archive from your mirror and you trust it, "
+            f"{options.pass_md5(actual)}. If it is incomplete or damaged, delete it and run again "
+            f"with download=True to download {source.url}",
             path=archive,
             expected_md5=md5,
             actual_md5=actual,
