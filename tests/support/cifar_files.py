@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import mmap
 import struct
 import tarfile
 
@@ -164,3 +165,13 @@ def make_tar(members: dict[str, bytes], folder: str | None = None) -> bytes:
 
 def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
+
+
+def is_mapped(array: np.ndarray) -> bool:
+    """Whether ``array`` views a memory mapping (through views, buffers and ``np.memmap``)."""
+    base: object = array
+    while base is not None:
+        if isinstance(base, (mmap.mmap, np.memmap)):
+            return True
+        base = getattr(base, "obj", None) if isinstance(base, memoryview) else getattr(base, "base", None)
+    return False

@@ -1,24 +1,13 @@
 """CIFAR-10 and CIFAR-100, downloaded with verification and cached for instant reloads.
 
-Getting the data (:func:`prepare_cifar`), cheapest source first:
-
-1. a verified array cache in ``root/<folder>/tinytorch-cache/<split>/`` (memory-mapped: well
-   under a second, and shared through the page cache by every worker);
-2. the extracted official files in ``root/<folder>/`` (parsed with a restricted unpickler,
-   then cached);
-3. the archive ``root/<archive>`` (MD5-checked, then safely extracted);
-4. a download of the archive (``download=True``) from ``url=``, else ``$TINYTORCH_CIFAR10_URL``
-   (``$TINYTORCH_CIFAR100_URL``), else the official address, verified against ``md5=``, else
-   ``$TINYTORCH_CIFAR10_MD5`` (``..._CIFAR100_MD5``), else the official checksum.
-
-No network is touched when any of 1-3 is present and verifies.
+The files come from :func:`~tinytorch.data.storage.cifar_prepare.prepare_cifar`, cheapest source
+first: the memory-mapped array cache, the extracted files, the archive in ``root``, a download.
+See :class:`CIFAR10Dataset` for exactly what is checked when.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,127 +18,18 @@ from numpy.typing import NDArray
 from tinytorch.data.datasets.base import Dataset, map_samples, timed_sample_transform
 from tinytorch.data.datasets.indexing import check_index, check_indices
 from tinytorch.data.datasets.stacked import StackedSamples
-from tinytorch.data.storage.array_cache import fingerprint, load_arrays, save_arrays
-from tinytorch.data.storage.cifar_format import (
-    CIFAR10,
-    CIFAR100,
-    CifarSpec,
-    CifarSplit,
-    read_split,
-    split_files,
+from tinytorch.data.storage.cifar_format import CIFAR10, CIFAR100, CifarSpec, CifarSplit
+from tinytorch.data.storage.cifar_prepare import (
+    CACHE_DIR,
+    open_cache,
+    prepare_cifar,
+    prepare_source,
+    resolve_source,
 )
-from tinytorch.data.storage.download import ChecksumError, download, file_md5
-from tinytorch.data.storage.extract import extract_tar
+from tinytorch.data.storage.integrity import CorruptDatasetError
+from tinytorch.data.validate import check_bool
 
-__all__ = ["CIFAR10Dataset", "CIFAR100Dataset", "prepare_cifar"]
-
-CACHE_DIR = "tinytorch-cache"
-
-
-def prepare_cifar(
-    spec: CifarSpec,
-    root: str | os.PathLike[str],
-    *,
-    train: bool,
-    download_ok: bool,
-    url: str | None = None,
-    md5: str | None = None,
-    progress: bool | None = None,
-) -> CifarSplit:
-    """Return a split of ``spec`` from the cheapest source that verifies (see module docs).
-
-    Raises:
-        FileNotFoundError: nothing usable in ``root`` and ``download_ok`` is False; the
-            message says where it looked and what to do.
-        ChecksumError: the archive in ``root`` has the wrong MD5 and may not be replaced, or
-            the downloaded one has the wrong MD5 (it is removed).
-        DownloadError: the download failed; the message says how to supply the archive by hand.
-        CorruptDatasetError, ForbiddenPickleError, UnsafeArchiveError: a bad file, named.
-    """
-    root = Path(root).expanduser()
-    url = url or os.environ.get(f"{spec.env_prefix}_URL") or spec.url
-    md5 = (md5 or os.environ.get(f"{spec.env_prefix}_MD5") or spec.md5).lower()
-    folder = root / spec.folder
-    cache = folder / CACHE_DIR / ("train" if train else "test")
-    if folder.is_dir():
-        cached = _load_cache(spec, folder, cache, train)
-        if cached is not None:
-            return cached
-        data = read_split(spec, folder, train)
-    else:
-        archive = _obtain_archive(spec, root, url, md5, download_ok, progress)
-        extract_tar(archive, root, spec.folder)
-        try:
-            data = read_split(spec, folder, train)
-        except Exception:
-            shutil.rmtree(folder, ignore_errors=True)  # leave nothing a later run could trust
-            raise
-    with contextlib.suppress(OSError):  # a read-only root still works, parsing every time
-        save_arrays(
-            cache,
-            {"images": data.images, **data.labels},
-            _cache_source(spec, folder, train),
-            meta={"names": data.names},
-        )
-    # Serve the memory-mapped copy when the cache was written: one copy in the page cache,
-    # shared by every worker, instead of a private one per process.
-    return _load_cache(spec, folder, cache, train) or data
-
-
-def _obtain_archive(
-    spec: CifarSpec, root: Path, url: str, md5: str, download_ok: bool, progress: bool | None
-) -> Path:
-    """The verified archive in ``root``, downloaded first when allowed and needed."""
-    archive = root / spec.archive
-    if _archive_verifies(archive, md5, may_replace=download_ok):
-        return archive
-    if not download_ok:
-        raise FileNotFoundError(
-            f"{spec.name} is not in {root}: looked for the folder {root / spec.folder} and the "
-            f"archive {archive}. Pass download=True, or download {url} (md5 {md5}) yourself "
-            f"and put it at {archive}"
-        )
-    root.mkdir(parents=True, exist_ok=True)
-    hint = (
-        f"No network? Download {url} (md5 {md5}) on another machine and put it at {archive}, "
-        f"or choose a mirror with url=/md5= or ${spec.env_prefix}_URL and ${spec.env_prefix}_MD5"
-    )
-    return download(url, archive, md5=md5, progress=progress, manual_hint=hint)
-
-
-def _archive_verifies(archive: Path, md5: str, *, may_replace: bool) -> bool:
-    if not archive.is_file():
-        return False
-    actual = file_md5(archive)
-    if actual == md5:
-        return True
-    if may_replace:
-        archive.unlink()  # a fresh download replaces it
-        return False
-    raise ChecksumError(
-        f"{archive} has md5 {actual}, expected {md5}: it is incomplete or another file. Delete "
-        "it and run again with download=True, or pass the md5 of your mirror's archive"
-    )
-
-
-def _cache_source(spec: CifarSpec, folder: Path, train: bool) -> dict[str, Any]:
-    files = fingerprint(split_files(spec, folder, train))
-    return {"dataset": spec.name, "split": "train" if train else "test", "files": files}
-
-
-def _load_cache(spec: CifarSpec, folder: Path, cache: Path, train: bool) -> CifarSplit | None:
-    try:
-        source = _cache_source(spec, folder, train)
-    except FileNotFoundError:
-        return None
-    loaded = load_arrays(cache, source)
-    if loaded is None:
-        return None
-    arrays, meta = loaded
-    if not {"images", *spec.label_keys} <= arrays.keys() or "names" not in meta:
-        return None
-    labels = {k: arrays[k] for k in spec.label_keys}
-    return CifarSplit(images=arrays["images"], labels=labels, names=meta["names"])
+__all__ = ["CACHE_DIR", "CIFAR10Dataset", "CIFAR100Dataset", "prepare_cifar"]
 
 
 class CIFAR10Dataset(Dataset[tuple[NDArray[np.uint8], int]]):
@@ -158,10 +38,12 @@ class CIFAR10Dataset(Dataset[tuple[NDArray[np.uint8], int]]):
     Args:
         root: directory holding (or to receive) the archive and the extracted files.
         train: the training split (50,000 images) or the test split (10,000).
-        download: download the archive when it is not in ``root``.
+        download: download the archive when it is not in ``root``, and repair extracted files
+            that changed (below).
         transform: applied to each image, ``(3, 32, 32) uint8`` in, per sample.
         url: archive address (a mirror); default ``$TINYTORCH_CIFAR10_URL`` or the official one.
-        md5: the archive's MD5; default ``$TINYTORCH_CIFAR10_MD5`` or the official one.
+        md5: the archive's MD5 (32 hex digits); default ``$TINYTORCH_CIFAR10_MD5`` or the
+            official one.
         target_transform: applied to each label (an int), per sample.
         progress: download progress bar; ``None`` shows it when stderr is a terminal.
 
@@ -172,6 +54,47 @@ class CIFAR10Dataset(Dataset[tuple[NDArray[np.uint8], int]]):
 
     ``dataset[i]`` is ``(image (3, 32, 32) uint8, label int)``. ``__getitems__`` reads a batch
     with one ``np.take`` when there are no per-sample transforms.
+
+    What is checked, and when:
+
+    - **The archive** ``root/cifar-10-python.tar.gz``: its MD5, whenever it is about to be
+      extracted from. One that does not match is *never deleted or replaced*, with or without
+      ``download``: :class:`~tinytorch.data.ChecksumError` gives both checksums, the path and the
+      fix (``md5=`` / ``$TINYTORCH_CIFAR10_MD5`` for a mirror's archive). A download goes to
+      ``<archive>.part`` and is moved into place only after its MD5 matched; a ``.part`` that does
+      not match is the one file removed. Members are checked before anything is written (no
+      absolute paths, ``..``, links or devices), and the folder appears only when complete.
+    - **The extracted files** (``root/cifar-10-batches-py/``): size and SHA-256 of each, recorded
+      from the archive at extraction (``tinytorch-cache/files.json``), checked whenever the cache
+      is built, i.e. when a file's size or modification time differs from the cache's record of
+      them; then parsed with an unpickler that refuses anything but numpy arrays, and checked
+      for shape, dtype, counts and label range. A file that is missing or differs is restored
+      from the verified archive with ``download=True``; without it the error names the file.
+    - **The cache** (``tinytorch-cache/{train,test}/``), at every construction: the manifest,
+      each file's size and ``.npy`` header, the labels' range (vectorized) and the class names;
+      the CRC-32 of every file (recorded when it was written) whenever a ``stat`` shows the file
+      is not the one verified last time (first open after a build or a copy, any write,
+      truncation, replacement or ``touch``): a full read of the training split's 150 MB, tens of
+      milliseconds; later constructions cost a ``stat`` per file (well under a millisecond). A
+      cache that fails is rebuilt from the verified files, with a ``RuntimeWarning`` naming the
+      file. Bit rot on the disk below the filesystem changes no ``stat`` and is not caught after
+      the first check (the labels' range still is); delete ``tinytorch-cache`` to rebuild.
+    - **While mapped**: :meth:`check_mapped_files` tells whether a cache file changed size
+      under the mapping (a truncated mapped file kills the reader with SIGBUS).
+
+    Every file is written to a temporary sibling, fsynced and renamed into place, so a failure
+    never leaves a partial file or removes a good one.
+
+    Raises:
+        FileNotFoundError: the data (or an extracted file) is not in ``root`` and ``download`` is
+            False.
+        ChecksumError: the archive in ``root``, or the downloaded one, has another MD5.
+        DownloadError: the download failed (the message says how to supply the archive by hand).
+        CorruptDatasetError: an extracted file changed and ``download`` is False, or a file is
+            malformed; ``path`` names it.
+        ForbiddenPickleError, UnsafeArchiveError: a hostile file, named.
+        NotADirectoryError, TypeError, ValueError: bad ``root``, ``url``, ``md5``, ``train`` or
+            ``download``.
     """
 
     spec: CifarSpec = CIFAR10
@@ -188,17 +111,65 @@ class CIFAR10Dataset(Dataset[tuple[NDArray[np.uint8], int]]):
         target_transform: Callable[[Any], Any] | None = None,
         progress: bool | None = None,
     ) -> None:
+        train = check_bool(train, "train")
+        download = check_bool(download, "download")
+        self._source = resolve_source(self.spec, root, url, md5)  # checks root, url, md5
         self.root = Path(root)
         self.train = train
         self.transform = transform
         self.target_transform = target_transform
-        split = prepare_cifar(
-            self.spec, root, train=train, download_ok=download, url=url, md5=md5, progress=progress
-        )
+        self._use(prepare_source(self._source, train=train, download_ok=download, progress=progress))
+
+    def _use(self, split: CifarSplit) -> None:
         self.data: NDArray[np.uint8] = split.images
         self.targets: NDArray[np.int64] = split.labels[self.spec.label_keys[0]]
         self.classes: list[str] = split.names[self.spec.names_keys[0]]
         self._split = split
+
+    def check_mapped_files(self) -> None:
+        """Raise if a memory-mapped cache file changed size since it was mapped.
+
+        Cheap (one ``fstat`` per file); for a process that died of SIGBUS, or to check before
+        an epoch. Nothing happens when the arrays are in memory (read-only ``root``).
+
+        Raises:
+            CorruptDatasetError: names the file and both sizes (``path`` is the file).
+        """
+        for mapped in self._split.files:
+            mapped.check_size()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (e.g. for spawned workers) as the path of its cache, mapped again on unpickling.
+
+        The arrays travel by value instead when they are not the cache's (in memory, or replaced).
+        """
+        state = dict(self.__dict__)
+        split = self._split
+        mapped = (
+            bool(split.files)
+            and self.data is split.images
+            and self.targets is split.labels[self.spec.label_keys[0]]
+        )
+        if mapped:
+            for name in ("data", "targets", "_split"):
+                state.pop(name, None)
+            state["_remap"] = True
+        else:
+            state["_split"] = CifarSplit(split.images, split.labels, split.names)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        remap = state.pop("_remap", False)
+        self.__dict__.update(state)
+        if remap:
+            split = open_cache(self._source, self.train)
+            if split is None:
+                raise CorruptDatasetError(
+                    f"the cache in {self._source.cache(self.train)} no longer matches the extracted "
+                    "files it was opened with: construct the dataset again",
+                    path=self._source.cache(self.train),
+                )
+            self._use(split)
 
     @property
     def labels(self) -> NDArray[np.int64]:

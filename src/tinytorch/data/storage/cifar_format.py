@@ -10,20 +10,29 @@ class-name lists. Files are unpickled with :func:`~tinytorch.data.storage.unpick
 from __future__ import annotations
 
 import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from tinytorch.data.storage.integrity import CorruptDatasetError
 from tinytorch.data.storage.unpickle import ForbiddenPickleError, safe_load
 
-__all__ = ["CIFAR10", "CIFAR100", "CifarSpec", "CifarSplit", "CorruptDatasetError", "read_split"]
+if TYPE_CHECKING:
+    from tinytorch.data.storage.array_cache import MappedFile
 
-
-class CorruptDatasetError(ValueError):
-    """A dataset file is truncated or malformed; the message names the file and the problem."""
+__all__ = [
+    "CIFAR10",
+    "CIFAR100",
+    "CifarSpec",
+    "CifarSplit",
+    "CorruptDatasetError",
+    "read_split",
+    "split_files",
+]
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,11 @@ class CifarSpec:
     def env_prefix(self) -> str:
         """Prefix of the environment variables that choose a mirror, e.g. ``TINYTORCH_CIFAR10``."""
         return f"TINYTORCH_{self.name.replace('-', '').upper()}"
+
+    @property
+    def all_files(self) -> tuple[str, ...]:
+        """Every file of the extracted folder: train batches, test batches, meta."""
+        return (*self.train_files, *self.test_files, self.meta_file)
 
 
 CIFAR10 = CifarSpec(
@@ -87,11 +101,13 @@ class CifarSplit:
         images: ``(N, 3, 32, 32)`` uint8, C-contiguous.
         labels: per label key, ``(N,)`` int64.
         names: per names key, the class names.
+        files: the cache files the arrays are memory-mapped from (empty when in memory).
     """
 
     images: NDArray[np.uint8]
     labels: dict[str, NDArray[np.int64]]
     names: dict[str, list[str]]
+    files: tuple[MappedFile, ...] = ()
 
 
 def split_files(spec: CifarSpec, folder: Path, train: bool) -> list[Path]:
@@ -100,7 +116,9 @@ def split_files(spec: CifarSpec, folder: Path, train: bool) -> list[Path]:
     return [folder / n for n in (*names, spec.meta_file)]
 
 
-def read_split(spec: CifarSpec, folder: Path, train: bool) -> CifarSplit:
+def read_split(
+    spec: CifarSpec, folder: Path, train: bool, contents: Mapping[str, bytes] | None = None
+) -> CifarSplit:
     """Read and validate a split from an extracted ``folder``.
 
     The official archives hold 50,000 training and 10,000 test images; their
@@ -108,19 +126,34 @@ def read_split(spec: CifarSpec, folder: Path, train: bool) -> CifarSplit:
     dtype, one label per image, labels within the class count, and (CIFAR-10)
     the per-batch count stated by the meta file.
 
+    Args:
+        spec: which CIFAR.
+        folder: the extracted folder (file names in errors).
+        train: the training or the test split.
+        contents: the files' bytes by name, when the caller has read (and verified) them
+            already; otherwise they are read from ``folder``.
+
     Raises:
         FileNotFoundError: a batch or meta file is missing.
         CorruptDatasetError: a file is truncated, malformed, has the wrong shape,
-            count or label range.
+            count or label range (``path`` names it).
         ForbiddenPickleError: a file references a global other than numpy's.
     """
     *batch_paths, meta_path = split_files(spec, folder, train)
-    meta = _load_dict(meta_path)
+
+    def load(path: Path) -> dict[str, Any]:
+        if contents is not None and path.name in contents:
+            return _load_dict(contents[path.name], path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing")
+        return _load_dict(path.read_bytes(), path)
+
+    meta = load(meta_path)
     per_batch = meta.get("num_cases_per_batch")  # CIFAR-10's meta states it; CIFAR-100's does not
     images: list[NDArray[np.uint8]] = []
     labels: dict[str, list[NDArray[np.int64]]] = {k: [] for k in spec.label_keys}
     for path in batch_paths:
-        batch = _load_dict(path)
+        batch = load(path)
         data = _field(batch, "data", path)
         if (
             not isinstance(data, np.ndarray)
@@ -131,11 +164,13 @@ def read_split(spec: CifarSpec, folder: Path, train: bool) -> CifarSplit:
             shape = getattr(data, "shape", None)
             dtype = getattr(data, "dtype", type(data).__name__)
             raise CorruptDatasetError(
-                f"{path}: 'data' should be an (n, 3072) uint8 array, got {dtype} of shape {shape}"
+                f"{path}: 'data' should be an (n, 3072) uint8 array, got {dtype} of shape {shape}",
+                path=path,
             )
         if isinstance(per_batch, int) and len(data) != per_batch:
             raise CorruptDatasetError(
-                f"{path} holds {len(data)} images, but {meta_path.name} says each batch holds {per_batch}"
+                f"{path} holds {len(data)} images, but {meta_path.name} says each batch holds {per_batch}",
+                path=path,
             )
         images.append(data.reshape(-1, 3, 32, 32))
         for key, num_classes in zip(spec.label_keys, spec.num_classes, strict=True):
@@ -144,7 +179,9 @@ def read_split(spec: CifarSpec, folder: Path, train: bool) -> CifarSplit:
     for key, num_classes in zip(spec.names_keys, spec.num_classes, strict=True):
         raw = _field(meta, key, meta_path)
         if not isinstance(raw, list) or len(raw) != num_classes:
-            raise CorruptDatasetError(f"{meta_path}: {key!r} should list {num_classes} class names")
+            raise CorruptDatasetError(
+                f"{meta_path}: {key!r} should list {num_classes} class names", path=meta_path
+            )
         names[key] = [n.decode() if isinstance(n, bytes) else str(n) for n in raw]
     return CifarSplit(
         images=np.ascontiguousarray(np.concatenate(images)),
@@ -153,11 +190,9 @@ def read_split(spec: CifarSpec, folder: Path, train: bool) -> CifarSplit:
     )
 
 
-def _load_dict(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing")
+def _load_dict(data: bytes, path: Path) -> dict[str, Any]:
     try:
-        obj = safe_load(path.read_bytes(), str(path))
+        obj = safe_load(data, str(path))
     except ForbiddenPickleError:
         raise
     except (
@@ -167,12 +202,14 @@ def _load_dict(path: Path) -> dict[str, Any]:
         TypeError,
         IndexError,
         AttributeError,
+        KeyError,
+        OverflowError,
     ) as e:
         raise CorruptDatasetError(
-            f"{path} is truncated or not a valid pickle ({type(e).__name__}: {e})"
+            f"{path} is truncated or not a valid pickle ({type(e).__name__}: {e})", path=path
         ) from e
     if not isinstance(obj, dict):
-        raise CorruptDatasetError(f"{path} should hold a dict, got {type(obj).__name__}")
+        raise CorruptDatasetError(f"{path} should hold a dict, got {type(obj).__name__}", path=path)
     return {k.decode("latin1") if isinstance(k, bytes) else str(k): v for k, v in obj.items()}
 
 
@@ -180,20 +217,26 @@ def _field(batch: dict[str, Any], key: str, path: Path) -> Any:
     try:
         return batch[key]
     except KeyError:
-        raise CorruptDatasetError(f"{path} has no {key!r} entry (keys: {sorted(batch)})") from None
+        raise CorruptDatasetError(f"{path} has no {key!r} entry (keys: {sorted(batch)})", path=path) from None
 
 
 def _labels(raw: Any, n: int, num_classes: int, key: str, path: Path) -> NDArray[np.int64]:
     try:
         labels = np.asarray(raw, dtype=np.int64)
-    except (TypeError, ValueError) as e:
-        raise CorruptDatasetError(f"{path}: {key!r} should be a list of ints ({e})") from e
+    except (TypeError, ValueError, OverflowError) as e:
+        raise CorruptDatasetError(f"{path}: {key!r} should be a list of ints ({e})", path=path) from e
     if labels.shape != (n,):
         raise CorruptDatasetError(
-            f"{path}: {key!r} has shape {labels.shape}, expected ({n},) to match 'data'"
+            f"{path}: {key!r} has shape {labels.shape}, expected ({n},) to match 'data'", path=path
         )
-    if n and (labels.min() < 0 or labels.max() >= num_classes):
-        raise CorruptDatasetError(
-            f"{path}: {key!r} values lie in [{labels.min()}, {labels.max()}], expected [0, {num_classes - 1}]"
-        )
+    problem = label_range_problem(labels, num_classes)
+    if problem:
+        raise CorruptDatasetError(f"{path}: {key!r} {problem}", path=path)
     return labels
+
+
+def label_range_problem(labels: NDArray[np.integer[Any]], num_classes: int) -> str | None:
+    """Why ``labels`` are not all class indices in ``[0, num_classes)``, or ``None`` (vectorized)."""
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        return f"values lie in [{labels.min()}, {labels.max()}], expected [0, {num_classes - 1}]"
+    return None
