@@ -34,7 +34,8 @@ from tinytorch.data.storage.download import ChecksumError, DownloadError
 from tinytorch.data.storage.extract import UnsafeArchiveError
 from tinytorch.data.storage.shards import ShardError
 from tinytorch.data.storage.unpickle import ForbiddenPickleError
-from tinytorch.data.transforms.base import Compose, Transform
+from tinytorch.data.transforms.base import Transform
+from tinytorch.data.transforms.compose import Compose
 from tinytorch.data.transforms.image import Cutout, RandomCrop, RandomErasing, RandomHorizontalFlip
 from tinytorch.data.transforms.normalize import Normalize, ToFloat
 from tinytorch.data.transforms.normalizer import Normalizer

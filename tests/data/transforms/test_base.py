@@ -3,7 +3,8 @@ import pytest
 
 from tinytorch import DataLoader, TensorDataset
 from tinytorch.data.seeding import BatchContext, batch_context
-from tinytorch.data.transforms.base import Compose, resolve_rng
+from tinytorch.data.transforms.base import resolve_rng
+from tinytorch.data.transforms.compose import Compose
 from tinytorch.data.transforms.image import RandomCrop, RandomHorizontalFlip
 from tinytorch.data.transforms.normalize import Normalize, ToFloat
 
@@ -80,11 +81,3 @@ def test_as_batch_transform_is_identical_for_equal_seeds():
     for u, v in zip(a, b, strict=True):
         np.testing.assert_array_equal(u, v)
     assert a[0].dtype == np.float32
-
-
-def test_compose_flattens_and_refuses_non_callables():
-    inner = Compose([ToFloat()])
-    assert len(Compose([inner, RandomHorizontalFlip()]).transforms) == 2
-    with pytest.raises(TypeError, match="Compose takes callables"):
-        Compose([3])
-    assert Compose([lambda x: x + 1])(np.zeros((3, 2, 2))).sum() == 12

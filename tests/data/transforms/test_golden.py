@@ -9,7 +9,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from tinytorch.data.transforms.base import Compose
+from tinytorch.data.transforms.compose import Compose
 from tinytorch.data.transforms.image import Cutout, RandomCrop, RandomErasing, RandomHorizontalFlip
 from tinytorch.data.transforms.normalize import Normalize, ToFloat
 
@@ -25,7 +25,11 @@ PIPELINES = {
         [RandomCrop((12, 16), padding=4), RandomHorizontalFlip(), ToFloat(), Normalize(MEAN, STD)]
     ),
     "crop_flip_normalize": lambda: Compose(
-        [RandomCrop((12, 16), padding=3, fill=9), RandomHorizontalFlip(), Normalize([120, 110, 100], [60, 61, 62])]
+        [
+            RandomCrop((12, 16), padding=3, fill=9),
+            RandomHorizontalFlip(),
+            Normalize([120, 110, 100], [60, 61, 62]),
+        ]
     ),
     "smaller_crop_flip_normalize": lambda: Compose(
         [RandomCrop(8, padding=2), RandomHorizontalFlip(0.7), ToFloat(), Normalize(MEAN, STD)]

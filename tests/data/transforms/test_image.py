@@ -127,13 +127,13 @@ def test_bad_probabilities():
 
 
 def test_fused_crop_then_flip_equals_the_two_steps():
-    from tinytorch.data.transforms.base import Compose
+    from tinytorch.data.transforms.compose import Compose
 
     x = images(n=64, h=10, w=12)
     for mode in ("constant", "reflect"):
         steps = [RandomCrop((8, 9), padding=2, pad_mode=mode), RandomHorizontalFlip(0.5)]
         fused = Compose(steps)
-        assert type(fused._steps[0]).__name__ == "CropThenFlip"
+        assert type(fused.steps[0]).__name__ == "CropThenFlip"
         rng = np.random.default_rng(4)
         expected = steps[1](steps[0](x, rng), rng)
         np.testing.assert_array_equal(fused(x, np.random.default_rng(4)), expected)

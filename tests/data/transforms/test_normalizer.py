@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinytorch import DataLoader, TensorDataset
+from tinytorch.data.transforms.normalize import Normalize
 from tinytorch.data.transforms.normalizer import Moments, Normalizer
 
 
@@ -120,3 +121,31 @@ def test_normalizer_as_dataset_transform_and_batch_transform():
     np.testing.assert_array_equal(xb, n.transform(x))
     assert yb.tolist() == list(range(20))
     np.testing.assert_array_equal(n(x[0]), n.transform(x)[0])
+
+
+def test_transform_is_normalize_s_formula():
+    # One formula: per channel, Normalizer.transform is byte-identical to Normalize with the
+    # fitted statistics. Values pinned at ed1838a (which computed (x - mean) * (1 / std); the
+    # two formulas differ by float32 rounding only).
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, (7, 3, 5, 6), dtype=np.uint8)
+    n = Normalizer(mode="per_channel").fit(x)
+    out = n.transform(x)
+    np.testing.assert_array_equal(out.view(np.uint32), Normalize(n.mean, n.std)(x).view(np.uint32))
+    np.testing.assert_allclose(
+        out[:2, :, 1, 2],
+        [
+            [1.696415901184082, 1.2302396297454834, 0.42385101318359375],
+            [-0.8734605312347412, -1.4741144180297852, 0.12644721567630768],
+        ],
+        rtol=2e-7,
+    )
+    f = rng.normal(size=(9, 4)) * [1, 10, 100, 1000] + [0, 5, -3, 1e4]
+    np.testing.assert_allclose(
+        Normalizer().fit(f).transform(f)[:2],
+        [
+            [-0.14722615480422974, -0.914929986000061, -1.117242693901062, 1.1821855306625366],
+            [-0.973297119140625, -1.2821396589279175, 0.7594139575958252, -1.0087960958480835],
+        ],
+        rtol=1e-6,
+    )

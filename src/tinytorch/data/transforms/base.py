@@ -17,11 +17,13 @@ Calling conventions (``t(data, rng=None)``):
 * ``rng`` defaults to the current batch context's generator inside a DataLoader; a random
   transform called outside a loader without ``rng`` raises, naming the fix. Nothing reads
   numpy's global random state.
+
+Fusion of adjacent steps lives with :class:`~tinytorch.data.transforms.compose.Compose`; this
+module knows no concrete transform.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -29,7 +31,7 @@ from numpy.typing import NDArray
 
 from tinytorch.data.seeding import get_batch_context
 
-__all__ = ["Compose", "Transform", "resolve_rng"]
+__all__ = ["Transform", "resolve_rng"]
 
 
 def resolve_rng(rng: np.random.Generator | None, owner: str) -> np.random.Generator:
@@ -99,68 +101,3 @@ class Transform:
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({fields})"
-
-
-class Compose(Transform):
-    """Apply ``transforms`` in order, all drawing from the same generator, in order.
-
-    Adjacent steps are fused where that saves a pass over the data, from the same random
-    draws: ``RandomCrop`` + ``RandomHorizontalFlip`` become one gather, ``ToFloat()`` +
-    ``Normalize(mean, std)`` one cast into the preallocated float32 output followed by one
-    in-place multiply-add (the 1/255 is folded into the scale, so values can differ from the
-    two steps run alone by 1 ulp), and the crop and flip followed by the normalization one
-    pass over whole image planes for uint8 batches cropped back to their own size (byte-
-    identical to the two; see ``transforms/fused.py``).
-    """
-
-    def __init__(self, transforms: Iterable[Any]) -> None:
-        flat: list[Any] = []
-        for t in transforms:
-            if isinstance(t, Compose):
-                flat.extend(t.transforms)
-            elif callable(t):
-                flat.append(t)
-            else:
-                raise TypeError(f"Compose takes callables, got {type(t).__name__} {t!r}")
-        self.transforms: list[Any] = flat
-        self._steps: Sequence[Any] = _fuse(flat)
-
-    @property
-    def random(self) -> bool:  # type: ignore[override]
-        return any(getattr(t, "random", False) for t in self._steps)
-
-    def __call__(self, data: Any, rng: np.random.Generator | None = None) -> Any:
-        if self.random:
-            rng = resolve_rng(rng, "Compose")
-        for step in self._steps:
-            data = step(data, rng) if isinstance(step, Transform) else step(data)
-        return data
-
-    def __repr__(self) -> str:
-        inner = ", ".join(repr(t) for t in self.transforms)
-        return f"Compose([{inner}])"
-
-
-def _fuse(steps: list[Any]) -> list[Any]:
-    from tinytorch.data.transforms.fused import CropFlipNormalize
-    from tinytorch.data.transforms.image import CropThenFlip, RandomCrop, RandomHorizontalFlip
-    from tinytorch.data.transforms.normalize import Normalize, ToFloat
-
-    fused: list[Any] = []
-    for step in steps:
-        last = fused[-1] if fused else None
-        if isinstance(step, Normalize) and type(last) is ToFloat and not step.fused_to_float:
-            fused[-1] = step.after_to_float()
-        elif type(step) is RandomHorizontalFlip and type(last) is RandomCrop:
-            fused[-1] = CropThenFlip(last, step)
-        else:
-            fused.append(step)
-    # A crop+flip directly before a normalization (fused or not) is one pass over whole planes.
-    result: list[Any] = []
-    for step in fused:
-        last = result[-1] if result else None
-        if type(step) is Normalize and type(last) is CropThenFlip:
-            result[-1] = CropFlipNormalize(last, step)
-        else:
-            result.append(step)
-    return result

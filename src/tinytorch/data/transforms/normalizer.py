@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from tinytorch.data.transforms.base import Transform
+from tinytorch.data.transforms.normalize import affine, affine_coefficients
 
 __all__ = ["Moments", "Normalizer"]
 
@@ -184,15 +185,20 @@ class Normalizer(Transform):
         return stat
 
     def transform(self, data: ArrayLike) -> NDArray[Any]:
-        """``(x - mean) / std`` in :attr:`dtype`, for one sample or a batch."""
+        """``(x - mean) / std`` in :attr:`dtype`, for one sample or a batch.
+
+        Computed as ``Normalize`` computes it (``x * (1 / std) + (-mean / std)``, see
+        ``transforms/normalize.py``): per channel, the output is byte-identical to
+        ``Normalize(mean, std)`` with the fitted statistics.
+        """
         x = np.asarray(data)
-        mean = self._broadcast(self.mean, x, "transform").astype(self.dtype)
-        inv = (1.0 / self._broadcast(self._scale(), x, "transform")).astype(self.dtype)
-        out = np.empty(x.shape, dtype=self.dtype)
-        out[...] = x
-        out -= mean
-        out *= inv
-        return out
+        scale, shift = affine_coefficients(self.mean, self._scale())
+        return affine(
+            x,
+            self._broadcast(scale, x, "transform").astype(self.dtype),
+            self._broadcast(shift, x, "transform").astype(self.dtype),
+            self.dtype,
+        )
 
     def inverse_transform(self, data: ArrayLike) -> NDArray[np.float64]:
         """``x * std + mean`` (float64): undoes :meth:`transform` up to float rounding."""
