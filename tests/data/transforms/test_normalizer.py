@@ -92,7 +92,7 @@ def test_transform_before_fit():
 
 def test_shape_mismatch_names_both_shapes():
     n = Normalizer().fit(np.zeros((4, 3)) + np.arange(3))
-    with pytest.raises(ValueError, match=r"fitted on samples of shape \(3,\), got data of shape \(2, 4\)"):
+    with pytest.raises(ValueError, match=r"fitted on samples of shape \(3,\), got samples of shape \(4,\)"):
         n.transform(np.zeros((2, 4)))
     c = Normalizer(mode="per_channel").fit(images(n=4))
     with pytest.raises(ValueError, match="fitted on images with 3 channels"):
@@ -149,3 +149,89 @@ def test_transform_is_normalize_s_formula():
         ],
         rtol=1e-6,
     )
+
+
+@pytest.mark.parametrize(
+    ("mode", "data"),
+    [
+        ("per_feature", np.zeros((0, 3))),
+        ("per_feature", np.zeros((4, 0))),
+        ("per_channel", np.zeros((0, 3, 4, 4))),
+    ],
+)
+def test_fitting_on_no_values_raises(mode, data):
+    with pytest.raises(ValueError, match=r"got no values \(shape"):
+        Normalizer(mode=mode).fit(data)
+    with pytest.raises(ValueError, match="got no values"):
+        Normalizer(mode=mode).partial_fit(data)
+    if len(data) == 0:
+        good = np.random.default_rng(0).random((2, *data.shape[1:]))
+        with pytest.raises(ValueError, match=r"got no values.*in batch 1 of the iterable"):
+            Normalizer(mode=mode).fit(iter([good, data]))
+
+
+def test_nan_and_inf_are_refused_with_count_and_position():
+    x = np.ones((6, 3))
+    x[2, 1] = np.nan
+    x[4, 0] = np.inf
+    x[5, 2] = -np.inf
+    with pytest.raises(
+        ValueError, match=r"got 3 NaN or infinite value\(s\).*first at index \(2, 1\) \(nan\)"
+    ):
+        Normalizer().fit(x)
+    images = np.ones((4, 3, 2, 2), np.float32)
+    images[3, 2, 1, 0] = np.inf
+    with pytest.raises(ValueError, match=r"got 1 NaN.*first at index \(3, 2, 1, 0\) \(inf\)"):
+        Normalizer(mode="per_channel").fit(images)
+
+
+def test_a_failed_partial_fit_leaves_the_statistics_as_they_were(monkeypatch):
+    monkeypatch.setattr("tinytorch.data.transforms.normalizer.CHUNK_BYTES", 8 * 3 * 2)  # chunks of 2 rows
+    n = Normalizer().fit(np.arange(12.0).reshape(4, 3))
+    mean, count = n.mean.copy(), n.count
+    bad = np.ones((6, 3))
+    bad[5, 0] = np.nan  # in the last chunk
+    with pytest.raises(ValueError, match=r"first at index \(5, 0\)"):
+        n.partial_fit(bad)
+    np.testing.assert_array_equal(n.mean, mean)
+    assert n.count == count
+
+
+@pytest.mark.parametrize("eps", [0, -1e-8, 0.0, float("nan")])
+def test_eps_must_be_positive(eps):
+    with pytest.raises(ValueError, match="Normalizer eps must be a number > 0"):
+        Normalizer(eps=eps)
+
+
+def test_bad_arguments_name_what_to_pass():
+    with pytest.raises(TypeError, match="Normalizer eps must be a number"):
+        Normalizer(eps="small")
+    assert Normalizer(eps=np.float32(1e-6)).eps == pytest.approx(1e-6)
+    with pytest.raises(TypeError, match="dtype must be a floating dtype such as numpy.float32, got int32"):
+        Normalizer(dtype=np.int32)
+    with pytest.raises(TypeError, match="fits real numbers, got an array of dtype <U1"):
+        Normalizer().fit(np.array([["a"]]))
+    with pytest.raises(
+        ValueError,
+        match=r"fits images \(N, C, H, W\), got shape \(4, 8, 8\); for single-channel images add the channel axis",
+    ):
+        Normalizer(mode="per_channel").fit(np.zeros((4, 8, 8)))
+
+
+def test_a_list_of_rows_is_data_not_a_batch_with_labels():
+    # It used to fit on the first row only.
+    n = Normalizer().fit([[1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_array_equal(n.mean, [2.0, 3.0])
+    n = Normalizer().fit([np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([0, 1])])  # (data, labels)
+    np.testing.assert_array_equal(n.mean, [2.0, 3.0])
+
+
+def test_in_a_loader_batch_per_channel_needs_the_channel_axis():
+    x = images(n=8)
+    n = Normalizer(mode="per_channel").fit(x[:, :1])
+    gray = TensorDataset(x[:, 0], np.arange(8))  # (N, H, W)
+    with pytest.raises(ValueError, match=r"expects a batch \(N, C, H, W\) here.*x\[:, None\]"):
+        next(iter(DataLoader(gray, batch_size=3, batch_transform=n)))
+    xb, _ = next(iter(DataLoader(TensorDataset(x[:, :1], np.arange(8)), batch_size=3, batch_transform=n)))
+    assert xb.shape == (3, 1, 8, 8)
+    assert n.transform(x[0, :1]).shape == (1, 8, 8)  # outside a loader: (C, H, W) is one image

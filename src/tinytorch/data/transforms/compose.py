@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tinytorch.data.transforms.base import Transform, resolve_rng
+from tinytorch.data.transforms.base import Transform, resolve_batched, resolve_rng
 from tinytorch.data.transforms.fused import CropFlipNormalize
 from tinytorch.data.transforms.image import CropThenFlip, RandomCrop, RandomHorizontalFlip
 from tinytorch.data.transforms.normalize import Normalize, ToFloat, ToFloatNormalize
@@ -84,8 +84,8 @@ class Compose(Transform):
     size (byte-identical to the two; see ``transforms/fused.py``).
 
     Args:
-        transforms: callables; a :class:`Transform` is called as ``t(data, rng)``, anything
-            else as ``f(data)``. Nested ``Compose`` are flattened.
+        transforms: callables; a :class:`Transform` is called as ``t(data, rng,
+            batched=batched)``, anything else as ``f(data)``. Nested ``Compose`` are flattened.
 
     Attributes:
         transforms: the steps as given (flattened).
@@ -118,11 +118,14 @@ class Compose(Transform):
     def random(self) -> bool:  # type: ignore[override]
         return any(getattr(t, "random", False) for t in self._steps)
 
-    def __call__(self, data: Any, rng: np.random.Generator | None = None) -> Any:
+    def __call__(
+        self, data: Any, rng: np.random.Generator | None = None, *, batched: bool | None = None
+    ) -> Any:
         if self.random:
             rng = resolve_rng(rng, "Compose")
+        batched = resolve_batched(batched)
         for step in self._steps:
-            data = step(data, rng) if isinstance(step, Transform) else step(data)
+            data = step(data, rng, batched=batched) if isinstance(step, Transform) else step(data)
         return data
 
     def __repr__(self) -> str:

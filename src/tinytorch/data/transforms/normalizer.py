@@ -15,8 +15,9 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from tinytorch.data.transforms.base import Transform
+from tinytorch.data.transforms.base import Transform, batch_layout, resolve_batched
 from tinytorch.data.transforms.normalize import affine, affine_coefficients
+from tinytorch.data.validate import check_float
 
 __all__ = ["Moments", "Normalizer"]
 
@@ -65,24 +66,39 @@ class Normalizer(Transform):
             over axis 0, so ``mean.shape == data.shape[1:]``. ``"per_channel"``: for images
             ``(N, C, H, W)``, one mean/std per channel over ``N, H, W`` (``mean.shape == (C,)``),
             the usual choice for RGB images.
-        eps: features whose standard deviation is at most ``eps`` are only centred (divided by
-            1), so a constant feature maps to 0 instead of exploding.
-        dtype: output dtype of :meth:`transform` (float32 by default).
+        eps: positive; features whose standard deviation is at most ``eps`` are only centred
+            (divided by 1), so a constant feature maps to 0 instead of exploding.
+        dtype: output dtype of :meth:`transform`, a floating dtype (float32 by default).
 
     Attributes (after fitting):
         mean, std: float64 arrays; ``std`` is the population standard deviation (ddof=0).
         count: values per statistic seen so far.
 
     Usable as a dataset ``transform=`` (one sample) or a loader ``batch_transform=`` (a batch,
-    or an ``(images, labels)`` batch whose first item is normalized).
+    or an ``(images, labels)`` batch whose first item is normalized). One sample has the
+    fitted shape (per channel: ``(C, H, W)``), a batch one more leading axis; which one is
+    expected follows the transforms' rule (``transforms/base.py``: ``batched=``, else the
+    loader's batch context, else the rank).
+
+    Raises:
+        ValueError: a mode other than the two above, or ``eps <= 0``; fitting on no values,
+            on NaN or infinite values (naming how many and where the first is), or on data
+            whose statistics have another shape than earlier data.
+        TypeError: ``eps`` not a real number, ``dtype`` not floating, or data that are not
+            real numbers.
     """
 
     def __init__(self, mode: Mode = "per_feature", eps: float = 1e-8, dtype: Any = np.float32) -> None:
         if mode not in ("per_feature", "per_channel"):
-            raise ValueError(f"Normalizer mode must be 'per_feature' or 'per_channel', got {mode!r}")
+            raise ValueError(
+                f"Normalizer mode must be 'per_feature' or 'per_channel', got {mode!r}; use "
+                "mode='per_channel' for images (N, C, H, W), 'per_feature' for other data"
+            )
         self.mode: Mode = mode
-        self.eps = float(eps)
-        self.dtype = np.dtype(dtype)
+        self.eps = check_float(
+            eps, "Normalizer eps", minimum=0.0, exclusive_minimum=True, hint="e.g. eps=1e-8"
+        )
+        self.dtype = _float_dtype(dtype)
         self._moments: Moments | None = None
 
     # ---- fitting ----------------------------------------------------------------------------
@@ -93,47 +109,78 @@ class Normalizer(Transform):
                 raise ValueError("Normalizer.fit needs data with a sample axis, got a scalar")
             return (0,)
         if x.ndim != 4:
+            hint = "; for single-channel images add the channel axis: x[:, None]" if x.ndim == 3 else ""
             raise ValueError(
-                f"Normalizer(mode='per_channel') fits images (N, C, H, W), got shape {x.shape}; "
-                "use mode='per_feature' for other data"
+                f"Normalizer(mode='per_channel') fits images (N, C, H, W), got shape {x.shape}"
+                f"{hint}; use mode='per_feature' for other data"
             )
         return (0, 2, 3)
+
+    def _moments_of(self, batch: Any, action: str) -> Moments:
+        """Moments of one batch, chunk by chunk (no float copy of the whole batch)."""
+        x = _first(batch)
+        if x.dtype.kind not in "biuf":
+            raise TypeError(
+                f"Normalizer.{action} fits real numbers, got an array of dtype {x.dtype}; convert "
+                "it first (e.g. x.astype(numpy.float32))"
+            )
+        axes = self._axes(x)
+        if x.size == 0:
+            raise ValueError(
+                f"Normalizer.{action} got no values (shape {x.shape}); pass at least one sample "
+                "with at least one feature"
+            )
+        _check_finite(x, action)
+        rows = max(1, CHUNK_BYTES // max(1, x[:1].size * 8))
+        merged: Moments | None = None
+        for start in range(0, len(x), rows):
+            part = Moments.of(x[start : start + rows], axes)
+            merged = part if merged is None else merged.merge(part)
+        assert merged is not None
+        return merged
+
+    def _merge(self, earlier: Moments | None, part: Moments, shape: tuple[int, ...]) -> Moments:
+        if earlier is None:
+            return part
+        if part.mean.shape != earlier.mean.shape:
+            raise ValueError(
+                f"Normalizer.partial_fit got data with statistics of shape {part.mean.shape} "
+                f"(input {shape}), but earlier data gave {earlier.mean.shape}; pass "
+                "samples of one shape, or call fit() to start over"
+            )
+        return earlier.merge(part)
 
     def partial_fit(self, batch: ArrayLike) -> Normalizer:
         """Add a batch of samples to the statistics (chunked; no float copy of the whole batch).
 
-        A ``(data, labels, ...)`` tuple or list fits on its first item, so DataLoader batches
-        can be passed as they are.
+        A ``(data, labels, ...)`` tuple or list whose first item is an array fits on that
+        item, so DataLoader batches can be passed as they are (a list of samples is not such
+        a batch: stack it first). On error the statistics are left as they were.
         """
-        x = _first(batch)
-        axes = self._axes(x)
-        rows = max(1, CHUNK_BYTES // max(1, x[:1].size * 8))
-        for start in range(0, len(x), rows):
-            part = Moments.of(x[start : start + rows], axes)
-            if self._moments is not None and part.mean.shape != self._moments.mean.shape:
-                raise ValueError(
-                    f"Normalizer.partial_fit got data with statistics of shape {part.mean.shape} "
-                    f"(input {x.shape}), but earlier data gave {self._moments.mean.shape}; pass "
-                    "samples of one shape, or call fit() to start over"
-                )
-            self._moments = part if self._moments is None else self._moments.merge(part)
+        self._moments = self._merge(
+            self._moments, self._moments_of(batch, "partial_fit"), np.shape(_first(batch))
+        )
         return self
 
     def fit(self, data: ArrayLike | Iterable[Any]) -> Normalizer:
         """Fit on ``data``: an array(-like) ``(N, ...)``, or an iterable of batches (a DataLoader).
 
-        Forgets earlier statistics. Returns ``self``.
+        Forgets earlier statistics; on error they are left as they were. Returns ``self``.
         """
-        self._moments = None
         array_like = isinstance(data, (np.ndarray, list, tuple)) or hasattr(data, "__array__")
         if array_like or not isinstance(data, Iterable):
-            return self.partial_fit(data)  # type: ignore[arg-type]
-        batches = 0
-        for batch in data:
-            self.partial_fit(batch)
-            batches += 1
-        if batches == 0:
+            self._moments = self._moments_of(data, "fit")
+            return self
+        moments: Moments | None = None
+        for index, batch in enumerate(data):
+            try:
+                part = self._moments_of(batch, "fit")
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"{e} (in batch {index} of the iterable)") from e
+            moments = self._merge(moments, part, np.shape(_first(batch)))
+        if moments is None:
             raise ValueError("Normalizer.fit got an iterable with no batches")
+        self._moments = moments
         return self
 
     # ---- statistics -------------------------------------------------------------------------
@@ -168,56 +215,66 @@ class Normalizer(Transform):
 
     # ---- transforming -----------------------------------------------------------------------
 
-    def _broadcast(self, stat: NDArray[np.float64], x: NDArray[Any], action: str) -> NDArray[Any]:
-        """``stat`` shaped to broadcast against ``x`` (one sample or a batch)."""
+    def sample_rank(self) -> int:
+        """Rank of one sample: 3 per channel (``(C, H, W)``), the fitted shape's per feature."""
         if self.mode == "per_channel":
-            if x.ndim not in (3, 4) or x.shape[-3] != len(stat):
+            return 3
+        return self._fitted("transform").mean.ndim
+
+    def _broadcast(self, stat: NDArray[np.float64], batch: NDArray[Any], action: str) -> NDArray[Any]:
+        """``stat`` shaped to broadcast against ``batch`` ``(N, *sample_shape)``."""
+        if self.mode == "per_channel":
+            if batch.ndim != 4 or batch.shape[1] != len(stat):
                 raise ValueError(
-                    f"Normalizer.{action}: fitted on images with {len(stat)} channels, got shape "
-                    f"{x.shape}; expected (C, H, W) or (N, C, H, W) with C = {len(stat)}"
+                    f"Normalizer.{action}: fitted on images with {len(stat)} channels, got images "
+                    f"of shape {batch.shape[1:]}; expected (C, H, W) with C = {len(stat)}"
                 )
             return stat.reshape(-1, 1, 1)
-        if x.shape != stat.shape and x.shape[1:] != stat.shape:
+        if batch.shape[1:] != stat.shape:
             raise ValueError(
-                f"Normalizer.{action}: fitted on samples of shape {stat.shape}, got data of shape "
-                f"{x.shape}; expected one sample {stat.shape} or a batch (N, *{stat.shape})"
+                f"Normalizer.{action}: fitted on samples of shape {stat.shape}, got samples of "
+                f"shape {batch.shape[1:]}; expected one sample {stat.shape} or a batch "
+                f"(N, *{stat.shape})"
             )
         return stat
 
-    def transform(self, data: ArrayLike) -> NDArray[Any]:
+    def _as_batch(self, data: ArrayLike, batched: bool | None, action: str) -> tuple[NDArray[Any], bool]:
+        """``data`` as a batch, and whether it was one sample (per the transforms' rule)."""
+        x = np.asarray(data)
+        layout = batch_layout(x, self.sample_rank(), resolve_batched(batched), f"Normalizer.{action}")
+        return (x[None], True) if layout == "sample" else (x, False)
+
+    def transform(self, data: ArrayLike, *, batched: bool | None = None) -> NDArray[Any]:
         """``(x - mean) / std`` in :attr:`dtype`, for one sample or a batch.
 
         Computed as ``Normalize`` computes it (``x * (1 / std) + (-mean / std)``, see
         ``transforms/normalize.py``): per channel, the output is byte-identical to
         ``Normalize(mean, std)`` with the fitted statistics.
         """
-        x = np.asarray(data)
-        scale, shift = affine_coefficients(self.mean, self._scale())
-        return affine(
-            x,
-            self._broadcast(scale, x, "transform").astype(self.dtype),
-            self._broadcast(shift, x, "transform").astype(self.dtype),
-            self.dtype,
-        )
+        batch, single = self._as_batch(data, batched, "transform")
+        out = self.apply(batch, None)
+        return out[0] if single else out
 
-    def inverse_transform(self, data: ArrayLike) -> NDArray[np.float64]:
+    def inverse_transform(self, data: ArrayLike, *, batched: bool | None = None) -> NDArray[np.float64]:
         """``x * std + mean`` (float64): undoes :meth:`transform` up to float rounding."""
-        x = np.asarray(data, dtype=np.float64)
+        batch, single = self._as_batch(data, batched, "inverse_transform")
+        x = batch.astype(np.float64)
         scale = self._broadcast(self._scale(), x, "inverse_transform")
         out: NDArray[np.float64] = x * scale + self._broadcast(self.mean, x, "inverse_transform")
-        return out
+        return out[0] if single else out
 
     def fit_transform(self, data: ArrayLike) -> NDArray[Any]:
         """``fit(data)`` then ``transform(data)``."""
-        return self.fit(data).transform(data)
+        return self.fit(data).transform(_first(data))
 
     def apply(self, batch: NDArray[Any], params: Any) -> NDArray[Any]:
-        return self.transform(batch)
-
-    def __call__(self, data: Any, rng: np.random.Generator | None = None) -> Any:
-        if isinstance(data, (tuple, list)):
-            return super().__call__(data, rng)
-        return self.transform(data)
+        scale, shift = affine_coefficients(self.mean, self._scale())
+        return affine(
+            batch,
+            self._broadcast(scale, batch, "transform").astype(self.dtype),
+            self._broadcast(shift, batch, "transform").astype(self.dtype),
+            self.dtype,
+        )
 
     # ---- checkpoints ------------------------------------------------------------------------
 
@@ -260,6 +317,47 @@ class Normalizer(Transform):
 
 
 def _first(batch: Any) -> NDArray[Any]:
-    if isinstance(batch, (tuple, list)) and batch and not isinstance(batch[0], (int, float)):
+    """The data of ``batch``: the first item of a ``(data, labels, ...)`` tuple or list whose
+    first item is an array (a DataLoader batch), else ``batch`` itself as an array."""
+    if isinstance(batch, (tuple, list)) and batch and _is_array(batch[0]):
         return np.asarray(batch[0])
     return np.asarray(batch)
+
+
+def _is_array(x: object) -> bool:
+    return isinstance(x, np.ndarray) or (hasattr(x, "__array__") and not isinstance(x, (int, float)))
+
+
+def _check_finite(x: NDArray[Any], action: str) -> None:
+    """Refuse NaN and infinities, naming how many there are and where the first one is."""
+    if x.dtype.kind != "f":
+        return
+    rows = max(1, CHUNK_BYTES // max(1, x[:1].size * 8))
+    for start in range(0, len(x), rows):
+        part = x[start : start + rows]
+        if np.isfinite(part).all():
+            continue
+        count = int(np.count_nonzero(~np.isfinite(x)))
+        first = np.argwhere(~np.isfinite(part))[0]
+        first[0] += start
+        where = tuple(int(i) for i in first)
+        raise ValueError(
+            f"Normalizer.{action} got {count} NaN or infinite value(s) in data of shape {x.shape}, "
+            f"the first at index {where} ({x[where]}); statistics of them would be NaN. Remove "
+            "or impute them first"
+        )
+
+
+def _float_dtype(dtype: Any) -> np.dtype[Any]:
+    try:
+        resolved: np.dtype[Any] = np.dtype(dtype)
+    except TypeError as e:
+        raise TypeError(
+            f"Normalizer dtype must be a floating dtype such as numpy.float32, got {dtype!r}"
+        ) from e
+    if resolved.kind != "f":
+        raise TypeError(
+            f"Normalizer dtype must be a floating dtype such as numpy.float32, got {resolved}; "
+            "standardized values are fractions"
+        )
+    return resolved
