@@ -44,3 +44,17 @@ def test_normalize_errors():
         Normalize([0], [0])
     with pytest.raises(ValueError, match="rank 3"):
         Normalize([0], [1])(np.zeros((4, 4)))
+
+
+def test_normalize_arguments_name_the_fix():
+    with pytest.raises(ValueError, match=r"Normalize mean must be finite, got \[0.5, nan\]"):
+        Normalize([0.5, float("nan")], [1, 1])
+    with pytest.raises(
+        TypeError, match=r"Normalize std must be numbers, one per channel.*e.g. Normalize\(mean="
+    ):
+        Normalize([0.5], ["wide"])
+    with pytest.raises(ValueError, match="got 3 means and 2 stds"):
+        Normalize([0, 0, 0], [1, 1])
+    assert Normalize(np.float32(0.5), np.float64(0.25))(np.ones((1, 2, 2), np.float32)).tolist() == [
+        [[2.0, 2.0]] * 2
+    ]

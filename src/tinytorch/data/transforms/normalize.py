@@ -21,6 +21,17 @@ from tinytorch.data.transforms.base import Transform
 __all__ = ["Normalize", "ToFloat", "ToFloatNormalize", "affine", "affine_coefficients"]
 
 
+def _statistic(values: ArrayLike, name: str) -> NDArray[np.float64]:
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"Normalize {name} must be numbers, one per channel (or one for all), got {values!r}; "
+            f"e.g. Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))"
+        ) from e
+    return np.atleast_1d(array)
+
+
 def _integer_scale(dtype: np.dtype[Any]) -> float:
     """1 / max for unsigned/signed integer dtypes (uint8: 1/255); 1 for floats."""
     if np.issubdtype(dtype, np.integer):
@@ -86,8 +97,8 @@ class Normalize(Transform):
     """
 
     def __init__(self, mean: ArrayLike, std: ArrayLike) -> None:
-        self.mean = np.atleast_1d(np.asarray(mean, dtype=np.float64))
-        self.std = np.atleast_1d(np.asarray(std, dtype=np.float64))
+        self.mean = _statistic(mean, "mean")
+        self.std = _statistic(std, "std")
         if self.mean.ndim != 1 or self.std.ndim != 1:
             raise ValueError("Normalize takes one mean and one std per channel (1-D sequences)")
         if len(self.mean) != len(self.std) and 1 not in (len(self.mean), len(self.std)):
@@ -96,6 +107,8 @@ class Normalize(Transform):
             )
         if np.any(self.std <= 0) or not np.all(np.isfinite(self.std)):
             raise ValueError(f"Normalize std must be positive and finite, got {self.std.tolist()}")
+        if not np.all(np.isfinite(self.mean)):
+            raise ValueError(f"Normalize mean must be finite, got {self.mean.tolist()}")
         self._coefficients: dict[tuple[int, str], tuple[NDArray[np.float32], NDArray[np.float32]]] = {}
 
     def input_scale(self, dtype: np.dtype[Any]) -> float:
