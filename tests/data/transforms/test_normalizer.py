@@ -104,13 +104,86 @@ def test_shape_mismatch_names_both_shapes():
 
 
 def test_state_dict_is_json_and_restores():
-    n = Normalizer(mode="per_channel").fit(images())
+    n = Normalizer(mode="per_channel", eps=1e-6, dtype=np.float64).fit(images())
     state = json.loads(json.dumps(n.state_dict()))
-    restored = Normalizer().load_state_dict(state)
-    assert restored.mode == "per_channel"
-    np.testing.assert_array_equal(restored.transform(images(n=3)), n.transform(images(n=3)))
-    with pytest.raises(ValueError, match="invalid state"):
-        Normalizer().load_state_dict({"mode": "per_feature"})
+    assert state["format"] == "tinytorch.Normalizer"
+    assert state["version"] == 1
+    for restored in (
+        Normalizer(mode="per_channel", eps=1e-6, dtype=np.float64).load_state_dict(state),
+        Normalizer.from_state_dict(state),
+    ):
+        assert (restored.mode, restored.eps, restored.dtype) == ("per_channel", 1e-6, np.float64)
+        assert restored.count == n.count
+        np.testing.assert_array_equal(restored.mean, n.mean)
+        np.testing.assert_array_equal(restored.std, n.std)  # floats survive JSON exactly
+        np.testing.assert_array_equal(restored.transform(images(n=3)), n.transform(images(n=3)))
+
+
+def test_fitting_goes_on_after_loading():
+    x = np.random.default_rng(1).normal(size=(50, 3))
+    first = Normalizer().fit(x[:20])
+    resumed = Normalizer.from_state_dict(json.loads(json.dumps(first.state_dict()))).partial_fit(x[20:])
+    np.testing.assert_allclose(resumed.mean, x.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(resumed.std, x.std(axis=0), rtol=1e-12)
+
+
+def test_state_of_another_configuration_is_refused_naming_the_field():
+    state = Normalizer(mode="per_channel").fit(images()).state_dict()
+    with pytest.raises(
+        ValueError,
+        match=r"field 'mode' of the state is 'per_channel', but this Normalizer has mode='per_feature'.*from_state_dict",
+    ):
+        Normalizer().load_state_dict(state)
+    with pytest.raises(
+        ValueError, match=r"field 'eps' of the state is 1e-08, but this Normalizer has eps=0.001"
+    ):
+        Normalizer(mode="per_channel", eps=1e-3).load_state_dict(state)
+    with pytest.raises(
+        ValueError, match=r"field 'dtype' of the state is 'float32', but this Normalizer has dtype='float64'"
+    ):
+        Normalizer(mode="per_channel", dtype=np.float64).load_state_dict(state)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"format": "tinytorch.DataLoader"},
+            r"field 'format' must be 'tinytorch.Normalizer' \(this is not a Normalizer's state\)",
+        ),
+        ({"version": 2}, r"field 'version' must be 1 \(a state of another version"),
+        ({"version": True}, "field 'version' must be 1"),
+        ({"mode": "global"}, "field 'mode' must be 'per_feature' or 'per_channel', got 'global'"),
+        ({"eps": -1.0}, "field 'eps' must be a number > 0, got -1"),
+        ({"dtype": "int8"}, "field 'dtype' must be the name of a floating numpy dtype"),
+        ({"count": 0}, "field 'count' must be a positive int, got 0"),
+        ({"count": 2.5}, "field 'count' must be a positive int, got float 2.5"),
+        ({"shape": [4]}, r"field 'mean' must be a list of 4 finite numbers \(shape \[4\]\)"),
+        ({"shape": "3"}, "field 'shape' must be a list of non-negative ints"),
+        ({"mean": [0.0, float("nan"), 1.0]}, "field 'mean' must be a list of 3 finite numbers"),
+        ({"m2": [1.0, -1.0, 1.0]}, "field 'm2' must be sums of squared deviations, none negative"),
+        ({"m2": ["a", "b", "c"]}, "field 'm2' must be a list of 3 numbers"),
+    ],
+)
+def test_invalid_states_name_the_field(change, message):
+    state = {**Normalizer().fit(np.random.default_rng(0).random((5, 3))).state_dict(), **change}
+    with pytest.raises(ValueError, match=message):
+        Normalizer().load_state_dict(state)
+    with pytest.raises(ValueError, match=message):
+        Normalizer.from_state_dict(state)
+
+
+def test_state_errors_change_nothing_and_missing_fields_are_named():
+    n = Normalizer().fit(np.arange(6.0).reshape(3, 2))
+    state = n.state_dict()
+    del state["m2"]
+    with pytest.raises(ValueError, match=r"Normalizer state has no field 'm2' \(fields: \["):
+        n.load_state_dict(state)
+    np.testing.assert_array_equal(n.mean, [2.0, 3.0])
+    with pytest.raises(TypeError, match="takes the dict that Normalizer.state_dict\\(\\) returned, got list"):
+        n.load_state_dict([1, 2])
+    with pytest.raises(ValueError, match=r"Normalizer.state_dict needs fitted statistics"):
+        Normalizer().state_dict()
 
 
 def test_normalizer_as_dataset_transform_and_batch_transform():

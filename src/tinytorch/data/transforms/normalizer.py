@@ -8,7 +8,7 @@ a DataLoader gives the same result as ``fit`` on the full array.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,12 +17,15 @@ from numpy.typing import ArrayLike, NDArray
 
 from tinytorch.data.transforms.base import Transform, batch_layout, resolve_batched
 from tinytorch.data.transforms.normalize import affine, affine_coefficients
-from tinytorch.data.validate import check_float
+from tinytorch.data.validate import check_float, check_int
 
-__all__ = ["Moments", "Normalizer"]
+__all__ = ["STATE_FORMAT", "STATE_VERSION", "Moments", "Normalizer"]
 
 Mode = Literal["per_feature", "per_channel"]
 CHUNK_BYTES = 32 << 20
+STATE_FORMAT = "tinytorch.Normalizer"
+STATE_VERSION = 1
+"""Version of :meth:`Normalizer.state_dict`'s layout; a state of another version is refused."""
 
 
 @dataclass(frozen=True)
@@ -279,41 +282,124 @@ class Normalizer(Transform):
     # ---- checkpoints ------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """The fitted state as plain JSON-serializable values."""
+        """The fitted state as plain JSON-serializable values (for checkpoints).
+
+        Keys: ``format`` (``"tinytorch.Normalizer"``), ``version`` (:data:`STATE_VERSION`),
+        the configuration ``mode``, ``eps``, ``dtype`` (a numpy dtype name), and the
+        statistics ``count``, ``shape``, ``mean`` and ``m2`` (float64 values, flattened in C
+        order; ``m2`` is the sum of squared deviations, so fitting can go on after loading).
+        Floats survive ``json`` exactly.
+
+        Raises:
+            ValueError: not fitted.
+        """
         m = self._fitted("state_dict")
         return {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
             "mode": self.mode,
             "eps": self.eps,
-            "dtype": self.dtype.str,
+            "dtype": self.dtype.name,
             "count": m.count,
             "shape": list(m.mean.shape),
             "mean": m.mean.ravel().tolist(),
             "m2": m.m2.ravel().tolist(),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> Normalizer:
-        """Restore what :meth:`state_dict` returned. Returns ``self``."""
-        try:
-            shape = tuple(state["shape"])
-            mean = np.asarray(state["mean"], dtype=np.float64).reshape(shape)
-            m2 = np.asarray(state["m2"], dtype=np.float64).reshape(shape)
-            mode, count = state["mode"], int(state["count"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(
-                f"Normalizer.load_state_dict got an invalid state ({type(e).__name__}: {e}); pass "
-                "what Normalizer.state_dict() returned"
-            ) from e
-        if mode not in ("per_feature", "per_channel"):
-            raise ValueError(f"Normalizer state has unknown mode {mode!r}")
-        self.mode = mode
-        self.eps = float(state.get("eps", self.eps))
-        self.dtype = np.dtype(state.get("dtype", self.dtype))
-        self._moments = Moments(count, mean, m2)
+    def load_state_dict(self, state: Mapping[str, Any]) -> Normalizer:
+        """Restore the statistics of :meth:`state_dict` into this Normalizer. Returns ``self``.
+
+        The state must come from a Normalizer configured the same way (``mode``, ``eps``,
+        ``dtype``); :meth:`from_state_dict` creates one that is.
+
+        Raises:
+            TypeError: ``state`` is not a mapping.
+            ValueError: a field is missing, of another format, version or configuration, or
+                inconsistent (the message names the field); nothing is changed then.
+        """
+        config, moments = _parse_state(state)
+        mine = {"mode": self.mode, "eps": self.eps, "dtype": self.dtype.name}
+        for field, value in config.items():
+            if value != mine[field]:
+                raise ValueError(
+                    f"Normalizer.load_state_dict: field {field!r} of the state is {value!r}, but this "
+                    f"Normalizer has {field}={mine[field]!r}; create it as Normalizer(mode="
+                    f"{config['mode']!r}, eps={config['eps']!r}, dtype={config['dtype']!r}), or use "
+                    "Normalizer.from_state_dict(state)"
+                )
+        self._moments = moments
         return self
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> Normalizer:
+        """A Normalizer configured and fitted as the one whose :meth:`state_dict` ``state`` is."""
+        config, moments = _parse_state(state)
+        normalizer = cls(mode=config["mode"], eps=config["eps"], dtype=config["dtype"])
+        normalizer._moments = moments
+        return normalizer
 
     def __repr__(self) -> str:
         fitted = f"fitted on {self.count} values per statistic" if self.count else "not fitted"
         return f"Normalizer(mode={self.mode!r}, {fitted})"
+
+
+def _parse_state(state: object) -> tuple[dict[str, Any], Moments]:
+    """Configuration and statistics of a :meth:`Normalizer.state_dict`, every field checked."""
+    if not isinstance(state, Mapping):
+        raise TypeError(
+            f"Normalizer.load_state_dict takes the dict that Normalizer.state_dict() returned, got "
+            f"{type(state).__name__}"
+        )
+
+    def field(name: str) -> Any:
+        if name not in state:
+            raise ValueError(
+                f"Normalizer state has no field {name!r} (fields: {sorted(state)}); pass what "
+                "Normalizer.state_dict() returned"
+            )
+        return state[name]
+
+    def bad(name: str, expected: str) -> ValueError:
+        return ValueError(f"Normalizer state field {name!r} must be {expected}, got {state[name]!r}")
+
+    if field("format") != STATE_FORMAT:
+        raise bad("format", f"{STATE_FORMAT!r} (this is not a Normalizer's state)")
+    version = field("version")
+    if isinstance(version, bool) or version != STATE_VERSION:
+        raise bad(
+            "version", f"{STATE_VERSION} (a state of another version of tinytorch: re-fit and save it again)"
+        )
+    mode = field("mode")
+    if mode not in ("per_feature", "per_channel"):
+        raise bad("mode", "'per_feature' or 'per_channel'")
+    try:
+        eps = check_float(field("eps"), "'eps'", minimum=0.0, exclusive_minimum=True)
+        count = check_int(field("count"), "'count'", minimum=1)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"Normalizer state field {e}") from e
+    try:
+        dtype = _float_dtype(field("dtype")).name
+    except TypeError as e:
+        raise bad("dtype", "the name of a floating numpy dtype, e.g. 'float32'") from e
+    shape = field("shape")
+    if not isinstance(shape, (list, tuple)) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise bad("shape", "a list of non-negative ints")
+    size = int(np.prod(shape))
+    stats = {}
+    for name in ("mean", "m2"):
+        raw = field(name)
+        try:
+            values = np.asarray(raw, dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise bad(name, f"a list of {size} numbers") from e
+        if values.shape != (size,) or not np.isfinite(values).all():
+            raise bad(name, f"a list of {size} finite numbers (shape {list(shape)})")
+        stats[name] = values.reshape(shape)
+    if (stats["m2"] < 0).any():
+        raise bad("m2", "sums of squared deviations, none negative")
+    return {"mode": mode, "eps": eps, "dtype": dtype}, Moments(count, stats["mean"], stats["m2"])
 
 
 def _first(batch: Any) -> NDArray[Any]:
