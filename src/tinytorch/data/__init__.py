@@ -39,6 +39,7 @@ from tinytorch.data.transforms.compose import Compose
 from tinytorch.data.transforms.image import Cutout, RandomCrop, RandomErasing, RandomHorizontalFlip
 from tinytorch.data.transforms.normalize import Normalize, ToFloat
 from tinytorch.data.transforms.normalizer import Normalizer
+from tinytorch.data.transforms.resize import CenterCrop, RandomResizedCrop, Resize
 from tinytorch.data.workers.capacity import InsufficientSharedMemoryError
 from tinytorch.data.workers.errors import (
     WorkerDiedError,
@@ -53,6 +54,7 @@ __all__ = [
     "BatchSampler",
     "CIFAR10Dataset",
     "CIFAR100Dataset",
+    "CenterCrop",
     "ChecksumError",
     "CollateError",
     "Compose",
@@ -72,7 +74,9 @@ __all__ = [
     "RandomCrop",
     "RandomErasing",
     "RandomHorizontalFlip",
+    "RandomResizedCrop",
     "RandomSampler",
+    "Resize",
     "Sampler",
     "SequentialSampler",
     "ShardError",

@@ -9,6 +9,7 @@ from tinytorch.data.transforms.compose import FUSION_RULES, Compose, FusionRule,
 from tinytorch.data.transforms.fused import CropFlipNormalize
 from tinytorch.data.transforms.image import CropThenFlip, RandomCrop, RandomHorizontalFlip
 from tinytorch.data.transforms.normalize import Normalize, ToFloat, ToFloatNormalize
+from tinytorch.data.transforms.resize import RandomResizedCrop, ResizedCropThenFlip
 
 
 def test_compose_flattens_and_refuses_non_callables():
@@ -49,6 +50,7 @@ def test_standard_augmentation_fuses_into_one_step():
         ([RandomHorizontalFlip(), RandomCrop(4)], [RandomHorizontalFlip, RandomCrop]),
         ([RandomCrop(4), RandomHorizontalFlip(), Normalize(0, 1)], [CropFlipNormalize]),
         ([RandomCrop(4), ToFloat(), Normalize(0, 1)], [RandomCrop, ToFloatNormalize]),
+        ([RandomResizedCrop(4), RandomHorizontalFlip(), ToFloat()], [ResizedCropThenFlip, ToFloat]),
     ],
 )
 def test_fusion_follows_the_rules(steps, kinds):

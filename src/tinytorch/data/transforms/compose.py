@@ -20,6 +20,7 @@ from tinytorch.data.transforms.base import Transform, resolve_batched, resolve_r
 from tinytorch.data.transforms.fused import CropFlipNormalize
 from tinytorch.data.transforms.image import CropThenFlip, RandomCrop, RandomHorizontalFlip
 from tinytorch.data.transforms.normalize import Normalize, ToFloat, ToFloatNormalize
+from tinytorch.data.transforms.resize import RandomResizedCrop, ResizedCropThenFlip
 
 __all__ = ["FUSION_RULES", "Compose", "FusionRule", "fuse"]
 
@@ -49,6 +50,8 @@ FUSION_RULES: tuple[FusionRule, ...] = (
     FusionRule((RandomCrop,), (RandomHorizontalFlip,), CropThenFlip),
     # One pass over whole planes for uint8 batches cropped to their own size (same bytes).
     FusionRule((CropThenFlip,), (Normalize, ToFloatNormalize), CropFlipNormalize),
+    # Flipped outputs written mirrored as they leave the resampler (same bytes).
+    FusionRule((RandomResizedCrop,), (RandomHorizontalFlip,), ResizedCropThenFlip),
 )
 """The fusions ``Compose`` applies; patterns are disjoint, so their order does not matter."""
 
