@@ -35,10 +35,12 @@ from tinytorch.data.storage.download import ChecksumError, DownloadError
 from tinytorch.data.storage.extract import UnsafeArchiveError
 from tinytorch.data.storage.shards import ShardError
 from tinytorch.data.storage.unpickle import ForbiddenPickleError
-from tinytorch.data.transforms.base import Compose, Transform
+from tinytorch.data.transforms.base import Transform
+from tinytorch.data.transforms.compose import Compose
 from tinytorch.data.transforms.image import Cutout, RandomCrop, RandomErasing, RandomHorizontalFlip
 from tinytorch.data.transforms.normalize import Normalize, ToFloat
 from tinytorch.data.transforms.normalizer import Normalizer
+from tinytorch.data.transforms.resize import CenterCrop, RandomResizedCrop, Resize
 from tinytorch.data.workers.capacity import InsufficientSharedMemoryError
 from tinytorch.data.workers.errors import (
     WorkerDiedError,
@@ -53,6 +55,7 @@ __all__ = [
     "BatchSampler",
     "CIFAR10Dataset",
     "CIFAR100Dataset",
+    "CenterCrop",
     "ChecksumError",
     "CollateError",
     "Compose",
@@ -74,7 +77,9 @@ __all__ = [
     "RandomCrop",
     "RandomErasing",
     "RandomHorizontalFlip",
+    "RandomResizedCrop",
     "RandomSampler",
+    "Resize",
     "Sampler",
     "SequentialSampler",
     "ShardError",

@@ -153,6 +153,10 @@ class BatchContext:
     position: int | None = None
     sample_transform_seconds: float = 0.0
     """Time spent in per-sample transforms of this batch (statistics; see fetch/timing.py)."""
+    batched: bool = True
+    """Whether the loader makes batches (``False`` with ``batch_size=None``: the batch stage
+    then sees one sample). Transforms read it to know whether their input is one sample or a
+    batch without guessing from its rank (transforms/base.py)."""
 
     @property
     def rng(self) -> np.random.Generator:
@@ -168,7 +172,7 @@ class BatchContext:
 
     def for_sample(self, position: int) -> BatchContext:
         """The context of the sample at ``position`` within this batch."""
-        return BatchContext(self.seed, self.epoch, self.batch_index, position)
+        return BatchContext(self.seed, self.epoch, self.batch_index, position, batched=self.batched)
 
 
 _CURRENT: contextvars.ContextVar[BatchContext | None] = contextvars.ContextVar(

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
-from tinytorch import DataLoader, TensorDataset
+from tinytorch import DataLoader, Dataset, TensorDataset
 from tinytorch.data.seeding import BatchContext, batch_context
-from tinytorch.data.transforms.base import Compose, resolve_rng
+from tinytorch.data.transforms.base import resolve_rng
+from tinytorch.data.transforms.compose import Compose
 from tinytorch.data.transforms.image import RandomCrop, RandomHorizontalFlip
 from tinytorch.data.transforms.normalize import Normalize, ToFloat
 
@@ -82,9 +83,90 @@ def test_as_batch_transform_is_identical_for_equal_seeds():
     assert a[0].dtype == np.float32
 
 
-def test_compose_flattens_and_refuses_non_callables():
-    inner = Compose([ToFloat()])
-    assert len(Compose([inner, RandomHorizontalFlip()]).transforms) == 2
-    with pytest.raises(TypeError, match="Compose takes callables"):
-        Compose([3])
-    assert Compose([lambda x: x + 1])(np.zeros((3, 2, 2))).sum() == 12
+def grayscale(n=10, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 8, 8), dtype=np.uint8)
+
+
+def test_a_loader_batch_of_2d_images_is_refused_not_taken_for_channels():
+    # Issue 16 item 7: (N, H, W) was one N-channel image: one crop for the whole batch.
+    ds = TensorDataset(grayscale(), np.arange(10))
+    for t in (RandomCrop(6), Normalize([0.5] * 4, [0.2] * 4), augment()):
+        loader = DataLoader(ds, batch_size=4, batch_transform=t)
+        with pytest.raises(
+            ValueError, match=r"expects a batch \(N, C, H, W\) here.*got shape \(4, 8, 8\).*x\[:, None\]"
+        ):
+            next(iter(loader))
+    fixed = DataLoader(
+        TensorDataset(grayscale()[:, None], np.arange(10)), batch_size=10, batch_transform=RandomCrop(6)
+    )
+    x, _ = next(iter(fixed))
+    assert x.shape == (10, 1, 6, 6)
+
+
+def test_the_loader_says_whether_its_data_is_a_batch():
+    x = grayscale()[:, None]
+    seen = []
+
+    class PerSample(Dataset):
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            seen.append(RandomCrop(6)(x[i]).shape)  # one sample, rng from the sample's context
+            return x[i], i
+
+    list(DataLoader(PerSample(), batch_size=5))
+    assert seen == [(1, 6, 6)] * 10
+    # batch_size=None: the batch stage sees one sample (C, H, W), and the loader says so.
+    unbatched = DataLoader(TensorDataset(x, np.arange(10)), batch_size=None, batch_transform=RandomCrop(6))
+    assert next(iter(unbatched))[0].shape == (1, 6, 6)
+
+
+def test_per_sample_transform_refuses_a_batch():
+    class Bad(Dataset):
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            return RandomCrop(6)(grayscale()[:3, None]), 0  # a batch where one sample belongs
+
+    with pytest.raises(ValueError, match=r"expects one sample \(C, H, W\) here.*batched=True"):
+        next(iter(DataLoader(Bad(), batch_size=2)))
+
+
+def test_outside_a_loader_the_rank_or_batched_decides():
+    rng = np.random.default_rng(0)
+    image, images = batch(1)[0], batch(3)
+    assert RandomCrop(30)(image, rng).shape == (3, 30, 30)  # (C, H, W): one image
+    assert RandomCrop(30)(images, rng).shape == (3, 3, 30, 30)
+    with pytest.raises(ValueError, match=r"expects a batch \(N, C, H, W\) here"):
+        RandomCrop(30)(image, rng, batched=True)
+    with pytest.raises(ValueError, match=r"expects one sample \(C, H, W\) here"):
+        RandomCrop(30)(images, rng, batched=False)
+    with pytest.raises(
+        ValueError, match=r"got shape \(32, 32\); for single-channel images add the channel axis"
+    ):
+        ToFloat()(np.zeros((32, 32), np.uint8))
+    with pytest.raises(TypeError, match="batched must be True, False or None"):
+        ToFloat()(image, batched="yes")
+
+
+def test_a_list_of_images_is_a_batch_stacked_when_sizes_agree():
+    rng = np.random.default_rng(0)
+    images = list(batch(3))
+    out = RandomHorizontalFlip(1.0)(images, rng)
+    np.testing.assert_array_equal(out, batch(3)[..., ::-1])
+    labels = np.arange(3)
+    out, same = RandomHorizontalFlip(1.0)((images, labels), rng)  # (images, labels) batch
+    assert out.shape == (3, 3, 32, 32)
+    assert same is labels
+    with pytest.raises(
+        ValueError,
+        match=r"item 1: \(3, 30, 32\).*put Resize\(\(h, w\)\), CenterCrop or RandomResizedCrop first",
+    ):
+        ToFloat()([images[0], images[1][:, :30]])
+    # A list that is one sample's items (e.g. image and mask) in a per-sample context stays a container.
+    pair = ToFloat()(images[:2], batched=False)
+    assert isinstance(pair, list)
+    assert pair[0].dtype == np.float32
+    assert pair[1] is images[1]

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinytorch.data.transforms.base import Compose
+from tinytorch.data.transforms.compose import Compose
 from tinytorch.data.transforms.fused import CropFlipNormalize
 from tinytorch.data.transforms.image import RandomCrop, RandomHorizontalFlip
 from tinytorch.data.transforms.normalize import Normalize, ToFloat
@@ -43,7 +43,7 @@ def test_fused_output_is_byte_identical_to_the_steps(n, c, height, width, paddin
         Normalize(mean, std),
     ]
     composed = Compose(steps)
-    fused = composed._steps[0]
+    fused = composed.steps[0]
     assert isinstance(fused, CropFlipNormalize)
     got = composed(x, np.random.default_rng(seed))
     # Byte-identical to its two parts (crop+flip, then the normalization as Compose built it)...
@@ -96,4 +96,4 @@ def test_pickles_for_process_workers():
     first = composed(x, np.random.default_rng(1))
     copy = pickle.loads(pickle.dumps(composed))
     np.testing.assert_array_equal(copy(x, np.random.default_rng(1)), first)
-    assert "CropFlipNormalize" in repr(copy._steps[0])
+    assert "CropFlipNormalize" in repr(copy.steps[0])

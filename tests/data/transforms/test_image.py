@@ -122,18 +122,79 @@ def test_bad_probabilities():
         lambda: RandomErasing(p=-0.1),
         lambda: Cutout(2, p=2),
     ):
-        with pytest.raises(ValueError, match="must be in \\[0, 1\\]"):
+        with pytest.raises(ValueError, match=r"p must be a number >= 0 and <= 1, got"):
             make()
 
 
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        # Issue 16 item 8: RandomCrop(32.5) surfaced a numpy internal error.
+        (
+            lambda: RandomCrop(32.5),
+            TypeError,
+            r"RandomCrop size must be an int or a sequence \(h, w\) of ints, got float 32.5; write RandomCrop\(size=32\)",
+        ),
+        (lambda: RandomCrop((32, 0)), ValueError, "RandomCrop size must be a positive int, got 0"),
+        (
+            lambda: RandomCrop((1, 2, 3)),
+            ValueError,
+            "RandomCrop size must be an int or a sequence \\(h, w\\) of ints, got 3 values",
+        ),
+        (lambda: RandomCrop("32"), TypeError, "RandomCrop size must be an int or a sequence"),
+        (
+            lambda: RandomCrop(32, padding=2.0),
+            TypeError,
+            "RandomCrop padding must be a non-negative int, got float",
+        ),
+        (
+            lambda: RandomCrop(32, padding=(1, 2)),
+            TypeError,
+            "RandomCrop padding must be a non-negative int, got tuple",
+        ),
+        (lambda: RandomCrop(32, fill="black"), TypeError, "RandomCrop fill must be a number"),
+        (lambda: RandomCrop(32, fill=float("nan")), ValueError, "RandomCrop fill must be a number, got nan"),
+        (lambda: RandomHorizontalFlip("0.5"), TypeError, "RandomHorizontalFlip p must be a number"),
+        (
+            lambda: RandomErasing(scale=(0.5, 0.1)),
+            ValueError,
+            r"scale must be a pair \(lo, hi\) with lo <= hi, got \(0.5, 0.1\); write \(0.1, 0.5\)",
+        ),
+        (
+            lambda: RandomErasing(scale=(0, 0.3)),
+            ValueError,
+            "RandomErasing scale must be a number > 0 and <= 1, got 0",
+        ),
+        (lambda: RandomErasing(ratio=0.3), TypeError, r"RandomErasing ratio must be a pair \(lo, hi\)"),
+        (lambda: RandomErasing(value=None), TypeError, "RandomErasing value must be a number"),
+        (lambda: Cutout(8.5), TypeError, "Cutout size must be a positive int, got float 8.5"),
+    ],
+)
+def test_bad_arguments_name_the_argument_and_the_fix(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_numpy_scalars_of_the_right_kind_are_accepted():
+    crop = RandomCrop(np.int64(8), padding=np.uint8(2), fill=np.float32(3))
+    assert crop.size == (8, 8)
+    assert type(crop.size[0]) is int
+    assert crop.padding == 2
+    assert RandomCrop([6]).size == (6, 6)
+    assert RandomCrop(np.array([6, 7])).size == (6, 7)
+    assert RandomHorizontalFlip(np.float32(0.25)).p == 0.25
+    assert RandomErasing(p=np.float64(0.5), scale=(np.float32(0.25), 0.5)).scale == (0.25, 0.5)
+    assert Cutout(np.int32(4), p=np.float16(1)).size == 4
+
+
 def test_fused_crop_then_flip_equals_the_two_steps():
-    from tinytorch.data.transforms.base import Compose
+    from tinytorch.data.transforms.compose import Compose
 
     x = images(n=64, h=10, w=12)
     for mode in ("constant", "reflect"):
         steps = [RandomCrop((8, 9), padding=2, pad_mode=mode), RandomHorizontalFlip(0.5)]
         fused = Compose(steps)
-        assert type(fused._steps[0]).__name__ == "CropThenFlip"
+        assert type(fused.steps[0]).__name__ == "CropThenFlip"
         rng = np.random.default_rng(4)
         expected = steps[1](steps[0](x, rng), rng)
         np.testing.assert_array_equal(fused(x, np.random.default_rng(4)), expected)

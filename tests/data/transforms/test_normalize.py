@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from tinytorch.data.transforms.base import Compose
-from tinytorch.data.transforms.normalize import Normalize, ToFloat
+from tinytorch.data.transforms.compose import Compose
+from tinytorch.data.transforms.normalize import Normalize, ToFloat, ToFloatNormalize
 
 
 def test_to_float_scales_integers_and_casts_floats():
@@ -25,8 +25,8 @@ def test_fused_to_float_normalize_equals_the_two_steps():
     x = np.random.default_rng(0).integers(0, 256, (4, 3, 5, 5), dtype=np.uint8)
     mean, std = [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]
     fused = Compose([ToFloat(), Normalize(mean, std)])
-    assert len(fused._steps) == 1
-    assert fused._steps[0].fused_to_float
+    assert len(fused.steps) == 1
+    assert type(fused.steps[0]) is ToFloatNormalize
     two_steps = Normalize(mean, std)(ToFloat()(x))
     np.testing.assert_allclose(fused(x), two_steps, rtol=1e-6, atol=1e-6)
 
@@ -44,3 +44,17 @@ def test_normalize_errors():
         Normalize([0], [0])
     with pytest.raises(ValueError, match="rank 3"):
         Normalize([0], [1])(np.zeros((4, 4)))
+
+
+def test_normalize_arguments_name_the_fix():
+    with pytest.raises(ValueError, match=r"Normalize mean must be finite, got \[0.5, nan\]"):
+        Normalize([0.5, float("nan")], [1, 1])
+    with pytest.raises(
+        TypeError, match=r"Normalize std must be numbers, one per channel.*e.g. Normalize\(mean="
+    ):
+        Normalize([0.5], ["wide"])
+    with pytest.raises(ValueError, match="got 3 means and 2 stds"):
+        Normalize([0, 0, 0], [1, 1])
+    assert Normalize(np.float32(0.5), np.float64(0.25))(np.ones((1, 2, 2), np.float32)).tolist() == [
+        [[2.0, 2.0]] * 2
+    ]

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinytorch import DataLoader, TensorDataset
+from tinytorch.data.transforms.normalize import Normalize
 from tinytorch.data.transforms.normalizer import Moments, Normalizer
 
 
@@ -91,7 +92,7 @@ def test_transform_before_fit():
 
 def test_shape_mismatch_names_both_shapes():
     n = Normalizer().fit(np.zeros((4, 3)) + np.arange(3))
-    with pytest.raises(ValueError, match=r"fitted on samples of shape \(3,\), got data of shape \(2, 4\)"):
+    with pytest.raises(ValueError, match=r"fitted on samples of shape \(3,\), got samples of shape \(4,\)"):
         n.transform(np.zeros((2, 4)))
     c = Normalizer(mode="per_channel").fit(images(n=4))
     with pytest.raises(ValueError, match="fitted on images with 3 channels"):
@@ -103,13 +104,86 @@ def test_shape_mismatch_names_both_shapes():
 
 
 def test_state_dict_is_json_and_restores():
-    n = Normalizer(mode="per_channel").fit(images())
+    n = Normalizer(mode="per_channel", eps=1e-6, dtype=np.float64).fit(images())
     state = json.loads(json.dumps(n.state_dict()))
-    restored = Normalizer().load_state_dict(state)
-    assert restored.mode == "per_channel"
-    np.testing.assert_array_equal(restored.transform(images(n=3)), n.transform(images(n=3)))
-    with pytest.raises(ValueError, match="invalid state"):
-        Normalizer().load_state_dict({"mode": "per_feature"})
+    assert state["format"] == "tinytorch.Normalizer"
+    assert state["version"] == 1
+    for restored in (
+        Normalizer(mode="per_channel", eps=1e-6, dtype=np.float64).load_state_dict(state),
+        Normalizer.from_state_dict(state),
+    ):
+        assert (restored.mode, restored.eps, restored.dtype) == ("per_channel", 1e-6, np.float64)
+        assert restored.count == n.count
+        np.testing.assert_array_equal(restored.mean, n.mean)
+        np.testing.assert_array_equal(restored.std, n.std)  # floats survive JSON exactly
+        np.testing.assert_array_equal(restored.transform(images(n=3)), n.transform(images(n=3)))
+
+
+def test_fitting_goes_on_after_loading():
+    x = np.random.default_rng(1).normal(size=(50, 3))
+    first = Normalizer().fit(x[:20])
+    resumed = Normalizer.from_state_dict(json.loads(json.dumps(first.state_dict()))).partial_fit(x[20:])
+    np.testing.assert_allclose(resumed.mean, x.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(resumed.std, x.std(axis=0), rtol=1e-12)
+
+
+def test_state_of_another_configuration_is_refused_naming_the_field():
+    state = Normalizer(mode="per_channel").fit(images()).state_dict()
+    with pytest.raises(
+        ValueError,
+        match=r"field 'mode' of the state is 'per_channel', but this Normalizer has mode='per_feature'.*from_state_dict",
+    ):
+        Normalizer().load_state_dict(state)
+    with pytest.raises(
+        ValueError, match=r"field 'eps' of the state is 1e-08, but this Normalizer has eps=0.001"
+    ):
+        Normalizer(mode="per_channel", eps=1e-3).load_state_dict(state)
+    with pytest.raises(
+        ValueError, match=r"field 'dtype' of the state is 'float32', but this Normalizer has dtype='float64'"
+    ):
+        Normalizer(mode="per_channel", dtype=np.float64).load_state_dict(state)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"format": "tinytorch.DataLoader"},
+            r"field 'format' must be 'tinytorch.Normalizer' \(this is not a Normalizer's state\)",
+        ),
+        ({"version": 2}, r"field 'version' must be 1 \(a state of another version"),
+        ({"version": True}, "field 'version' must be 1"),
+        ({"mode": "global"}, "field 'mode' must be 'per_feature' or 'per_channel', got 'global'"),
+        ({"eps": -1.0}, "field 'eps' must be a number > 0, got -1"),
+        ({"dtype": "int8"}, "field 'dtype' must be the name of a floating numpy dtype"),
+        ({"count": 0}, "field 'count' must be a positive int, got 0"),
+        ({"count": 2.5}, "field 'count' must be a positive int, got float 2.5"),
+        ({"shape": [4]}, r"field 'mean' must be a list of 4 finite numbers \(shape \[4\]\)"),
+        ({"shape": "3"}, "field 'shape' must be a list of non-negative ints"),
+        ({"mean": [0.0, float("nan"), 1.0]}, "field 'mean' must be a list of 3 finite numbers"),
+        ({"m2": [1.0, -1.0, 1.0]}, "field 'm2' must be sums of squared deviations, none negative"),
+        ({"m2": ["a", "b", "c"]}, "field 'm2' must be a list of 3 numbers"),
+    ],
+)
+def test_invalid_states_name_the_field(change, message):
+    state = {**Normalizer().fit(np.random.default_rng(0).random((5, 3))).state_dict(), **change}
+    with pytest.raises(ValueError, match=message):
+        Normalizer().load_state_dict(state)
+    with pytest.raises(ValueError, match=message):
+        Normalizer.from_state_dict(state)
+
+
+def test_state_errors_change_nothing_and_missing_fields_are_named():
+    n = Normalizer().fit(np.arange(6.0).reshape(3, 2))
+    state = n.state_dict()
+    del state["m2"]
+    with pytest.raises(ValueError, match=r"Normalizer state has no field 'm2' \(fields: \["):
+        n.load_state_dict(state)
+    np.testing.assert_array_equal(n.mean, [2.0, 3.0])
+    with pytest.raises(TypeError, match="takes the dict that Normalizer.state_dict\\(\\) returned, got list"):
+        n.load_state_dict([1, 2])
+    with pytest.raises(ValueError, match=r"Normalizer.state_dict needs fitted statistics"):
+        Normalizer().state_dict()
 
 
 def test_normalizer_as_dataset_transform_and_batch_transform():
@@ -120,3 +194,117 @@ def test_normalizer_as_dataset_transform_and_batch_transform():
     np.testing.assert_array_equal(xb, n.transform(x))
     assert yb.tolist() == list(range(20))
     np.testing.assert_array_equal(n(x[0]), n.transform(x)[0])
+
+
+def test_transform_is_normalize_s_formula():
+    # One formula: per channel, Normalizer.transform is byte-identical to Normalize with the
+    # fitted statistics. Values pinned at ed1838a (which computed (x - mean) * (1 / std); the
+    # two formulas differ by float32 rounding only).
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, (7, 3, 5, 6), dtype=np.uint8)
+    n = Normalizer(mode="per_channel").fit(x)
+    out = n.transform(x)
+    np.testing.assert_array_equal(out.view(np.uint32), Normalize(n.mean, n.std)(x).view(np.uint32))
+    np.testing.assert_allclose(
+        out[:2, :, 1, 2],
+        [
+            [1.696415901184082, 1.2302396297454834, 0.42385101318359375],
+            [-0.8734605312347412, -1.4741144180297852, 0.12644721567630768],
+        ],
+        rtol=2e-7,
+    )
+    f = rng.normal(size=(9, 4)) * [1, 10, 100, 1000] + [0, 5, -3, 1e4]
+    np.testing.assert_allclose(
+        Normalizer().fit(f).transform(f)[:2],
+        [
+            [-0.14722615480422974, -0.914929986000061, -1.117242693901062, 1.1821855306625366],
+            [-0.973297119140625, -1.2821396589279175, 0.7594139575958252, -1.0087960958480835],
+        ],
+        rtol=1e-6,
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "data"),
+    [
+        ("per_feature", np.zeros((0, 3))),
+        ("per_feature", np.zeros((4, 0))),
+        ("per_channel", np.zeros((0, 3, 4, 4))),
+    ],
+)
+def test_fitting_on_no_values_raises(mode, data):
+    with pytest.raises(ValueError, match=r"got no values \(shape"):
+        Normalizer(mode=mode).fit(data)
+    with pytest.raises(ValueError, match="got no values"):
+        Normalizer(mode=mode).partial_fit(data)
+    if len(data) == 0:
+        good = np.random.default_rng(0).random((2, *data.shape[1:]))
+        with pytest.raises(ValueError, match=r"got no values.*in batch 1 of the iterable"):
+            Normalizer(mode=mode).fit(iter([good, data]))
+
+
+def test_nan_and_inf_are_refused_with_count_and_position():
+    x = np.ones((6, 3))
+    x[2, 1] = np.nan
+    x[4, 0] = np.inf
+    x[5, 2] = -np.inf
+    with pytest.raises(
+        ValueError, match=r"got 3 NaN or infinite value\(s\).*first at index \(2, 1\) \(nan\)"
+    ):
+        Normalizer().fit(x)
+    images = np.ones((4, 3, 2, 2), np.float32)
+    images[3, 2, 1, 0] = np.inf
+    with pytest.raises(ValueError, match=r"got 1 NaN.*first at index \(3, 2, 1, 0\) \(inf\)"):
+        Normalizer(mode="per_channel").fit(images)
+
+
+def test_a_failed_partial_fit_leaves_the_statistics_as_they_were(monkeypatch):
+    monkeypatch.setattr("tinytorch.data.transforms.normalizer.CHUNK_BYTES", 8 * 3 * 2)  # chunks of 2 rows
+    n = Normalizer().fit(np.arange(12.0).reshape(4, 3))
+    mean, count = n.mean.copy(), n.count
+    bad = np.ones((6, 3))
+    bad[5, 0] = np.nan  # in the last chunk
+    with pytest.raises(ValueError, match=r"first at index \(5, 0\)"):
+        n.partial_fit(bad)
+    np.testing.assert_array_equal(n.mean, mean)
+    assert n.count == count
+
+
+@pytest.mark.parametrize("eps", [0, -1e-8, 0.0, float("nan")])
+def test_eps_must_be_positive(eps):
+    with pytest.raises(ValueError, match="Normalizer eps must be a number > 0"):
+        Normalizer(eps=eps)
+
+
+def test_bad_arguments_name_what_to_pass():
+    with pytest.raises(TypeError, match="Normalizer eps must be a number"):
+        Normalizer(eps="small")
+    assert Normalizer(eps=np.float32(1e-6)).eps == pytest.approx(1e-6)
+    with pytest.raises(TypeError, match="dtype must be a floating dtype such as numpy.float32, got int32"):
+        Normalizer(dtype=np.int32)
+    with pytest.raises(TypeError, match="fits real numbers, got an array of dtype <U1"):
+        Normalizer().fit(np.array([["a"]]))
+    with pytest.raises(
+        ValueError,
+        match=r"fits images \(N, C, H, W\), got shape \(4, 8, 8\); for single-channel images add the channel axis",
+    ):
+        Normalizer(mode="per_channel").fit(np.zeros((4, 8, 8)))
+
+
+def test_a_list_of_rows_is_data_not_a_batch_with_labels():
+    # It used to fit on the first row only.
+    n = Normalizer().fit([[1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_array_equal(n.mean, [2.0, 3.0])
+    n = Normalizer().fit([np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([0, 1])])  # (data, labels)
+    np.testing.assert_array_equal(n.mean, [2.0, 3.0])
+
+
+def test_in_a_loader_batch_per_channel_needs_the_channel_axis():
+    x = images(n=8)
+    n = Normalizer(mode="per_channel").fit(x[:, :1])
+    gray = TensorDataset(x[:, 0], np.arange(8))  # (N, H, W)
+    with pytest.raises(ValueError, match=r"expects a batch \(N, C, H, W\) here.*x\[:, None\]"):
+        next(iter(DataLoader(gray, batch_size=3, batch_transform=n)))
+    xb, _ = next(iter(DataLoader(TensorDataset(x[:, :1], np.arange(8)), batch_size=3, batch_transform=n)))
+    assert xb.shape == (3, 1, 8, 8)
+    assert n.transform(x[0, :1]).shape == (1, 8, 8)  # outside a loader: (C, H, W) is one image

@@ -89,7 +89,7 @@ class MapFetcher:
 
     def make(self, task: BatchTask) -> tuple[Any, StageTimes]:
         """The batch of ``task`` and the seconds each stage took."""
-        context = BatchContext(self.seed, task.epoch, task.index)
+        context = BatchContext(self.seed, task.epoch, task.index, batched=self.batched)
         clock = time.perf_counter
         with batch_context(context):
             start = clock()
@@ -138,7 +138,7 @@ class IterableFetcher:
         self.batch_transform = batch_transform
 
     def __call__(self, epoch: int, index: int) -> Any:
-        context = BatchContext(self.seed, epoch, index)
+        context = BatchContext(self.seed, epoch, index, batched=self.batch_size is not None)
         with batch_context(context):
             if self.batch_size is None:
                 batch = self.collate_fn(next(self.stream))

@@ -7,29 +7,54 @@ two: :meth:`Transform.draw` takes every random number for ``N`` samples from a
 deterministic function of the batch and those parameters. So the output depends only on the
 generator, which the loader derives from ``(seed, epoch, batch index)``.
 
-Calling conventions (``t(data, rng=None)``):
+Calling conventions (``t(data, rng=None, *, batched=None)``):
 
-* ``data`` is one image ``(C, H, W)`` or a batch ``(N, C, H, W)`` (``sample_ndim`` says
-  which rank is a sample);
+* ``data`` is one image ``(C, H, W)`` or a batch ``(N, C, H, W)``: image transforms always
+  take a channel axis, so a 3-D array is **one** image, never a batch of ``N`` single-channel
+  images (torchvision's convention). A batch of images of different sizes is a ``list`` of
+  ``(C, H_i, W_i)`` arrays; the resizing transforms (``Resize``, ``CenterCrop``,
+  ``RandomResizedCrop``) turn it into one ``(N, C, h, w)`` array, the others accept it when
+  all sizes agree (it is stacked first);
+* whether ``data`` is a batch is said by ``batched=``; when it is ``None``, inside a
+  DataLoader the batch context says it (the loader's ``batch_transform`` and a batched
+  ``__getitems__`` see batches; a dataset's per-sample ``transform=`` sees one sample), and
+  outside a loader the rank does (``(C, H, W)`` one image, ``(N, C, H, W)`` a batch, a list
+  of ``(C, H, W)`` arrays a batch). Input of another rank than the one expected is refused
+  with the fix, so a batch of 2-D images ``(N, H, W)`` is never taken for one image with ``N``
+  channels: add the channel axis (``x[:, None]``);
 * ``data`` may be a tuple or list ``(images, labels, ...)``, as a DataLoader batch is: the
   first item is transformed and the others pass through (the convention of
-  ``torchvision.transforms.v2``), so a transform can be a loader's ``batch_transform``;
+  ``torchvision.transforms.v2``), so a transform can be a loader's ``batch_transform``. A
+  tuple is always such a container; a list is one unless it is a list of images (above);
 * ``rng`` defaults to the current batch context's generator inside a DataLoader; a random
   transform called outside a loader without ``rng`` raises, naming the fix. Nothing reads
   numpy's global random state.
+
+Fusion of adjacent steps lives with :class:`~tinytorch.data.transforms.compose.Compose`; this
+module knows no concrete transform.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from tinytorch.data.seeding import get_batch_context
 
-__all__ = ["Compose", "Transform", "resolve_rng"]
+__all__ = [
+    "Layout",
+    "Transform",
+    "batch_layout",
+    "is_image_list",
+    "resolve_batched",
+    "resolve_rng",
+    "stack_images",
+]
+
+Layout = Literal["sample", "batch", "list"]
+"""What :func:`batch_layout` found: one sample, a batch array, or a list of samples."""
 
 
 def resolve_rng(rng: np.random.Generator | None, owner: str) -> np.random.Generator:
@@ -52,44 +77,161 @@ def resolve_rng(rng: np.random.Generator | None, owner: str) -> np.random.Genera
     return context.rng
 
 
+def resolve_batched(batched: bool | None) -> bool | None:
+    """``batched`` if given, else what the DataLoader is making right now, else ``None``.
+
+    Inside a loader, data seen while one sample is read (a dataset's ``transform=``) is one
+    sample, and data seen while the batch as a whole is read, collated or transformed (a
+    batched ``__getitems__``, ``batch_transform``) is a batch, unless the loader does not
+    batch (``batch_size=None``). Outside a loader: ``None`` (the rank decides).
+    """
+    if batched is not None:
+        if not isinstance(batched, (bool, np.bool_)):
+            raise TypeError(f"batched must be True, False or None, got {type(batched).__name__} {batched!r}")
+        return bool(batched)
+    context = get_batch_context()
+    if context is None:
+        return None
+    return context.batched and context.position is None
+
+
+def is_image_list(data: object, sample_ndim: int) -> bool:
+    """Whether ``data`` is a non-empty ``list`` of arrays of rank ``sample_ndim`` (a batch of
+    samples that may differ in size), as opposed to an ``(images, labels, ...)`` container."""
+    return (
+        isinstance(data, list)
+        and len(data) > 0
+        and all(isinstance(x, np.ndarray) and x.ndim == sample_ndim for x in data)
+    )
+
+
+def batch_layout(data: Any, sample_ndim: int, batched: bool | None, owner: str) -> Layout:
+    """Whether ``data`` is one sample, a batch array or a list of samples; refuses the rest.
+
+    Args:
+        data: an array(-like) or a list of arrays (not an ``(images, labels)`` container).
+        sample_ndim: rank of one sample (3 for ``(C, H, W)`` images).
+        batched: from :func:`resolve_batched`: ``True`` (a batch is expected), ``False`` (one
+            sample is expected) or ``None`` (decided by the rank).
+        owner: the transform's name, for messages.
+
+    Raises:
+        ValueError: the rank is not the one expected, naming the shape and the fix.
+    """
+    if is_image_list(data, sample_ndim):
+        if batched is False:
+            raise ValueError(f"{owner} expects one sample here, got a list of {len(data)} arrays")
+        return "list"
+    ndim = np.ndim(data)
+    shape = np.shape(data)
+    sample = "(C, H, W)" if sample_ndim == 3 else f"of rank {sample_ndim}"
+    batch = "(N, C, H, W)" if sample_ndim == 3 else f"of rank {sample_ndim + 1}"
+    if batched is None:
+        if ndim == sample_ndim:
+            return "sample"
+        if ndim == sample_ndim + 1:
+            return "batch"
+        hint = (
+            "; for single-channel images add the channel axis: x[None] for one (H, W) image, "
+            "x[:, None] for a batch (N, H, W)"
+            if sample_ndim == 3 and ndim == 2
+            else ""
+        )
+        raise ValueError(
+            f"{owner} expects one sample {sample} (rank {sample_ndim}) or a batch {batch} "
+            f"(rank {sample_ndim + 1}), got shape {shape}{hint}"
+        )
+    if batched:
+        if ndim == sample_ndim + 1:
+            return "batch"
+        hint = (
+            f"; if these are {shape[0]} single-channel images, add the channel axis (x[:, None], "
+            f"e.g. in the dataset) to make it {(shape[0], 1, *shape[1:])}"
+            if ndim == sample_ndim and sample_ndim == 3
+            else ""
+        )
+        raise ValueError(
+            f"{owner} expects a batch {batch} here (a DataLoader's batch stage, or batched=True), "
+            f"got shape {shape}{hint}; to transform one sample call it with batched=False"
+        )
+    if ndim == sample_ndim:
+        return "sample"
+    raise ValueError(
+        f"{owner} expects one sample {sample} here (a dataset's per-sample transform inside a "
+        f"DataLoader, or batched=False), got shape {shape}; to transform whole batches pass it "
+        "as the loader's batch_transform=, or call it with batched=True"
+    )
+
+
+def stack_images(images: list[NDArray[Any]], owner: str) -> NDArray[Any]:
+    """One ``(N, *shape)`` array from a list of samples of one shape and dtype, else the fix."""
+    first = images[0]
+    for i, x in enumerate(images):
+        if x.shape != first.shape or x.dtype != first.dtype:
+            raise ValueError(
+                f"{owner} got a list of samples of different shapes or dtypes (item 0: "
+                f"{first.shape} {first.dtype}, item {i}: {x.shape} {x.dtype}); put Resize((h, w)), "
+                "CenterCrop or RandomResizedCrop first: they turn images of different sizes into "
+                "one (N, C, h, w) array"
+            )
+    return np.stack(images)
+
+
 class Transform:
     """Base class. Subclasses implement :meth:`apply` and, when random, :meth:`draw`.
 
     Class attributes:
         random: whether the transform draws random numbers.
         sample_ndim: rank of one sample (3 for ``(C, H, W)`` images).
+        takes_lists: whether :meth:`apply` accepts a list of samples of different sizes
+            (otherwise such a list is stacked first, which needs one size).
     """
 
     random: ClassVar[bool] = False
     sample_ndim: ClassVar[int] = 3
+    takes_lists: ClassVar[bool] = False
+
+    def sample_rank(self) -> int:
+        """Rank of one sample (:attr:`sample_ndim` unless a subclass knows better)."""
+        return self.sample_ndim
 
     def draw(self, rng: np.random.Generator, n: int) -> Any:
         """All random parameters for ``n`` samples (deterministic transforms return ``None``)."""
         return None
 
-    def apply(self, batch: NDArray[Any], params: Any) -> NDArray[Any]:
+    def apply(self, batch: Any, params: Any) -> Any:
         """Transform ``batch`` ``(N, *sample_shape)`` with parameters from :meth:`draw`.
 
         Must not modify ``batch`` in place: it may be a view of a dataset's storage.
         """
         raise NotImplementedError
 
-    def __call__(self, data: Any, rng: np.random.Generator | None = None) -> Any:
-        if isinstance(data, (tuple, list)):
+    def __call__(
+        self, data: Any, rng: np.random.Generator | None = None, *, batched: bool | None = None
+    ) -> Any:
+        """Transform one sample, a batch, or the first item of an ``(images, labels)`` batch.
+
+        See the module docstring for how ``data`` and ``batched`` are read.
+        """
+        batched = resolve_batched(batched)
+        name = type(self).__name__
+        if isinstance(data, tuple) or (isinstance(data, list) and not self._takes_as_list(data, batched)):
             if not data:
-                raise ValueError(f"{type(self).__name__} got an empty {type(data).__name__}")
-            first = self(data[0], rng)
+                raise ValueError(f"{name} got an empty {type(data).__name__}")
+            first = self(data[0], rng, batched=batched)
             rest = list(data[1:])
             return (first, *rest) if isinstance(data, tuple) else [first, *rest]
+        layout = batch_layout(data, self.sample_rank(), batched, name)
+        if layout == "list":
+            batch = data if self.takes_lists else stack_images(data, name)
+            return self.apply(batch, self._params(rng, len(batch)))
         x = np.asarray(data)
-        if x.ndim == self.sample_ndim:
+        if layout == "sample":
             return self.apply(x[None], self._params(rng, 1))[0]
-        if x.ndim == self.sample_ndim + 1:
-            return self.apply(x, self._params(rng, len(x)))
-        raise ValueError(
-            f"{type(self).__name__} expects one sample of rank {self.sample_ndim} (e.g. (C, H, W)) "
-            f"or a batch of rank {self.sample_ndim + 1} (e.g. (N, C, H, W)), got shape {x.shape}"
-        )
+        return self.apply(x, self._params(rng, len(x)))
+
+    def _takes_as_list(self, data: list[Any], batched: bool | None) -> bool:
+        return batched is not False and is_image_list(data, self.sample_rank())
 
     def _params(self, rng: np.random.Generator | None, n: int) -> Any:
         if not self.random:
@@ -99,68 +241,3 @@ class Transform:
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({fields})"
-
-
-class Compose(Transform):
-    """Apply ``transforms`` in order, all drawing from the same generator, in order.
-
-    Adjacent steps are fused where that saves a pass over the data, from the same random
-    draws: ``RandomCrop`` + ``RandomHorizontalFlip`` become one gather, ``ToFloat()`` +
-    ``Normalize(mean, std)`` one cast into the preallocated float32 output followed by one
-    in-place multiply-add (the 1/255 is folded into the scale, so values can differ from the
-    two steps run alone by 1 ulp), and the crop and flip followed by the normalization one
-    pass over whole image planes for uint8 batches cropped back to their own size (byte-
-    identical to the two; see ``transforms/fused.py``).
-    """
-
-    def __init__(self, transforms: Iterable[Any]) -> None:
-        flat: list[Any] = []
-        for t in transforms:
-            if isinstance(t, Compose):
-                flat.extend(t.transforms)
-            elif callable(t):
-                flat.append(t)
-            else:
-                raise TypeError(f"Compose takes callables, got {type(t).__name__} {t!r}")
-        self.transforms: list[Any] = flat
-        self._steps: Sequence[Any] = _fuse(flat)
-
-    @property
-    def random(self) -> bool:  # type: ignore[override]
-        return any(getattr(t, "random", False) for t in self._steps)
-
-    def __call__(self, data: Any, rng: np.random.Generator | None = None) -> Any:
-        if self.random:
-            rng = resolve_rng(rng, "Compose")
-        for step in self._steps:
-            data = step(data, rng) if isinstance(step, Transform) else step(data)
-        return data
-
-    def __repr__(self) -> str:
-        inner = ", ".join(repr(t) for t in self.transforms)
-        return f"Compose([{inner}])"
-
-
-def _fuse(steps: list[Any]) -> list[Any]:
-    from tinytorch.data.transforms.fused import CropFlipNormalize
-    from tinytorch.data.transforms.image import CropThenFlip, RandomCrop, RandomHorizontalFlip
-    from tinytorch.data.transforms.normalize import Normalize, ToFloat
-
-    fused: list[Any] = []
-    for step in steps:
-        last = fused[-1] if fused else None
-        if isinstance(step, Normalize) and type(last) is ToFloat and not step.fused_to_float:
-            fused[-1] = step.after_to_float()
-        elif type(step) is RandomHorizontalFlip and type(last) is RandomCrop:
-            fused[-1] = CropThenFlip(last, step)
-        else:
-            fused.append(step)
-    # A crop+flip directly before a normalization (fused or not) is one pass over whole planes.
-    result: list[Any] = []
-    for step in fused:
-        last = result[-1] if result else None
-        if type(step) is Normalize and type(last) is CropThenFlip:
-            result[-1] = CropFlipNormalize(last, step)
-        else:
-            result.append(step)
-    return result

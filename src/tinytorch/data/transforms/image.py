@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 
 from tinytorch.data.memory import batch_empty
 from tinytorch.data.transforms.base import Transform
+from tinytorch.data.transforms.checks import check_fill, check_interval, check_probability, check_size
 from tinytorch.data.validate import check_int
 
 __all__ = [
@@ -59,17 +60,16 @@ class RandomCrop(Transform):
         pad_mode: PadMode = "constant",
         fill: float = 0,
     ) -> None:
-        pair = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
-        if len(pair) != 2:
-            raise ValueError(f"RandomCrop size must be an int or (h, w), got {size!r}")
-        self.size = (check_int(pair[0], "size", minimum=1), check_int(pair[1], "size", minimum=1))
-        self.padding = check_int(padding, "padding")
+        self.size = check_size(size, "RandomCrop")
+        self.padding = check_int(
+            padding, "RandomCrop padding", hint="pixels added on every side, e.g. RandomCrop(32, padding=4)"
+        )
         if pad_mode not in ("constant", "edge", "reflect", "symmetric"):
             raise ValueError(
-                f"pad_mode must be 'constant', 'edge', 'reflect' or 'symmetric', got {pad_mode!r}"
+                f"RandomCrop pad_mode must be 'constant', 'edge', 'reflect' or 'symmetric', got {pad_mode!r}"
             )
         self.pad_mode = pad_mode
-        self.fill = fill
+        self.fill = check_fill(fill, "RandomCrop")
         self._positions: tuple[int, int] | None = None
 
     def positions(self, height: int, width: int) -> tuple[int, int]:
@@ -127,9 +127,7 @@ class RandomHorizontalFlip(Transform):
     random = True
 
     def __init__(self, p: float = 0.5) -> None:
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"RandomHorizontalFlip p must be in [0, 1], got {p}")
-        self.p = float(p)
+        self.p = check_probability(p, "RandomHorizontalFlip")
 
     def draw(self, rng: np.random.Generator, n: int) -> NDArray[np.bool_]:
         return rng.random(n) < self.p
@@ -216,13 +214,12 @@ class RandomErasing(Transform):
         ratio: tuple[float, float] = (0.3, 3.3),
         value: float = 0,
     ) -> None:
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"RandomErasing p must be in [0, 1], got {p}")
-        if not 0 < scale[0] <= scale[1] <= 1:
-            raise ValueError(f"RandomErasing scale must satisfy 0 < lo <= hi <= 1, got {scale}")
-        if not 0 < ratio[0] <= ratio[1]:
-            raise ValueError(f"RandomErasing ratio must satisfy 0 < lo <= hi, got {ratio}")
-        self.p, self.scale, self.ratio, self.value = float(p), scale, ratio, value
+        self.p = check_probability(p, "RandomErasing")
+        self.scale = check_interval(
+            scale, "RandomErasing", "scale", minimum=0.0, maximum=1.0, exclusive_minimum=True
+        )
+        self.ratio = check_interval(ratio, "RandomErasing", "ratio", minimum=0.0, exclusive_minimum=True)
+        self.value = check_fill(value, "RandomErasing", name="value")
 
     def draw(self, rng: np.random.Generator, n: int) -> NDArray[np.float64]:
         return rng.random((n, 5))
@@ -253,10 +250,11 @@ class Cutout(Transform):
     random = True
 
     def __init__(self, size: int, p: float = 1.0, value: float = 0) -> None:
-        self.size = check_int(size, "size", minimum=1)
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Cutout p must be in [0, 1], got {p}")
-        self.p, self.value = float(p), value
+        self.size = check_int(
+            size, "Cutout size", minimum=1, hint="the side of the square in pixels, e.g. Cutout(8)"
+        )
+        self.p = check_probability(p, "Cutout")
+        self.value = check_fill(value, "Cutout", name="value")
 
     def draw(self, rng: np.random.Generator, n: int) -> NDArray[np.float64]:
         return rng.random((n, 3))
