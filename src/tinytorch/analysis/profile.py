@@ -21,7 +21,7 @@ import numpy as np
 from tinytorch.analysis.sources import augmentation
 from tinytorch.data import DataLoader
 
-__all__ = ["MemoryPoint", "largest_batch_within", "profile_memory", "pss_bytes"]
+__all__ = ["MemoryFit", "MemoryPoint", "fit_memory", "largest_batch_within", "profile_memory", "pss_bytes"]
 
 
 def pss_bytes(pids: list[int] | None = None) -> int:
@@ -87,17 +87,47 @@ def profile_memory(dataset: Any, batch_sizes: list[int], *, batches: int = 5) ->
     return points
 
 
-def largest_batch_within(points: list[MemoryPoint], budget_bytes: int) -> int | None:
-    """The largest batch size whose fitted pipeline memory stays within ``budget_bytes``.
+@dataclass(frozen=True)
+class MemoryFit:
+    """``memory = fixed_bytes + bytes_per_sample * batch_size``, fitted through measured points.
 
-    ``None`` when even a batch of one does not fit.
+    ``measured`` is the range of batch sizes the fit rests on: an answer outside it is an
+    extrapolation.
     """
+
+    fixed_bytes: float
+    bytes_per_sample: float
+    measured: tuple[int, int]
+
+    def predict(self, batch_size: float) -> float:
+        return self.fixed_bytes + self.bytes_per_sample * batch_size
+
+    def largest_within(self, budget_bytes: int) -> int | None:
+        """The largest batch whose predicted memory fits ``budget_bytes``; ``None`` when even a
+        batch of one does not fit, or when memory did not grow with the batch size."""
+        if self.bytes_per_sample <= 0:
+            return None
+        best = int(np.floor((budget_bytes - self.fixed_bytes) / self.bytes_per_sample + 1e-6))
+        return best if best >= 1 else None
+
+    def extrapolates(self, batch_size: int) -> bool:
+        return not self.measured[0] <= batch_size <= self.measured[1]
+
+
+def fit_memory(points: list[MemoryPoint]) -> MemoryFit:
+    """Least-squares line through ``points`` (with one point: through the origin)."""
     sizes = np.array([p.batch_size for p in points], dtype=np.float64)
     memory = np.array([p.peak_pipeline_bytes for p in points], dtype=np.float64)
     if len(points) >= 2 and np.ptp(sizes) > 0:
         per_sample, fixed = np.polyfit(sizes, memory, 1)
     else:
         per_sample, fixed = memory[0] / sizes[0], 0.0
-    per_sample = max(per_sample, 1e-9)
-    best = int(np.floor((budget_bytes - fixed) / per_sample + 1e-6))
-    return best if best >= 1 else None
+    return MemoryFit(float(fixed), float(per_sample), (int(sizes.min()), int(sizes.max())))
+
+
+def largest_batch_within(points: list[MemoryPoint], budget_bytes: int) -> int | None:
+    """The largest batch size whose fitted pipeline memory stays within ``budget_bytes``.
+
+    ``None`` when even a batch of one does not fit (see :meth:`MemoryFit.largest_within`).
+    """
+    return fit_memory(points).largest_within(budget_bytes)
