@@ -76,9 +76,11 @@ def _workers_advice(stats: LoaderStats, bottleneck: str, cores: int) -> str:
                 f" This process may use 1 core, so workers cannot run beside training; adding them "
                 f"would not help{io}."
             )
+        more = " (reads that wait on disk or network gain from more thread workers than cores)"
         return (
             f" With num_workers=0 all of this runs in the training process: num_workers={cores - 1} "
-            f"overlaps it with training ({_WORKER_KIND[bottleneck]}; this process may use {cores} cores)."
+            f"overlaps it with training ({_WORKER_KIND[bottleneck]}; this process may use {cores} "
+            f"cores){more if bottleneck == 'read' else ''}."
         )
     busy = _busy_share(stats)
     if workers >= cores:

@@ -121,6 +121,7 @@ def draw(points: list[MemoryPoint], fit: MemoryFit, args: argparse.Namespace, de
         "peak PSS increase of a process over its first 5 batches, one process per batch size; "
         "model memory not included"
     )
+    fit_label = f"linear fit: {fit.fixed_bytes / MB:.1f} MB + {fit.bytes_per_sample / 1024:.1f} KB x batch"
     path = line_chart(
         args.out / "memory_vs_batch_size.png",
         title="Input-pipeline memory vs batch size",
@@ -128,9 +129,7 @@ def draw(points: list[MemoryPoint], fit: MemoryFit, args: argparse.Namespace, de
         ylabel="memory (MB)",
         series={
             "pipeline peak (measured)": Series(sizes, [p.peak_pipeline_bytes / MB for p in points]),
-            f"linear fit: {fit.fixed_bytes / MB:.1f} MB + {fit.bytes_per_sample / 1024:.1f} KB x batch": Series(
-                list(grid), [fit.predict(b) / MB for b in grid], dashed=True, markers=False
-            ),
+            fit_label: Series(list(grid), [fit.predict(b) / MB for b in grid], dashed=True, markers=False),
             "one float32 batch": Series(sizes, [p.bytes_per_batch / MB for p in points]),
         },
         caption=caption,

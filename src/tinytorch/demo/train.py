@@ -241,8 +241,8 @@ def _train(config: DemoConfig, workers: int, tag: str, out: Callable[[str], None
                 f"({result.seconds:.0f} s)"
             )
     out(
-        f"{tag}final test accuracy {results[-1].test_accuracy:.1%} after {config.epochs} epochs "
-        f"in {time.perf_counter() - started:.0f} s"
+        f"{tag}final test accuracy {results[-1].test_accuracy:.1%} after {config.epochs} "
+        f"epoch{'s' * (config.epochs != 1)} in {time.perf_counter() - started:.0f} s"
     )
     return results
 
