@@ -213,3 +213,23 @@ def test_bugs_keep_their_traceback():
     args = build_parser().parse_args(["check"])
     assert explain(KeyError("a bug"), args) is None
     assert explain(ValueError("a bug"), args) is None
+
+
+@pytest.mark.parametrize("command", [["demo"], ["convert", "cifar10", "SHARDS"]])
+def test_a_mirror_archive_without_md5_is_kept_and_the_flag_named(command, tmp_path, capsys):
+    archive = make_tar(cifar10_files(per_batch=4), folder="cifar-10-batches-py")
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(archive)
+    argv = [str(tmp_path / "s") if a == "SHARDS" else a for a in command]
+    code, _, err = run([*argv, "--root", str(tmp_path), "--quiet"], capsys)
+    assert_usage_error(code, err, f"--md5 {hashlib.md5(archive).hexdigest()}")
+    assert (tmp_path / "cifar-10-python.tar.gz").read_bytes() == archive  # not deleted
+
+
+def test_machine_errors_name_the_option_holding_the_path(tmp_path):
+    args = build_parser().parse_args(["demo", "--root", str(tmp_path / "data")])
+    denied = PermissionError(13, "Permission denied", str(tmp_path / "data" / "cifar-10-python.tar.gz"))
+    assert explain(denied, args) == (
+        f"Permission denied: {tmp_path / 'data' / 'cifar-10-python.tar.gz'}\nChoose another place with --root."
+    )
+    full = OSError(28, "No space left on device", str(tmp_path / "elsewhere"))
+    assert explain(full, args) == f"No space left on device: {tmp_path / 'elsewhere'}"

@@ -81,7 +81,21 @@ def explain(error: BaseException, args: argparse.Namespace) -> str | None:
     if isinstance(error, OSError):  # the machine's answer (permissions, space, a missing file)
         if error.strerror is None:
             return _in_flag_terms(str(error))
-        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+        message = f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+        flag = _flag_for_path(error.filename, args)
+        return f"{message}\nChoose another place with {flag}." if flag else message
+    return None
+
+
+def _flag_for_path(filename: Any, args: argparse.Namespace) -> str | None:
+    """The option whose path holds ``filename`` (``--root``, ``--out``, ...), if any."""
+    if not filename:
+        return None
+    path = Path(os.fsdecode(filename)).resolve()
+    for dest, flag in (("directory", "DIRECTORY"), ("json", "--json"), ("out", "--out"), ("root", "--root")):
+        value = getattr(args, dest, None)
+        if value is not None and (path == Path(value).resolve() or Path(value).resolve() in path.parents):
+            return flag
     return None
 
 
