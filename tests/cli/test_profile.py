@@ -66,3 +66,10 @@ def test_memory_that_does_not_grow_gives_no_made_up_answer():
     fit = fit_memory([MemoryPoint(32, 0, 5_000_000), MemoryPoint(64, 0, 4_000_000)])
     assert fit.largest_within(1 << 30) is None
     assert "unknown" in verdict(fit, None, 1024, available=50_000)
+
+
+def test_pipeline_memory_leaves_out_file_backed_pages():
+    from tinytorch.analysis.profile import PIPELINE_FIELDS, pss_bytes
+
+    pipeline = pss_bytes(fields=PIPELINE_FIELDS)
+    assert 0 < pipeline <= pss_bytes()  # the interpreter's own code is file-backed

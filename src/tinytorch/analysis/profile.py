@@ -2,7 +2,8 @@
 
 For each batch size a forked child process (so that one size's freed memory cannot hide the
 next one's) runs a few batches with the standard augmentation while its proportional set size
-(PSS, /proc/self/smaps_rollup) is sampled with each batch held. The increase over the child's
+(PSS, /proc/self/smaps_rollup) of anonymous and shared memory is sampled with each batch held
+(file-backed pages are not counted: see :data:`PIPELINE_FIELDS`). The increase over the child's
 PSS before the loader existed is the pipeline's memory at that batch size. A line
 ``memory = fixed + per_sample * batch_size`` fitted through the points answers: what is the
 largest batch whose *input pipeline* fits the budget? Model activations, gradients and optimizer
@@ -24,18 +25,33 @@ from tinytorch.data import DataLoader
 __all__ = ["MemoryFit", "MemoryPoint", "fit_memory", "largest_batch_within", "profile_memory", "pss_bytes"]
 
 
-def pss_bytes(pids: list[int] | None = None) -> int:
-    """Summed PSS of ``pids`` (default: this process) in bytes; 0 where /proc is unavailable."""
+PIPELINE_FIELDS = ("Pss_Anon", "Pss_Shmem")
+"""What the pipeline allocates: anonymous memory and shared memory (process workers' batches).
+File-backed pages (a memory-mapped dataset such as CIFAR10Dataset's cache or ShardedDataset's
+shards) are left out: they are the page cache, shared by every process and reclaimable, and
+reading a shuffled epoch touches all of them whatever the batch size."""
+
+
+def pss_bytes(pids: list[int] | None = None, fields: tuple[str, ...] = ("Pss",)) -> int:
+    """Summed PSS of ``pids`` (default: this process) in bytes, from /proc/PID/smaps_rollup.
+
+    ``fields`` picks lines of that file (``Pss`` is all of it; ``Pss_Anon``, ``Pss_File``,
+    ``Pss_Shmem`` its parts, Linux 5.8+); where none of them is there, ``Pss``. 0 where /proc
+    is unavailable.
+    """
     total = 0
     for pid in pids or ["self"]:  # type: ignore[list-item]
         try:
             with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1]) * 1024
-                        break
-        except OSError:
+                values = {
+                    k: int(v.split()[0]) * 1024
+                    for k, v in (line.split(":", 1) for line in f)
+                    if k.startswith("Pss")
+                }
+        except (OSError, ValueError):
             continue
+        found = [values[k] for k in fields if k in values]
+        total += sum(found) if found else values.get("Pss", 0)
     return total
 
 
@@ -53,14 +69,14 @@ class MemoryPoint:
 
 def _measure(dataset: Any, batch_size: int, batches: int, conn: Any) -> None:
     gc.collect()
-    baseline = pss_bytes()
+    baseline = pss_bytes(fields=PIPELINE_FIELDS)
     loader = DataLoader(
         dataset, batch_size=batch_size, shuffle=True, seed=0, batch_transform=augmentation(), stats=False
     )
     peak, nbytes = 0, 0
     for seen, (images, labels) in enumerate(loader, start=1):
         nbytes = max(nbytes, images.nbytes + labels.nbytes)
-        peak = max(peak, pss_bytes() - baseline)
+        peak = max(peak, pss_bytes(fields=PIPELINE_FIELDS) - baseline)
         if seen >= batches:
             break
     conn.send(MemoryPoint(batch_size, nbytes, max(0, peak)))

@@ -109,8 +109,10 @@ def positive_float(text: str) -> float:
 
 
 def directory_or_new(text: str) -> Path:
-    """An argparse ``type``: a directory, or a path where one can be created (not a file)."""
-    path = Path(text).expanduser()
+    """An argparse ``type``: a directory, or a path where one can be created (not a file).
+
+    Returned absolute, so that every message names the place without ambiguity."""
+    path = Path(text).expanduser().absolute()
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file, not a directory; pass a directory")
     for parent in path.parents:
@@ -123,7 +125,7 @@ def directory_or_new(text: str) -> Path:
 
 def writable_file(text: str) -> Path:
     """An argparse ``type``: a file to write (its folder is created if needed; not a directory)."""
-    path = Path(text).expanduser()
+    path = Path(text).expanduser().absolute()
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a directory; pass a file name such as {text}/out.json")
     directory_or_new(str(path.parent))

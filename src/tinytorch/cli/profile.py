@@ -29,7 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         subparsers,
         "profile",
         "input-pipeline memory per batch size, and what fits a budget",
-        "Measures each batch size in its own process (peak PSS while holding batches), fits "
+        "Measures each batch size in its own process (peak anonymous and shared memory, PSS, while "
+        "holding batches; a memory-mapped dataset is page cache and not counted), fits "
         "memory = fixed + per-image x batch size, and gives the largest batch whose input pipeline "
         "fits --budget-mb, saying when that answer is extrapolated. Model activations, gradients "
         "and optimizer state are not included.",
@@ -58,7 +59,10 @@ def run(args: argparse.Namespace) -> int:
     fit = fit_memory(points)
     for line in machine_lines("profile", description):
         print(line)
-    print("each batch size measured in its own process: peak PSS increase over its first 5 batches\n")
+    print(
+        "each batch size measured in its own process: peak increase of anonymous and shared memory "
+        "(PSS) over its first 5 batches; the memory-mapped dataset is page cache and not counted\n"
+    )
     rows = [
         [f"{p.batch_size:,}", f"{p.bytes_per_batch / MB:.2f}", f"{p.peak_pipeline_bytes / MB:.1f}"]
         for p in points
@@ -118,7 +122,7 @@ def draw(points: list[MemoryPoint], fit: MemoryFit, args: argparse.Namespace, de
     grid = np.geomspace(sizes[0], sizes[-1], 50)
     caption = (
         f"{describe_machine()}; {versions()}\n{description}; {PIPELINE}\n"
-        "peak PSS increase of a process over its first 5 batches, one process per batch size; "
+        "peak anonymous + shared memory (PSS) over 5 batches, one process per batch size; "
         "model memory not included"
     )
     fit_label = f"linear fit: {fit.fixed_bytes / MB:.1f} MB + {fit.bytes_per_sample / 1024:.1f} KB x batch"
