@@ -29,7 +29,6 @@ from tinytorch import (
 )
 from tinytorch.demo.synthetic import synthetic_cifar
 
-
 Params = list[tuple[jax.Array, jax.Array]]
 
 
