@@ -233,3 +233,23 @@ def test_machine_errors_name_the_option_holding_the_path(tmp_path):
     )
     full = OSError(28, "No space left on device", str(tmp_path / "elsewhere"))
     assert explain(full, args) == f"No space left on device: {tmp_path / 'elsewhere'}"
+
+
+def test_ctrl_c_ends_with_130_and_one_line(monkeypatch, capsys):
+    def interrupted(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("tinytorch.cli.demo.run_demo", interrupted)
+    code, _, err = run(["demo", "--synthetic"], capsys)
+    assert code == 130
+    assert err.strip() == "tinytorch-data demo: interrupted"
+
+
+def test_output_cut_short_by_the_reader_ends_quietly(monkeypatch, capsys):
+    def reader_left(args):  # e.g. `tinytorch-data bench | head -3`
+        raise BrokenPipeError
+
+    monkeypatch.setattr("tinytorch.cli.check.run_checks", lambda: reader_left(None))
+    code, _, err = run(["check"], capsys)
+    assert code == 1
+    assert err == ""

@@ -38,7 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "Each setting is timed in several interleaved rounds after a warm-up; the table gives the "
         "median images/s with the interval of the rounds, a round-by-round comparison with the "
         "baseline, and the time per image in each stage; PNG plots go to --out (needs matplotlib). "
-        "Reads CIFAR-10 from --root (nothing is downloaded) or generates data (--synthetic).",
+        "Reads CIFAR-10 from --root (nothing is downloaded) or generates data (--synthetic). With the "
+        "defaults a run takes about a minute.",
         "tinytorch-data bench --synthetic                      # no files needed",
         "tinytorch-data bench --root ./data --out plots --json bench.json",
         "tinytorch-data bench --synthetic --batch-sizes 128 512 --workers 0 2 --rounds 7",
