@@ -253,3 +253,12 @@ def test_output_cut_short_by_the_reader_ends_quietly(monkeypatch, capsys):
     code, _, err = run(["check"], capsys)
     assert code == 1
     assert err == ""
+
+
+def test_damaged_extracted_files_name_the_folder_to_delete(tmp_path, capsys):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in cifar10_files(per_batch=2):
+        (folder / name).write_bytes(b"garbage")
+    code, _, err = run(["bench", "--root", str(tmp_path), "--no-plots"], capsys)
+    assert_usage_error(code, err, f"delete {folder} and run again")

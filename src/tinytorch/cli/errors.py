@@ -66,18 +66,18 @@ def explain(error: BaseException, args: argparse.Namespace) -> str | None:
     if isinstance(error, FileNotFoundError) and _cifar_missing(args):
         return _not_downloaded(args)
     if isinstance(error, (CorruptDatasetError, UnsafeArchiveError, ForbiddenPickleError)):
-        folder = Path(args.root) / _spec(args).folder
-        return (
-            f"{_in_flag_terms(str(error))}\nThe dataset files are damaged or not the real ones: delete "
-            f"{folder} and {Path(args.root) / _spec(args).archive}, then run again."
-        )
+        root = Path(getattr(args, "root", "."))
+        if isinstance(error, UnsafeArchiveError):
+            fix = f"The archive is not the real one: delete {root / _spec(args).archive} and get it again."
+        else:
+            folder = root / _spec(args).folder
+            fix = f"The extracted files are damaged or not the real ones: delete {folder} and run again."
+        return f"{_in_flag_terms(str(error))}\n{fix}"
     if isinstance(error, ShardError):
         return _in_flag_terms(str(error))
-    if isinstance(error, InsufficientSharedMemoryError):
-        return (
-            f"{_in_flag_terms(str(error))}\nOn the command line: use thread workers, fewer --workers "
-            "or smaller --batch-sizes."
-        )
+    if isinstance(error, InsufficientSharedMemoryError):  # its fix names DataLoader keywords
+        problem = str(error).split(". Lower", 1)[0]
+        return f"{problem}\nUse fewer --workers or smaller --batch-sizes."
     if isinstance(error, OSError):  # the machine's answer (permissions, space, a missing file)
         if error.strerror is None:
             return _in_flag_terms(str(error))
