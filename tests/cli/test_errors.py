@@ -262,3 +262,20 @@ def test_damaged_extracted_files_name_the_folder_to_delete(tmp_path, capsys):
         (folder / name).write_bytes(b"garbage")
     code, _, err = run(["bench", "--root", str(tmp_path), "--no-plots"], capsys)
     assert_usage_error(code, err, f"delete {folder} and run again")
+
+
+def test_structured_attributes_are_used_when_the_errors_carry_them(tmp_path):
+    from tinytorch.data import ChecksumError, DownloadError
+
+    args = build_parser().parse_args(["demo", "--root", str(tmp_path)])
+    downloaded = ChecksumError("message in other words")
+    downloaded.url, downloaded.actual_md5, downloaded.expected_md5 = "http://m/c.tgz", "a" * 32, "b" * 32
+    text = explain(downloaded, args)
+    assert "http://m/c.tgz" in text
+    assert f"--md5 {'a' * 32}" in text
+    local = ChecksumError("message in other words")
+    local.path, local.url, local.actual_md5, local.expected_md5 = tmp_path / "x.tgz", None, "c" * 32, "d" * 32
+    assert explain(local, args).startswith(f"{tmp_path / 'x.tgz'} has md5 {'c' * 32}")
+    failed = DownloadError("message in other words")
+    failed.url = "http://m/c.tgz"
+    assert explain(failed, args).startswith("could not download CIFAR-10 from http://m/c.tgz")

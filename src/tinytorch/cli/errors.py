@@ -136,7 +136,7 @@ def _wrong_checksum(error: ChecksumError, args: argparse.Namespace) -> str:
             path, actual, expected = local.groups()
         else:
             return _in_flag_terms(text)
-    if url and not path:
+    if url:  # the download came with another md5 (a file in --root has a path, no url)
         return (
             f"the archive from {url} has md5 {actual}, not the expected {expected} (it was not kept)\n"
             f"Check --url, or pass --md5 {actual} if that mirror's archive is the one you want."
