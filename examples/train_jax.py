@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +21,7 @@ from tinytorch import (
     CIFAR10Dataset,
     Compose,
     DataLoader,
+    Dataset,
     Normalize,
     Normalizer,
     RandomHorizontalFlip,
@@ -27,8 +29,10 @@ from tinytorch import (
 )
 from tinytorch.demo.synthetic import synthetic_cifar
 
+Params = list[tuple[jax.Array, jax.Array]]
 
-def init(key: jax.Array, sizes: list[int]) -> list[tuple[jax.Array, jax.Array]]:
+
+def init(key: jax.Array, sizes: list[int]) -> Params:
     params = []
     for fan_in, fan_out in itertools.pairwise(sizes):
         key, sub = jax.random.split(key)
@@ -36,24 +40,24 @@ def init(key: jax.Array, sizes: list[int]) -> list[tuple[jax.Array, jax.Array]]:
     return params
 
 
-def forward(params: list[tuple[jax.Array, jax.Array]], x: jax.Array) -> jax.Array:
+def forward(params: Params, x: jax.Array) -> jax.Array:
     for w, b in params[:-1]:
         x = jax.nn.relu(x @ w + b)
     w, b = params[-1]
     return x @ w + b
 
 
-def loss_fn(params: list[tuple[jax.Array, jax.Array]], x: jax.Array, y: jax.Array) -> jax.Array:
+def loss_fn(params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
     logits = forward(params, x)
     return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(len(y)), y])
 
 
-@jax.jit
-def step(
-    params: list[tuple[jax.Array, jax.Array]], x: jax.Array, y: jax.Array
-) -> list[tuple[jax.Array, jax.Array]]:
+def sgd_step(params: Params, x: jax.Array, y: jax.Array) -> Params:
     grads = jax.grad(loss_fn)(params, x, y)
-    return jax.tree_util.tree_map(lambda p, g: p - 0.01 * g, params, grads)
+    return [(w - 0.01 * gw, b - 0.01 * gb) for (w, b), (gw, gb) in zip(params, grads, strict=True)]
+
+
+step = jax.jit(sgd_step)  # compiled once per input shape
 
 
 def main() -> None:
@@ -65,6 +69,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
     tag = "[synthetic] " if args.synthetic else ""
+    train: Dataset[Any]
+    test: Dataset[Any]
     if args.synthetic:
         train, test = (
             TensorDataset(*synthetic_cifar(5000, seed=1)),

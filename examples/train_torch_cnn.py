@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,6 +20,7 @@ from tinytorch import (
     CIFAR10Dataset,
     Compose,
     DataLoader,
+    Dataset,
     Normalize,
     Normalizer,
     RandomCrop,
@@ -28,7 +30,7 @@ from tinytorch import (
 from tinytorch.demo.synthetic import synthetic_cifar
 
 
-def datasets(args: argparse.Namespace) -> tuple[object, object]:
+def datasets(args: argparse.Namespace) -> tuple[Dataset[Any], Dataset[Any]]:
     if args.synthetic:
         return (
             TensorDataset(*synthetic_cifar(5000, seed=1)),
@@ -82,7 +84,7 @@ def main() -> None:
             y = torch.as_tensor(labels).to(device, non_blocking=True)
             loss = nn.functional.cross_entropy(model(x), y)
             optimizer.zero_grad()
-            loss.backward()
+            torch.autograd.backward(loss)
             optimizer.step()
         model.eval()
         correct = total = 0
@@ -91,9 +93,11 @@ def main() -> None:
                 predictions = model(torch.from_numpy(images).to(device)).argmax(dim=1).cpu()
                 correct += int((predictions == torch.from_numpy(labels)).sum())
                 total += len(labels)
+        stats = train_loader.stats()  # None only with DataLoader(stats=False)
+        waiting = stats.wait_share if stats is not None else 0.0
         print(
             f"{tag}epoch {epoch + 1}: test accuracy {correct / total:.1%} ({time.perf_counter() - start:.0f} s); "
-            f"loader: {train_loader.stats().wait_share:.0%} of the step waiting for data"
+            f"loader: {waiting:.0%} of the step waiting for data"
         )
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from tinytorch import DataLoader, Dataset, TensorDataset
 from tinytorch.analysis import diagnose
-from tinytorch.data.loader.stats import LoaderStats
+from tinytorch.data.loader.stats import STAGES, LoaderStats, WorkerStats
 
 
 class SlowIO(Dataset):
@@ -48,11 +48,11 @@ def run(loader, step=0.0):
 
 
 def test_slow_io_is_diagnosed_as_reading():
-    d = diagnose(run(DataLoader(SlowIO(), batch_size=8)))
+    d = diagnose(run(DataLoader(SlowIO(), batch_size=8)), cores=3)
     assert d.input_bound
     assert d.bottleneck == "read"
     assert "__getitems__" in d.advice
-    assert "num_workers=2" in d.advice
+    assert "num_workers=2" in d.advice  # cores - 1: one core stays with training
 
 
 def test_slow_per_sample_transform_is_diagnosed():
@@ -78,3 +78,54 @@ def test_step_time_can_be_passed_in():
 def test_no_batches():
     with pytest.raises(ValueError, match="at least one batch"):
         diagnose(LoaderStats(0, 0, "in-process"))
+
+
+def input_bound_stats(num_workers, busy_seconds, bottleneck="batch_transform"):
+    """An epoch of 100 batches in 10 s, the consumer waiting 90% of it, ``bottleneck`` dominant."""
+    stats = LoaderStats(0, num_workers, "thread" if num_workers else "in-process", batches=100)
+    stats.wall_seconds = 10.0
+    stats.wait_seconds = 9.0
+    stats.consumer_seconds = 1.0
+    stats.stage_seconds = dict.fromkeys(STAGES, 0.1)
+    stats.stage_seconds[bottleneck] = 8.0
+    for worker in range(num_workers):
+        stats.per_worker[worker] = WorkerStats(50, busy_seconds)
+    return stats
+
+
+@pytest.mark.parametrize("bottleneck", ["batch_transform", "sample_transform", "collate", "read"])
+def test_no_more_workers_when_the_workers_use_every_core(bottleneck):
+    d = diagnose(input_bound_stats(2, busy_seconds=9.9, bottleneck=bottleneck), cores=2)
+    assert d.input_bound
+    assert "num_workers=" not in d.advice
+    assert "all 2 cores" in d.advice
+    assert "would not help" in d.advice
+
+
+def test_no_more_workers_when_the_workers_are_idle():
+    d = diagnose(input_bound_stats(2, busy_seconds=5.0), cores=8)  # busy 50% of the epoch
+    assert "num_workers=" not in d.advice
+    assert "busy only 50%" in d.advice
+
+
+def test_more_workers_when_busy_and_cores_are_left():
+    d = diagnose(input_bound_stats(2, busy_seconds=9.5), cores=8)
+    assert "num_workers=3" in d.advice
+    assert "busy 95%" in d.advice
+
+
+def test_on_one_core_workers_are_not_advised():
+    d = diagnose(input_bound_stats(0, busy_seconds=0.0), cores=1)
+    assert "num_workers=" not in d.advice
+    assert "1 core" in d.advice
+
+
+def test_in_process_advice_fits_the_cores():
+    assert "num_workers=3" in diagnose(input_bound_stats(0, busy_seconds=0.0), cores=4).advice
+
+
+def test_default_cores_are_this_process_affinity(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
+    d = diagnose(input_bound_stats(1, busy_seconds=9.9))
+    assert "all 1 core this process may use" in d.advice
+    assert "num_workers=" not in d.advice

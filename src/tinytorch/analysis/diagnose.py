@@ -8,44 +8,106 @@ The rules, in order:
    help.
 2. Otherwise the stage with the most time per batch (read, per-sample transform, collate,
    batch transform, transport) is the bottleneck, and the advice names the knob for it.
+3. More workers are advised only where they can help: never past the cores this process may
+   use (``os.sched_getaffinity``), and not when the workers already there are idle much of the
+   epoch (their busy time, from the statistics, is under :data:`BUSY_SHARE` of the epoch's wall
+   time: then something else limits delivery, and another worker would wait too). Reads that
+   wait on I/O rather than the CPU are the exception: thread workers overlap waits on any number
+   of cores.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tinytorch.analysis.machine import available_cores
 from tinytorch.data.loader.stats import STAGES, LoaderStats
 
 __all__ = ["Diagnosis", "diagnose"]
 
 INPUT_BOUND_SHARE = 0.10
+BUSY_SHARE = 0.8
+"""Workers busy less than this share of the epoch are not what limits delivery."""
 
 _ADVICE = {
     "read": (
         "reading samples from the dataset takes most of the time (I/O or per-sample Python in "
         "__getitem__). Read whole batches at once (a dataset with __getitems__, such as "
-        "TensorDataset, CIFAR10Dataset or ShardedDataset), keep data in memory-mapped shards "
-        "instead of many small files, and use more workers to overlap the reads (thread "
-        "workers suit I/O)."
+        "TensorDataset, CIFAR10Dataset or ShardedDataset) and keep data in memory-mapped shards "
+        "instead of many small files."
     ),
     "sample_transform": (
         "per-sample transforms take most of the time: each image goes through Python on its "
         "own. Move them to the loader's batch_transform= (RandomCrop, RandomHorizontalFlip, "
-        "Normalize work on whole batches), or add process workers."
+        "Normalize work on whole batches)."
     ),
     "collate": (
         "stacking samples into batches takes most of the time. Let the dataset read batches "
         "with __getitems__ (no stacking needed), or use fewer, larger fields per sample."
     ),
     "batch_transform": (
-        "the batch transform takes most of the time. Add workers: thread workers run numpy "
-        "transforms in parallel without copying batches between processes."
+        "the batch transform takes most of the time. Make it cheaper: fuse its steps with "
+        "Compose, crop before converting to float, keep uint8 until the last step."
     ),
     "transport": (
         "moving batches between worker processes and the training loop takes most of the "
         "time. Use worker_type='thread' (no copies), or larger batches."
     ),
 }
+
+_WORKER_KIND = {
+    "read": "thread workers overlap the reads",
+    "sample_transform": "process workers run per-sample Python in parallel",
+    "collate": "workers collate in parallel",
+    "batch_transform": "thread workers run numpy transforms in parallel without copying batches",
+}
+
+
+def _workers_advice(stats: LoaderStats, bottleneck: str, cores: int) -> str:
+    """What to do about workers, given the machine and how busy the workers were."""
+    if bottleneck not in _WORKER_KIND:
+        return ""
+    workers = stats.num_workers
+    io_note = " (reads that wait on disk or network are the exception: thread workers overlap waits)"
+    io = io_note if bottleneck == "read" else ""
+    if workers == 0:
+        if cores < 2:
+            return (
+                f" This process may use 1 core, so workers cannot run beside training; adding them "
+                f"would not help{io}."
+            )
+        more = " (reads that wait on disk or network gain from more thread workers than cores)"
+        return (
+            f" With num_workers=0 all of this runs in the training process: num_workers={cores - 1} "
+            f"overlaps it with training ({_WORKER_KIND[bottleneck]}; this process may use {cores} "
+            f"cores){more if bottleneck == 'read' else ''}."
+        )
+    busy = _busy_share(stats)
+    if workers >= cores:
+        return (
+            f" The {workers} worker{'s' * (workers != 1)} already use all {cores} "
+            f"core{'s' * (cores != 1)} this process may use: more workers would not help{io}."
+        )
+    if busy is not None and busy < BUSY_SHARE:
+        return (
+            f" The {workers} workers were busy only {busy:.0%} of the epoch: they are not what limits "
+            "delivery, so more workers would not help; the limit is in the loading process (delivery "
+            "and the training step share it)."
+        )
+    return (
+        f" The workers were busy {busy:.0%} of the epoch and {cores - workers} of the {cores} cores are "
+        f"left: num_workers={min(cores, workers + 1)} can help ({_WORKER_KIND[bottleneck]})."
+        if busy is not None
+        else f" num_workers={min(cores, workers + 1)} can help ({_WORKER_KIND[bottleneck]})."
+    )
+
+
+def _busy_share(stats: LoaderStats) -> float | None:
+    """Mean share of the epoch's wall time the workers spent making batches."""
+    busy = [w.busy_seconds for worker, w in stats.per_worker.items() if worker >= 0]
+    if not busy or stats.wall_seconds <= 0 or stats.num_workers == 0:
+        return None
+    return min(1.0, sum(busy) / (stats.num_workers * stats.wall_seconds))
 
 
 @dataclass(frozen=True)
@@ -75,13 +137,15 @@ class Diagnosis:
         )
 
 
-def diagnose(stats: LoaderStats, step_seconds: float | None = None) -> Diagnosis:
+def diagnose(stats: LoaderStats, step_seconds: float | None = None, *, cores: int | None = None) -> Diagnosis:
     """Explain ``stats`` (from ``loader.stats()``).
 
     Args:
         stats: statistics of an epoch with at least one batch.
         step_seconds: the training step time per batch, if known better than the loader's
             measurement (time between batches).
+        cores: the cores the loader may use; default: this process's (``os.sched_getaffinity``,
+            else ``os.cpu_count()``). Workers are never advised beyond them.
 
     Raises:
         ValueError: ``stats`` holds no batch.
@@ -102,10 +166,6 @@ def diagnose(stats: LoaderStats, step_seconds: float | None = None) -> Diagnosis
         )
     per_batch = {name: stats.stage_seconds[name] / stats.batches for name in STAGES}
     bottleneck = max(per_batch, key=lambda name: per_batch[name])
-    advice = _ADVICE[bottleneck]
-    if stats.num_workers == 0:
-        advice += (
-            " With num_workers=0 all of this runs in the training process: num_workers=2 "
-            "overlaps it with training."
-        )
+    cores = available_cores() if cores is None else cores
+    advice = _ADVICE[bottleneck] + _workers_advice(stats, bottleneck, cores)
     return Diagnosis(True, share, step, bottleneck, advice)

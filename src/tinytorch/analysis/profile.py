@@ -2,7 +2,8 @@
 
 For each batch size a forked child process (so that one size's freed memory cannot hide the
 next one's) runs a few batches with the standard augmentation while its proportional set size
-(PSS, /proc/self/smaps_rollup) is sampled with each batch held. The increase over the child's
+(PSS, /proc/self/smaps_rollup) of anonymous and shared memory is sampled with each batch held
+(file-backed pages are not counted: see :data:`PIPELINE_FIELDS`). The increase over the child's
 PSS before the loader existed is the pipeline's memory at that batch size. A line
 ``memory = fixed + per_sample * batch_size`` fitted through the points answers: what is the
 largest batch whose *input pipeline* fits the budget? Model activations, gradients and optimizer
@@ -21,21 +22,36 @@ import numpy as np
 from tinytorch.analysis.sources import augmentation
 from tinytorch.data import DataLoader
 
-__all__ = ["MemoryPoint", "largest_batch_within", "profile_memory", "pss_bytes"]
+__all__ = ["MemoryFit", "MemoryPoint", "fit_memory", "largest_batch_within", "profile_memory", "pss_bytes"]
 
 
-def pss_bytes(pids: list[int] | None = None) -> int:
-    """Summed PSS of ``pids`` (default: this process) in bytes; 0 where /proc is unavailable."""
+PIPELINE_FIELDS = ("Pss_Anon", "Pss_Shmem")
+"""What the pipeline allocates: anonymous memory and shared memory (process workers' batches).
+File-backed pages (a memory-mapped dataset such as CIFAR10Dataset's cache or ShardedDataset's
+shards) are left out: they are the page cache, shared by every process and reclaimable, and
+reading a shuffled epoch touches all of them whatever the batch size."""
+
+
+def pss_bytes(pids: list[int] | None = None, fields: tuple[str, ...] = ("Pss",)) -> int:
+    """Summed PSS of ``pids`` (default: this process) in bytes, from /proc/PID/smaps_rollup.
+
+    ``fields`` picks lines of that file (``Pss`` is all of it; ``Pss_Anon``, ``Pss_File``,
+    ``Pss_Shmem`` its parts, Linux 5.8+); where none of them is there, ``Pss``. 0 where /proc
+    is unavailable.
+    """
     total = 0
     for pid in pids or ["self"]:  # type: ignore[list-item]
         try:
             with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1]) * 1024
-                        break
-        except OSError:
+                values = {
+                    k: int(v.split()[0]) * 1024
+                    for k, v in (line.split(":", 1) for line in f)
+                    if k.startswith("Pss")
+                }
+        except (OSError, ValueError):
             continue
+        found = [values[k] for k in fields if k in values]
+        total += sum(found) if found else values.get("Pss", 0)
     return total
 
 
@@ -53,14 +69,14 @@ class MemoryPoint:
 
 def _measure(dataset: Any, batch_size: int, batches: int, conn: Any) -> None:
     gc.collect()
-    baseline = pss_bytes()
+    baseline = pss_bytes(fields=PIPELINE_FIELDS)
     loader = DataLoader(
         dataset, batch_size=batch_size, shuffle=True, seed=0, batch_transform=augmentation(), stats=False
     )
     peak, nbytes = 0, 0
     for seen, (images, labels) in enumerate(loader, start=1):
         nbytes = max(nbytes, images.nbytes + labels.nbytes)
-        peak = max(peak, pss_bytes() - baseline)
+        peak = max(peak, pss_bytes(fields=PIPELINE_FIELDS) - baseline)
         if seen >= batches:
             break
     conn.send(MemoryPoint(batch_size, nbytes, max(0, peak)))
@@ -87,17 +103,47 @@ def profile_memory(dataset: Any, batch_sizes: list[int], *, batches: int = 5) ->
     return points
 
 
-def largest_batch_within(points: list[MemoryPoint], budget_bytes: int) -> int | None:
-    """The largest batch size whose fitted pipeline memory stays within ``budget_bytes``.
+@dataclass(frozen=True)
+class MemoryFit:
+    """``memory = fixed_bytes + bytes_per_sample * batch_size``, fitted through measured points.
 
-    ``None`` when even a batch of one does not fit.
+    ``measured`` is the range of batch sizes the fit rests on: an answer outside it is an
+    extrapolation.
     """
+
+    fixed_bytes: float
+    bytes_per_sample: float
+    measured: tuple[int, int]
+
+    def predict(self, batch_size: float) -> float:
+        return self.fixed_bytes + self.bytes_per_sample * batch_size
+
+    def largest_within(self, budget_bytes: int) -> int | None:
+        """The largest batch whose predicted memory fits ``budget_bytes``; ``None`` when even a
+        batch of one does not fit, or when memory did not grow with the batch size."""
+        if self.bytes_per_sample <= 0:
+            return None
+        best = int(np.floor((budget_bytes - self.fixed_bytes) / self.bytes_per_sample + 1e-6))
+        return best if best >= 1 else None
+
+    def extrapolates(self, batch_size: int) -> bool:
+        return not self.measured[0] <= batch_size <= self.measured[1]
+
+
+def fit_memory(points: list[MemoryPoint]) -> MemoryFit:
+    """Least-squares line through ``points`` (with one point: through the origin)."""
     sizes = np.array([p.batch_size for p in points], dtype=np.float64)
     memory = np.array([p.peak_pipeline_bytes for p in points], dtype=np.float64)
     if len(points) >= 2 and np.ptp(sizes) > 0:
         per_sample, fixed = np.polyfit(sizes, memory, 1)
     else:
         per_sample, fixed = memory[0] / sizes[0], 0.0
-    per_sample = max(per_sample, 1e-9)
-    best = int(np.floor((budget_bytes - fixed) / per_sample + 1e-6))
-    return best if best >= 1 else None
+    return MemoryFit(float(fixed), float(per_sample), (int(sizes.min()), int(sizes.max())))
+
+
+def largest_batch_within(points: list[MemoryPoint], budget_bytes: int) -> int | None:
+    """The largest batch size whose fitted pipeline memory stays within ``budget_bytes``.
+
+    ``None`` when even a batch of one does not fit (see :meth:`MemoryFit.largest_within`).
+    """
+    return fit_memory(points).largest_within(budget_bytes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -22,12 +23,15 @@ CIFAR_MEAN = np.array([125.3, 123.0, 113.9])
 CIFAR_STD = np.array([63.0, 62.1, 66.7])
 
 
-def load_source(root: str, synthetic: bool, size: int) -> tuple[Any, str]:
-    """``(dataset, description)``: CIFAR-10's training split in ``root`` (no download), or
-    ``size`` generated CIFAR-shaped images."""
+def load_source(
+    root: str | os.PathLike[str], synthetic: bool, size: int, md5: str | None = None
+) -> tuple[Any, str]:
+    """``(dataset, description)``: CIFAR-10's training split in ``root`` (no download; ``md5``:
+    that of a mirror's archive in ``root``), or ``size`` generated CIFAR-shaped images."""
     if synthetic:
         return TensorDataset(*synthetic_cifar(size, seed=0)), f"{size:,} generated images [synthetic]"
-    return CIFAR10Dataset(root, train=True, download=False), f"CIFAR-10 training split in {root}"
+    dataset = CIFAR10Dataset(root, train=True, download=False, md5=md5)
+    return dataset, f"CIFAR-10 training split in {root} ({len(dataset):,} images)"
 
 
 def augmentation() -> Compose:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinytorch.cli.args import subcommand
 from tinytorch.data import (
     CIFAR10Dataset,
     Compose,
@@ -218,7 +219,15 @@ def run_checks(sections: list[tuple[str, str, list[Check]]] = SECTIONS) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("check", help="run the pipeline's self-check")
+    parser = subcommand(
+        subparsers,
+        "check",
+        "self-check of the installed package",
+        "Runs the TinyTorch module's checks (datasets, loader, CIFAR-10 loading on a generated "
+        "archive, preprocessing) against the installed package, without network. Exit code 1, "
+        "naming the broken component, when any check fails.",
+        "tinytorch-data check",
+    )
     parser.set_defaults(run=run)
 
 

@@ -3,32 +3,75 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from tinytorch.cli.args import add_cifar_options, at_least, directory_or_new, subcommand
+from tinytorch.cli.cifar import check_archive
+from tinytorch.cli.errors import CommandError, explain
 from tinytorch.data import CIFAR10Dataset, CIFAR100Dataset, ShardedDataset, ShardError, write_shards
+from tinytorch.data.storage.shards import MANIFEST
 
 DATASETS = {"cifar10": CIFAR10Dataset, "cifar100": CIFAR100Dataset}
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("convert", help="write a dataset as shards (for ShardedDataset)")
-    p.add_argument("dataset", choices=sorted(DATASETS))
-    p.add_argument("directory", type=Path, help="where the shards and manifest.json go")
-    p.add_argument("--root", default="./data", help="where the dataset is (downloaded if missing)")
-    p.add_argument("--split", choices=["train", "test"], default="train")
-    p.add_argument("--samples-per-shard", type=int, default=10_000)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing shard dataset")
+    p = subcommand(
+        subparsers,
+        "convert",
+        "write a dataset as shards for ShardedDataset",
+        "Writes the split as memory-mappable shard files plus manifest.json (sizes and SHA-256 "
+        "checksums) into DIRECTORY. The dataset is downloaded into --root first if it is not there "
+        "(--url/--md5 for a mirror).",
+        "tinytorch-data convert cifar10 cifar-shards",
+        "tinytorch-data convert cifar10 cifar-shards --split test --samples-per-shard 5000 --verify",
+        "tinytorch-data convert cifar10 cifar-shards --overwrite    # replace an earlier conversion",
+    )
+    p.add_argument("dataset", choices=sorted(DATASETS), help="the dataset to convert")
+    p.add_argument("directory", type=directory_or_new, help="where the shards and manifest.json go")
+    add_cifar_options(p, downloads=True, env="<DATASET>")
+    p.add_argument("--split", choices=["train", "test"], default="train", help="which split to convert")
+    p.add_argument("--samples-per-shard", type=at_least(1), default=10_000, help="samples in each shard file")
+    p.add_argument("--overwrite", action="store_true", help="replace a shard dataset already in DIRECTORY")
     p.add_argument("--verify", action="store_true", help="check every shard's checksum afterwards")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run_convert)
-    v = subparsers.add_parser("verify", help="check a shard directory's sizes and checksums")
-    v.add_argument("directory", type=Path)
+
+    v = subcommand(
+        subparsers,
+        "verify",
+        "check a shard directory against its manifest's checksums",
+        "Reads every shard file and compares its size and SHA-256 with manifest.json. Exit code 1 "
+        "when a shard is missing, truncated or changed. (ShardedDataset checks checksums only "
+        "with verify=True; sizes always.)",
+        "tinytorch-data verify cifar-shards",
+    )
+    v.add_argument(
+        "directory", type=directory_or_new, help="a directory written by convert or write_shards()"
+    )
     v.set_defaults(run=run_verify)
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    source = DATASETS[args.dataset](args.root, train=args.split == "train", download=True)
+    if (args.directory / MANIFEST).exists() and not args.overwrite:  # say so before downloading
+        raise CommandError(
+            f"{args.directory} already holds a shard dataset: pass --overwrite to replace it, or "
+            "choose another DIRECTORY"
+        )
+    check_archive(args, DATASETS[args.dataset].spec)
+    progress = False if args.quiet else None
+    source = DATASETS[args.dataset](
+        args.root,
+        train=args.split == "train",
+        download=True,
+        url=args.url,
+        md5=args.md5,
+        progress=progress,
+    )
     manifest = write_shards(
-        source, args.directory, samples_per_shard=args.samples_per_shard, overwrite=args.overwrite
+        source,
+        args.directory,
+        samples_per_shard=args.samples_per_shard,
+        overwrite=args.overwrite,
+        progress=progress,
     )
     size = sum(s.nbytes for s in manifest.shards) / (1 << 20)
     print(
@@ -42,11 +85,16 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    if not (args.directory / MANIFEST).is_file():
+        raise CommandError(
+            f"{args.directory} is not a shard dataset (it has no {MANIFEST}); write one with "
+            f"`tinytorch-data convert cifar10 {args.directory}`"
+        )
     try:
         dataset = ShardedDataset(args.directory)
         dataset.verify()
     except ShardError as e:
-        print(f"FAILED: {e}")
+        print(f"FAILED: {explain(e, args) or e}")
         return 1
     print(f"OK: {len(dataset):,} samples in {dataset.num_shards} shards match the manifest's checksums")
     return 0

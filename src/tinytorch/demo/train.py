@@ -8,7 +8,6 @@ throughput and the share of each step spent waiting for data, after every epoch.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -16,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
 
+from tinytorch.analysis.machine import available_cores
 from tinytorch.data import (
     CIFAR10Dataset,
     Compose,
@@ -31,12 +32,26 @@ from tinytorch.data import (
 from tinytorch.demo.model import MLP, SGD, SoftmaxRegression, cross_entropy
 from tinytorch.demo.synthetic import synthetic_cifar
 
-__all__ = ["DemoConfig", "EpochResult", "default_workers", "run_demo"]
+__all__ = ["DemoConfig", "EpochResult", "blas_threads", "default_workers", "run_demo"]
 
 
-def default_workers() -> int:
-    """Thread workers for this machine: one per core beyond the one the model's math uses."""
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
+def default_workers(cores: int | None = None) -> int:
+    """Thread workers for ``cores`` (default: the cores this process may use): one per core
+    beyond the one the model's math uses, at least 1, at most 4."""
+    cores = available_cores() if cores is None else cores
+    return max(1, min(4, cores - 1))
+
+
+def blas_threads(workers: int, cores: int | None = None) -> int:
+    """Threads for the BLAS library's matrix products: the cores the loader's workers leave.
+
+    BLAS libraries (OpenBLAS, MKL) start one thread per core and spin while they wait for each
+    other; next to busy loader workers (or another program) a spinning thread holds a core
+    that the thread it waits for needs, and a step can take several times longer (measured
+    with a busy neighbour on 2 cores: docs/analysis.md). ``cores - workers``, at least 1.
+    """
+    cores = available_cores() if cores is None else cores
+    return max(1, cores - workers)
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,28 @@ class DemoConfig:
     sort_by_label: bool = False
     """Present the training set ordered by class (as some raw datasets are stored): with
     ``shuffle=False`` this shows why training needs shuffling."""
+    blas_threads: int | None = None
+    """Threads for the model's matrix products; ``None``: :func:`blas_threads` for the machine."""
+
+    def __post_init__(self) -> None:
+        positive = {
+            "epochs": self.epochs,
+            "hidden": self.hidden,
+            "batch_size": self.batch_size,
+            "synthetic_train": self.synthetic_train,
+            "synthetic_test": self.synthetic_test,
+        }
+        if self.blas_threads is not None:
+            positive["blas_threads"] = self.blas_threads
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"DemoConfig({name}=...) must be at least 1, got {value}")
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"DemoConfig(workers=...) must be 0 or more (or None), got {self.workers}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"DemoConfig(lr=...) must be a positive number, got {self.lr}")
+        if self.model not in ("mlp", "softmax"):
+            raise ValueError(f"DemoConfig(model=...) must be 'mlp' or 'softmax', got {self.model!r}")
 
 
 @dataclass(frozen=True)
@@ -99,18 +136,33 @@ def _datasets(config: DemoConfig) -> tuple[Any, Any, str]:
 def _model(config: DemoConfig) -> MLP | SoftmaxRegression:
     if config.model == "softmax":
         return SoftmaxRegression(3072, 10, seed=config.seed)
-    if config.model == "mlp":
-        return MLP(3072, config.hidden, 10, seed=config.seed)
-    raise ValueError(f"model must be 'mlp' or 'softmax', got {config.model!r}")
+    return MLP(3072, config.hidden, 10, seed=config.seed)
 
 
 def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> list[EpochResult]:
     """Train and evaluate as described in the module docstring; returns one result per epoch.
 
+    The BLAS library's threads are limited to :func:`blas_threads` (or ``config.blas_threads``)
+    for the run, and restored afterwards (threadpoolctl).
+
     Raises:
         DownloadError, FileNotFoundError, ChecksumError: CIFAR-10 could not be obtained.
     """
     tag = "[synthetic] " if config.synthetic else ""
+    cores = available_cores()
+    workers = default_workers(cores) if config.workers is None else config.workers
+    threads = blas_threads(workers, cores) if config.blas_threads is None else config.blas_threads
+    with threadpool_limits(limits=threads, user_api="blas"):
+        libraries = sorted({m["internal_api"] for m in threadpool_info() if m["user_api"] == "blas"})
+        out(
+            f"{tag}machine: {cores} cores; loader: {workers} thread worker{'s' * (workers != 1)}; "
+            f"matrix products ({', '.join(libraries) or 'BLAS'}): {threads} "
+            f"thread{'s' * (threads != 1)}" + (" (cores - workers)" if config.blas_threads is None else "")
+        )
+        return _train(config, workers, tag, out)
+
+
+def _train(config: DemoConfig, workers: int, tag: str, out: Callable[[str], None]) -> list[EpochResult]:
     started = time.perf_counter()
     train, test, source = _datasets(config)
     if config.sort_by_label:
@@ -125,7 +177,6 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> list[Epo
         f"std {np.round(std, 1).tolist()}"
     )
 
-    workers = default_workers() if config.workers is None else config.workers
     normalize = Normalize(mean, std)
     augment = Compose([RandomCrop(32, padding=4), RandomHorizontalFlip(), normalize])
     train_loader = DataLoader(
@@ -145,7 +196,7 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> list[Epo
     out(
         f"{tag}model: {shape} in numpy, SGD momentum 0.9, lr {config.lr} (cosine); loader: batch "
         f"{config.batch_size}, {'shuffled' if config.shuffle else 'NOT shuffled'}, crop+flip+normalize "
-        f"per batch, {workers} thread workers"
+        "per batch"
     )
 
     show = sys.stderr.isatty() if config.progress is None else config.progress
@@ -190,8 +241,8 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> list[Epo
                 f"({result.seconds:.0f} s)"
             )
     out(
-        f"{tag}final test accuracy {results[-1].test_accuracy:.1%} after {config.epochs} epochs "
-        f"in {time.perf_counter() - started:.0f} s"
+        f"{tag}final test accuracy {results[-1].test_accuracy:.1%} after {config.epochs} "
+        f"epoch{'s' * (config.epochs != 1)} in {time.perf_counter() - started:.0f} s"
     )
     return results
 

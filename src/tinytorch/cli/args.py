@@ -1,0 +1,160 @@
+"""Argument parsing shared by the subcommands: the parser, the help layout, the value checks.
+
+Every check of a command-line value happens here, while the arguments are parsed, so a bad
+value is reported before any work starts, in one line that names the flag (argparse's own
+wording: ``argument --epochs: ...``), with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+__all__ = [
+    "Parser",
+    "add_cifar_options",
+    "at_least",
+    "directory_or_new",
+    "examples",
+    "positive_float",
+    "writable_file",
+]
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose usage errors are two lines, not the whole usage text.
+
+    ``tinytorch-data demo: error: argument --epochs: must be at least 1, got 0`` and where to
+    find the options; exit code 2 (argparse's, and the convention for usage errors).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\nRun '{self.prog} --help' to see the options.\n")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks and shows each option's default after its help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            not text
+            or "%(default)" in text
+            or default is None
+            or default is False
+            or default == argparse.SUPPRESS
+            or action.option_strings == []
+        ):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+def examples(*lines: str) -> str:
+    """An ``epilog`` listing example command lines."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def subcommand(
+    subparsers: argparse._SubParsersAction[Any],
+    name: str,
+    summary: str,
+    details: str,
+    *example_lines: str,
+) -> argparse.ArgumentParser:
+    """A subcommand's parser: ``summary`` is its one-line description (in ``tinytorch-data
+    --help`` too), ``details`` a paragraph under it, ``example_lines`` its epilog."""
+    body = textwrap.fill(details, width=88)
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name,
+        help=summary,
+        description=f"{summary[0].upper()}{summary[1:]}.\n\n{body}",
+        epilog=examples(*example_lines) if example_lines else None,
+        formatter_class=HelpFormatter,
+    )
+    return parser
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer ``>= minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a finite number ``> 0``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def directory_or_new(text: str) -> Path:
+    """An argparse ``type``: a directory, or a path where one can be created (not a file).
+
+    Returned absolute, so that every message names the place without ambiguity."""
+    path = Path(text).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a directory; pass a directory")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise argparse.ArgumentTypeError(f"{parent} is a file, so {text} cannot be created")
+            break
+    return path
+
+
+def writable_file(text: str) -> Path:
+    """An argparse ``type``: a file to write (its folder is created if needed; not a directory)."""
+    path = Path(text).expanduser().absolute()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory; pass a file name such as {text}/out.json")
+    directory_or_new(str(path.parent))
+    return path
+
+
+def add_cifar_options(parser: argparse.ArgumentParser, *, downloads: bool, env: str = "CIFAR10") -> None:
+    """``--root`` and the mirror options: ``--url``/``--md5`` where the command downloads,
+    ``--md5`` alone where it only reads an archive that is already in ``--root``. ``env`` names
+    the environment variables' dataset part (``$TINYTORCH_<env>_URL``)."""
+    where = (
+        "where CIFAR-10 is, or is downloaded to" if downloads else "where CIFAR-10 is (nothing is downloaded)"
+    )
+    parser.add_argument("--root", type=directory_or_new, default="./data", help=where)
+    if downloads:
+        parser.add_argument(
+            "--url",
+            default=None,
+            help=f"a mirror of the archive (http, https or file URL; default $TINYTORCH_{env}_URL, else "
+            "the official address)",
+        )
+    parser.add_argument(
+        "--md5",
+        default=None,
+        help=f"the archive's MD5, for a mirror's copy (default $TINYTORCH_{env}_MD5, else the official "
+        "archive's)",
+    )
+
+
+def stderr_is_terminal() -> bool:
+    """Whether progress bars are worth drawing (stderr is a terminal)."""
+    return sys.stderr.isatty()

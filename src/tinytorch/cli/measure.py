@@ -1,0 +1,91 @@
+"""What ``bench`` and ``profile`` share: the data they measure, their outputs, their tables."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tinytorch.analysis.machine import describe_machine, versions
+from tinytorch.analysis.plots import matplotlib_missing
+from tinytorch.analysis.sources import load_source
+from tinytorch.cli.args import add_cifar_options, at_least, directory_or_new, writable_file
+from tinytorch.cli.errors import CommandError
+
+__all__ = ["add_measure_options", "format_table", "load_dataset", "machine_lines", "prepare_outputs"]
+
+PIPELINE = "pad-4 random crop + horizontal flip + normalize to float32, per batch"
+
+
+def add_measure_options(parser: argparse.ArgumentParser) -> None:
+    add_cifar_options(parser, downloads=False)
+    parser.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="measure generated CIFAR-shaped data instead (no files needed)",
+    )
+    parser.add_argument(
+        "--size", type=at_least(1), default=50_000, help="number of generated images (--synthetic)"
+    )
+    parser.add_argument(
+        "--json", type=writable_file, default=None, help="also write the results as JSON to this file"
+    )
+    parser.add_argument(
+        "--out", type=directory_or_new, default="tinytorch-plots", help="folder for the PNG plots (created)"
+    )
+    parser.add_argument("--no-plots", action="store_true", help="print the table only")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def prepare_outputs(args: argparse.Namespace) -> bool:
+    """Check and create the output places before any work; whether plots will be drawn.
+
+    Without matplotlib the command still measures and prints its table: it says so first.
+    """
+    plots = not args.no_plots
+    if plots:
+        missing = matplotlib_missing()
+        if missing is not None:
+            print(f"note: {missing} (or pass --no-plots); the table is printed as usual", file=sys.stderr)
+            plots = False
+    if plots:
+        args.out.mkdir(parents=True, exist_ok=True)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+    return plots
+
+
+def load_dataset(args: argparse.Namespace, largest_batch: int, needed: int) -> tuple[Any, str]:
+    """The data to measure; a :class:`CommandError` when it holds fewer than ``needed`` samples."""
+    dataset, description = load_source(args.root, args.synthetic, args.size, md5=args.md5)
+    if len(dataset) < needed:
+        fix = "a larger --size or " if args.synthetic else ""
+        raise CommandError(
+            f"--batch-sizes {largest_batch} needs at least {needed:,} images; the data has {len(dataset):,}: "
+            f"pass {fix}smaller --batch-sizes"
+        )
+    return dataset, description
+
+
+def machine_lines(command: str, description: str) -> list[str]:
+    return [f"tinytorch-data {command}: {description}; {PIPELINE}", f"{describe_machine()}; {versions()}"]
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, left: int = 1) -> str:
+    """Columns as wide as their widest cell or header (headers are never cut); the first
+    ``left`` columns left-aligned, the others right-aligned."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(headers), *(line(r) for r in rows)])
+
+
+def write_json(path: Path, text: str) -> None:
+    path.write_text(text)
+    print(f"wrote {path}")
