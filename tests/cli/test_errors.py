@@ -266,16 +266,38 @@ def test_damaged_extracted_files_name_the_folder_to_delete(tmp_path, capsys):
 
 def test_structured_attributes_are_used_when_the_errors_carry_them(tmp_path):
     from tinytorch.data import ChecksumError, DownloadError
+    from tinytorch.data.storage.download import SourceOptions
 
     args = build_parser().parse_args(["demo", "--root", str(tmp_path)])
-    downloaded = ChecksumError("message in other words")
-    downloaded.url, downloaded.actual_md5, downloaded.expected_md5 = "http://m/c.tgz", "a" * 32, "b" * 32
+    options = SourceOptions(url_env="TINYTORCH_CIFAR10_URL", md5_env="TINYTORCH_CIFAR10_MD5")
+    downloaded = ChecksumError(
+        "message in other words",
+        path=tmp_path / "c.tgz.part",
+        expected_md5="b" * 32,
+        actual_md5="a" * 32,
+        url="http://m/c.tgz",
+        removed=True,
+        options=options,
+    )
     text = explain(downloaded, args)
     assert "http://m/c.tgz" in text
     assert f"--md5 {'a' * 32}" in text
-    local = ChecksumError("message in other words")
-    local.path, local.url, local.actual_md5, local.expected_md5 = tmp_path / "x.tgz", None, "c" * 32, "d" * 32
+    local = ChecksumError(
+        "message in other words",
+        path=tmp_path / "x.tgz",
+        expected_md5="d" * 32,
+        actual_md5="c" * 32,
+        url=None,
+        removed=False,
+        options=options,
+    )
     assert explain(local, args).startswith(f"{tmp_path / 'x.tgz'} has md5 {'c' * 32}")
-    failed = DownloadError("message in other words")
-    failed.url = "http://m/c.tgz"
-    assert explain(failed, args).startswith("could not download CIFAR-10 from http://m/c.tgz")
+    failed = DownloadError(
+        "message in other words",
+        url="http://m/c.tgz",
+        path=tmp_path / "c.tgz",
+        expected_md5=None,
+        attempts=3,
+        options=options,
+    )
+    assert explain(failed, args).startswith("could not download CIFAR-10 from http://m/c.tgz (3 attempts)")

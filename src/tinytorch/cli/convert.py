@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from tinytorch.cli.args import add_cifar_options, at_least, directory_or_new, subcommand
-from tinytorch.cli.cifar import check_archive
 from tinytorch.cli.errors import CommandError, explain
 from tinytorch.data import CIFAR10Dataset, CIFAR100Dataset, ShardedDataset, ShardError, write_shards
 from tinytorch.data.storage.shards import MANIFEST
@@ -56,7 +55,6 @@ def run_convert(args: argparse.Namespace) -> int:
             f"{args.directory} already holds a shard dataset: pass --overwrite to replace it, or "
             "choose another DIRECTORY"
         )
-    check_archive(args, DATASETS[args.dataset].spec)
     progress = False if args.quiet else None
     source = DATASETS[args.dataset](
         args.root,

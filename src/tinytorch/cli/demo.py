@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 
 from tinytorch.cli.args import add_cifar_options, at_least, positive_float, subcommand
-from tinytorch.cli.cifar import check_archive
-from tinytorch.data.storage.cifar_format import CIFAR10
 from tinytorch.demo.train import DemoConfig, run_demo
 
 
@@ -71,8 +69,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.synthetic:
-        check_archive(args, CIFAR10)
     config = DemoConfig(
         root=str(args.root),
         synthetic=args.synthetic,

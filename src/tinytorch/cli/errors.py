@@ -3,16 +3,15 @@
 The library's messages speak to Python callers (``pass download=True``, ``overwrite=True``,
 ``url=/md5=``). :func:`explain` is the one place where an exception that reaches the command
 line becomes a message about flags; everything it does not recognise is a bug and keeps its
-traceback. Structured attributes (``url``, ``path``, ``expected_md5``, ``actual_md5``) are used
-where the exception carries them; until every storage error does, the values are read from the
-library's message, and failing that the message is passed on with its keywords replaced.
+traceback. The download errors carry what a message needs as attributes (``url``, ``path``,
+``expected_md5``, ``actual_md5``, ``attempts``); other messages are passed on with their
+keywords replaced by the flags.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -101,14 +100,14 @@ def _flag_for_path(filename: Any, args: argparse.Namespace) -> str | None:
 
 def _download_failed(error: DownloadError, args: argparse.Namespace) -> str:
     spec = _spec(args)
-    url = getattr(error, "url", None) or _search(r"could not download (\S+) after", str(error))
-    attempts = _search(r"after (\d+) attempt", str(error))
+    url = error.url
+    attempts = str(error.attempts) if error.attempts else None
     cause = error.__cause__
     reason = getattr(cause, "reason", None) or cause
     why = f": {reason}" if reason else ""
     tries = f" ({attempts} attempts)" if attempts and attempts != "1" else ""
     archive = Path(args.root) / spec.archive
-    md5 = getattr(error, "expected_md5", None) or _effective_md5(args, spec)
+    md5 = error.expected_md5 or _effective_md5(args, spec)
     alternatives = [
         f"put {spec.archive} (md5 {md5}) at {archive}",
         "pass --url URL --md5 MD5 for a mirror",
@@ -122,29 +121,17 @@ def _download_failed(error: DownloadError, args: argparse.Namespace) -> str:
 
 
 def _wrong_checksum(error: ChecksumError, args: argparse.Namespace) -> str:
-    text = str(error)
-    actual = getattr(error, "actual_md5", None)
-    expected = getattr(error, "expected_md5", None)
-    url = getattr(error, "url", None)
-    path = getattr(error, "path", None)
-    if not (actual and expected):
-        downloaded = re.match(r"(\S+) downloaded with md5 ([0-9a-f]+), expected ([0-9a-f]+)", text)
-        local = re.match(r"(\S+) has md5 ([0-9a-f]+), expected ([0-9a-f]+)", text)
-        if downloaded:
-            url, actual, expected = downloaded.groups()
-        elif local:
-            path, actual, expected = local.groups()
-        else:
-            return _in_flag_terms(text)
+    actual, expected, url, path = error.actual_md5, error.expected_md5, error.url, error.path
     if url:  # the download came with another md5 (a file in --root has a path, no url)
         return (
             f"the archive from {url} has md5 {actual}, not the expected {expected} (it was not kept)\n"
             f"Check --url, or pass --md5 {actual} if that mirror's archive is the one you want."
         )
-    fix = "delete it and run again" if hasattr(args, "url") else "replace it with a complete copy"
     return (
-        f"{path} has md5 {actual}, not the expected {expected}: it is incomplete or another archive\n"
-        f"Pass --md5 {actual} if it is a mirror's archive you trust; otherwise {fix}."
+        f"{path} has md5 {actual}, not the expected {expected}: it is incomplete or another archive "
+        "(it was kept)\n"
+        f"Pass --md5 {actual} if it is a mirror's archive you trust; otherwise replace it with a "
+        "complete copy."
     )
 
 
@@ -175,11 +162,6 @@ def _spec(args: argparse.Namespace) -> CifarSpec:
 def _effective_md5(args: argparse.Namespace, spec: CifarSpec) -> str:
     given: Any = getattr(args, "md5", None)
     return str(given or os.environ.get(f"{spec.env_prefix}_MD5") or spec.md5).lower()
-
-
-def _search(pattern: str, text: str) -> str | None:
-    found = re.search(pattern, text)
-    return found.group(1) if found else None
 
 
 def _in_flag_terms(message: str) -> str:
