@@ -32,7 +32,7 @@ from tinytorch.data.seeding import BatchContext, get_batch_context
 from tinytorch.data.storage.cifar_format import CorruptDatasetError
 from tinytorch.data.storage.download import ChecksumError, DownloadError
 from tinytorch.data.storage.extract import UnsafeArchiveError
-from tinytorch.data.storage.shards import ShardError
+from tinytorch.data.storage.shards import CorruptShardError, ShardError
 from tinytorch.data.storage.unpickle import ForbiddenPickleError
 from tinytorch.data.transforms.base import Compose, Transform
 from tinytorch.data.transforms.image import Cutout, RandomCrop, RandomErasing, RandomHorizontalFlip
@@ -57,6 +57,7 @@ __all__ = [
     "Compose",
     "ConcatDataset",
     "CorruptDatasetError",
+    "CorruptShardError",
     "Cutout",
     "DataLoader",
     "Dataset",
