@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -85,3 +86,16 @@ def test_the_next_window_is_read_ahead_as_planning_reaches_each_window():
     np.testing.assert_array_equal(  # the order itself is unchanged
         np.concatenate(list(sampler.index_chunks(1))), windowed_order(dataset.shard_starts, 2, 3, 1)
     )
+
+
+def test_window_seed_and_epoch_are_checked_and_accept_numpy_integers():
+    starts = Shards([3, 3, 3]).shard_starts
+    np.testing.assert_array_equal(
+        windowed_order(starts, np.int64(2), np.uint32(5), np.int8(1)), windowed_order(starts, 2, 5, 1)
+    )
+    with pytest.raises(ValueError, match="window must be a positive int, got 0"):
+        windowed_order(starts, 0, 5, 1)
+    with pytest.raises(TypeError, match="window must be a positive int, got float 2.0"):
+        windowed_order(starts, 2.0, 5, 1)
+    with pytest.raises(TypeError, match="epoch"):
+        windowed_order(starts, 2, 5, 1.5)

@@ -9,6 +9,7 @@ import pytest
 from tinytorch.data.storage.shard_files import (
     check_checksum,
     check_ends,
+    check_size,
     check_unchanged,
     data_lengths,
     open_shard,
@@ -66,7 +67,12 @@ def test_a_file_changed_while_open_is_found(dataset):
     fd, identity = open_shard(root, info, None)
     try:
         check_unchanged(fd, root / info.file, identity)
+        check_size(fd, root / info.file, info.nbytes)
         os.truncate(root / info.file, 64)
+        with pytest.raises(
+            CorruptShardError, match=r"shard-00000\.tts: size is 64 bytes, expected \d+ bytes"
+        ):
+            check_size(fd, root / info.file, info.nbytes)
         with pytest.raises(
             CorruptShardError, match=r"shard-00000\.tts: size and modification time is 64 bytes"
         ):

@@ -38,8 +38,14 @@ def windowed_order(shard_starts: NDArray[np.int64], window: int, seed: int, epoc
 def _shard_windows(
     shard_starts: NDArray[np.int64], window: int, seed: int, epoch: int
 ) -> tuple[np.random.Generator, list[NDArray[np.int64]]]:
-    """The epoch's generator after its first draw (the shard order), and the windows' shards."""
-    rng = derive_rng(seed, Stream.STREAM_ORDER, epoch)
+    """The epoch's generator after its first draw (the shard order), and the windows' shards.
+
+    Raises:
+        TypeError, ValueError: ``window`` not a positive int, ``seed`` or ``epoch`` not a
+            non-negative int (numpy integers accepted).
+    """
+    window = check_int(window, "window", minimum=1)
+    rng = derive_rng(check_seed(seed), Stream.STREAM_ORDER, check_int(epoch, "epoch"))
     shards = rng.permutation(len(shard_starts) - 1)
     return rng, [shards[start : start + window] for start in range(0, len(shards), window)]
 

@@ -8,8 +8,9 @@ What is checked when:
   inode, modification time) as when the dataset was opened; the data length of each
   variable-size field (its last end offset), so the layout check is exact.
 * **first read** (:func:`check_checksum`): the whole file's CRC-32 or SHA-256.
-* **every batch** (:func:`check_unchanged`): the file still has its size and modification time,
-  so a shard truncated or rewritten in place is an error instead of a crash (``SIGBUS``).
+* **every batch** (:func:`check_size`): the open file still has its size, so a shard truncated
+  while in use is an error instead of a crash (``SIGBUS``).
+* **on demand** (:func:`check_unchanged`): size and modification time of the open file.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "Identity",
     "check_checksum",
     "check_ends",
+    "check_size",
     "check_unchanged",
     "checksum_algorithm",
     "data_lengths",
@@ -50,10 +52,9 @@ __all__ = [
 
 CHECKSUMS = ("crc32", "sha256")
 _BLOCK = 4 << 20
-_REPLACED = (
-    "It was replaced or modified after the dataset was opened: reopen ShardedDataset(...) once it "
-    "is complete, or rewrite the dataset"
-)
+_REOPEN = "reopen ShardedDataset(...) once it is complete, or rewrite the dataset"
+_REPLACED = "It was replaced or modified after the dataset was opened: " + _REOPEN
+_IN_USE = "It was truncated or rewritten while in use: " + _REOPEN
 
 
 class Identity(NamedTuple):
@@ -126,9 +127,29 @@ def open_shard(directory: Path, info: ShardInfo, opened: Identity | None) -> tup
         raise
 
 
+def check_size(fd: int, path: Path, size: int) -> None:
+    """Check that the open file ``fd`` still has ``size`` bytes: made before each batch reads
+    from a mapped shard, since reading a mapping past the end of its file is a ``SIGBUS``.
+
+    One ``lseek`` (~0.3 us from Python; ``fstat`` costs ~1.5 us, most of it building the result).
+
+    Raises:
+        CorruptShardError: it shrank or grew since it was opened.
+    """
+    now = os.lseek(fd, 0, os.SEEK_END)
+    if now != size:
+        raise CorruptShardError(
+            path,
+            "size",
+            f"{size} bytes (as when it was opened)",
+            f"{now} bytes",
+            _IN_USE,
+        )
+
+
 def check_unchanged(fd: int, path: Path, opened: Identity) -> None:
     """Check that the open file ``fd`` still has the size and modification time it was opened
-    with (one ``fstat``; made before each batch reads from a mapped shard).
+    with (one ``fstat``).
 
     Raises:
         CorruptShardError: it shrank, grew or was written to since.
@@ -141,7 +162,7 @@ def check_unchanged(fd: int, path: Path, opened: Identity) -> None:
             "size and modification time",
             f"{opened.size} bytes, modified at {opened.mtime_ns} ns (as when it was opened)",
             found,
-            "The file was truncated or rewritten while in use. " + _REPLACED,
+            _IN_USE,
         )
 
 
