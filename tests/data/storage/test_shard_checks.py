@@ -1,5 +1,6 @@
 """In-use bookkeeping, the verification modes, and checksums checked once across threads and forks."""
 
+import contextlib
 import multiprocessing
 import os
 import threading
@@ -74,7 +75,8 @@ def test_threads_split_the_checking_and_each_shard_is_checked_once(tmp_path, mon
     fds = {k: os.open(tmp_path / s.file, os.O_RDONLY) for k, s in enumerate(manifest.shards)}
     threads = [
         threading.Thread(
-            target=verifier.ensure, args=(list(range(8)), fds.__getitem__, identities.__getitem__)
+            target=verifier.ensure,
+            args=(list(range(8)), lambda k: contextlib.nullcontext(fds[k]), identities.__getitem__),
         )
         for _ in range(3)
     ]
@@ -83,7 +85,7 @@ def test_threads_split_the_checking_and_each_shard_is_checked_once(tmp_path, mon
     for t in threads:
         t.join()
     assert sorted(checked) == sorted(s.file for s in manifest.shards)
-    verifier.ensure(list(range(8)), fds.__getitem__, identities.__getitem__)
+    verifier.ensure(list(range(8)), lambda k: contextlib.nullcontext(fds[k]), identities.__getitem__)
     assert len(checked) == 8  # passed once: never again for the same files
     for fd in fds.values():
         os.close(fd)
@@ -102,7 +104,8 @@ def test_a_corrupt_shard_fails_in_every_thread_that_needs_it(tmp_path):
     def need():
         with open(path, "rb") as f, open(tmp_path / manifest.shards[0].file, "rb") as g:
             try:
-                verifier.ensure([0, 1], [g.fileno(), f.fileno()].__getitem__, identities.__getitem__)
+                fds = [g.fileno(), f.fileno()]
+                verifier.ensure([0, 1], lambda k: contextlib.nullcontext(fds[k]), identities.__getitem__)
             except CorruptShardError as e:
                 errors.append(e)
 

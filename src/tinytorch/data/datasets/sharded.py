@@ -154,23 +154,27 @@ class ShardedDataset(Dataset[Any]):
     them is used before it is checked, and a bad one is a :class:`CorruptShardError` naming the
     file and the field, never a crash):
 
-    * **When the dataset is created**: the manifest's shape, types and every number (sample
-      counts, offsets, shapes, dtypes, sizes) against each other and the format's layout rule;
-      file names are plain names inside ``directory``; every shard file exists, is a regular
-      file and has the manifest's size.
+    * **When the dataset is created**: the manifest's own checksum (any edit or bit flip of it is
+      refused), its shape, types and every number (sample counts, offsets, shapes, dtypes,
+      sizes) against each other and the format's layout rule; file names are plain names inside
+      ``directory``; every shard file exists, is a regular file and has the manifest's size.
     * **When a process opens the shards** (at creation, and in a spawned worker on its first
       read): the same files again (same device, inode, size and modification time as when the
       dataset was created), and the exact layout of variable-size fields (8 bytes read each).
-    * **Before a shard's first read** (per dataset, shared with forked workers): its whole
-      file's CRC-32 (``verify="crc32"``; SHA-256 for manifests written without a CRC-32) or
-      SHA-256 (``"sha256"``): one pass over the shard (CRC-32 runs at several GB/s, SHA-256
-      at ~2 GB/s here). ``"size"`` skips this (for data already checked with
-      ``tinytorch-data verify``). With :class:`WindowedShuffleSampler` the next window is
-      checked in the background as it is read ahead.
-    * **Before every batch**: each shard the batch reads still has its size and modification
-      time (one ``fstat`` per shard touched, ~1 us): a shard truncated or rewritten while an
-      epoch runs is an error naming it instead of a ``SIGBUS``. The end offsets of variable-size
-      fields a batch reads are checked against their shard's bounds.
+    * **Before a shard's first read** (once per dataset object: forked workers share the
+      results, a spawned worker checks again): its whole file's CRC-32 (``verify="crc32"``;
+      SHA-256 for manifests written without a CRC-32) or SHA-256 (``"sha256"``, about three
+      times slower: docs/benchmarks.md), one pass over the shard. ``"size"`` skips this (for
+      data already checked with ``tinytorch-data verify``). With
+      :class:`WindowedShuffleSampler` the next window is checked in the background as it is
+      read ahead.
+    * **Before every batch**: each shard the batch reads still has its size (one ``lseek`` per
+      shard touched; a ``stat`` by path for datasets with more shards than a quarter of the
+      open-file limit, whose files are not kept open): a shard truncated while an epoch runs is
+      an error naming it instead of a ``SIGBUS``. The end offsets of variable-size fields a
+      batch reads are checked against their shard's bounds. A file truncated in the
+      microseconds between this check and the copy can still raise ``SIGBUS``;
+      :meth:`check_mapped_files` names it afterwards.
     * **On** :meth:`verify` (``tinytorch-data verify``): all of the above plus every end offset
       and the SHA-256 and CRC-32 of every shard.
 

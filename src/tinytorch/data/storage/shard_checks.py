@@ -10,6 +10,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -155,9 +156,15 @@ class Verifier:
         self._claimed: set[int] = set()
 
     def ensure(
-        self, shards: list[int], fd_of: Callable[[int], int], identity_of: Callable[[int], Identity]
+        self,
+        shards: list[int],
+        descriptor: Callable[[int], AbstractContextManager[int]],
+        identity_of: Callable[[int], Identity],
     ) -> None:
         """Return once every shard of ``shards`` passed its checksum.
+
+        ``descriptor(k)`` gives an open descriptor of shard ``k``'s file (the file mapped), and
+        ``identity_of(k)`` its identity when opened.
 
         Raises:
             CorruptShardError: a shard's checksum differs (raised in every thread that needs it).
@@ -181,7 +188,8 @@ class Verifier:
                     identity = identity_of(k)
                     if not self.record.passed(k, identity):
                         info = self.manifest.shards[k]
-                        check_checksum(fd_of(k), self.directory / info.file, info, self.mode)
+                        with descriptor(k) as fd:
+                            check_checksum(fd, self.directory / info.file, info, self.mode)
                         self.record.record(k, identity)
             finally:
                 with self._done:

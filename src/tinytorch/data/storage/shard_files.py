@@ -40,6 +40,7 @@ __all__ = [
     "Identity",
     "check_checksum",
     "check_ends",
+    "check_path",
     "check_size",
     "check_unchanged",
     "checksum_algorithm",
@@ -127,6 +128,10 @@ def open_shard(directory: Path, info: ShardInfo, opened: Identity | None) -> tup
         raise
 
 
+def _resized(path: Path, size: int, now: int) -> CorruptShardError:
+    return CorruptShardError(path, "size", f"{size} bytes (as when it was opened)", f"{now} bytes", _IN_USE)
+
+
 def check_size(fd: int, path: Path, size: int) -> None:
     """Check that the open file ``fd`` still has ``size`` bytes: made before each batch reads
     from a mapped shard, since reading a mapping past the end of its file is a ``SIGBUS``.
@@ -138,13 +143,24 @@ def check_size(fd: int, path: Path, size: int) -> None:
     """
     now = os.lseek(fd, 0, os.SEEK_END)
     if now != size:
-        raise CorruptShardError(
-            path,
-            "size",
-            f"{size} bytes (as when it was opened)",
-            f"{now} bytes",
-            _IN_USE,
-        )
+        raise _resized(path, size, now)
+
+
+def check_path(path: Path, opened: Identity) -> None:
+    """:func:`check_size` by path, for a reader that keeps no descriptor (one ``stat``, ~1.5 us).
+
+    A file still under its name (same device and inode) must have its size; one replaced or
+    removed is another file, and the one mapped stays whole.
+
+    Raises:
+        CorruptShardError: the file opened shrank or grew.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if (st.st_dev, st.st_ino) == (opened.device, opened.inode) and st.st_size != opened.size:
+        raise _resized(path, opened.size, st.st_size)
 
 
 def check_unchanged(fd: int, path: Path, opened: Identity) -> None:

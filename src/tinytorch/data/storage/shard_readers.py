@@ -21,7 +21,8 @@ import mmap
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -31,6 +32,7 @@ from numpy.typing import NDArray
 from tinytorch.data.storage.shard_checks import InUse, Verifier, fork_safe
 from tinytorch.data.storage.shard_files import (
     Identity,
+    check_path,
     check_size,
     check_unchanged,
     data_lengths,
@@ -149,6 +151,18 @@ def _close_all(fds: list[int]) -> None:
         os.close(fd)
 
 
+def fd_budget() -> int:
+    """How many shard files a span keeps open (for the per-batch size check): a quarter of this
+    process's limit of open files, so that thousands of shards never exhaust it."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 256
+    return 1 << 30 if soft == resource.RLIM_INFINITY else soft // 4
+
+
 class _SpanField(NamedTuple):
     """Where one field's records are in the span, per shard.
 
@@ -166,7 +180,11 @@ class _SpanField(NamedTuple):
 
 
 class _SpanState:
-    """One process's open span: descriptors, mapping, field positions, readiness."""
+    """One process's open span: descriptors, mapping, field positions, readiness.
+
+    The shard files stay open (``fds``) while there are at most :func:`fd_budget` of them; with
+    more, they are closed once mapped, size checks go by path and checksums reopen the file.
+    """
 
     def __init__(self, reader: SpanReader) -> None:
         manifest = reader.manifest
@@ -185,7 +203,10 @@ class _SpanState:
         except BaseException:
             self._finalizer()
             raise
-        self.fds = fds
+        self.fds: list[int] | None = fds
+        if len(fds) > fd_budget():
+            self._finalizer()  # the mappings need no descriptor
+            self.fds = None
         self.ends = self.span.data.view("<i8")
         self.bytes = self.span.data.data
         self.fields = {f.name: self._field(reader, f.name, lengths) for f in manifest.fields}
@@ -208,6 +229,18 @@ class _SpanState:
             if rows is not None:
                 return _SpanField((first - r0) // record, record, rows)
         return _SpanField(first, record, None)
+
+    @contextlib.contextmanager
+    def descriptor(self, reader: SpanReader, k: int) -> Iterator[int]:
+        """An open descriptor of shard ``k``'s file (reopened and checked if none is kept)."""
+        if self.fds is not None:
+            yield self.fds[k]
+            return
+        fd, _ = open_shard(reader.directory, reader.manifest.shards[k], self.identities[k])
+        try:
+            yield fd
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         self.span.close()
@@ -281,8 +314,12 @@ class SpanReader(_Base):
         state = self._opened()
         touched = touched_shards(shards, self.num_shards)
         fds, paths, sizes = state.fds, self.paths, self.sizes
-        for k in touched.tolist():  # ~0.3 us a shard: a truncated file must not SIGBUS the reader
-            check_size(fds[k], paths[k], sizes[k])
+        if fds is not None:
+            for k in touched.tolist():  # ~0.3 us a shard: a truncated file must not SIGBUS the reader
+                check_size(fds[k], paths[k], sizes[k])
+        else:
+            for k in touched.tolist():
+                check_path(paths[k], state.identities[k])
         if not state.ready[touched].all():
             self._prepare(state, touched.tolist())
         columns: dict[str, Any] = {}
@@ -311,7 +348,7 @@ class SpanReader(_Base):
     def _prepare(self, state: _SpanState, shards: list[int]) -> None:
         """Shards entering use: checksums checked, and with ``max_open_shards`` read in whole
         (if not cached); the earliest entered beyond it released."""
-        self.verifier.ensure(shards, state.fds.__getitem__, state.identities.__getitem__)
+        self.verifier.ensure(shards, partial(state.descriptor, self), state.identities.__getitem__)
         with self._lock:  # bookkeeping only: reading a shard in takes milliseconds
             entered, left = state.in_use.enter(shards)
             state.ready[shards] = True
@@ -339,7 +376,7 @@ class SpanReader(_Base):
             for k in wanted:
                 state.span.prefetch(k)
                 with contextlib.suppress(CorruptShardError, OSError):  # raised again where it is read
-                    self.verifier.ensure([k], state.fds.__getitem__, state.identities.__getitem__)
+                    self.verifier.ensure([k], partial(state.descriptor, self), state.identities.__getitem__)
                 if k not in state.in_use:
                     state.span.release(k)
 
@@ -358,7 +395,7 @@ class SpanReader(_Base):
 
     def check_files(self) -> None:
         state: _SpanState | None = self._state
-        if state is not None:
+        if state is not None and state.fds is not None:
             for k, fd in enumerate(state.fds):
                 check_unchanged(fd, self.path(k), state.identities[k])
         self._check_paths()
@@ -458,7 +495,9 @@ class MappedReader(_Base):
             for k in left:
                 state.files.pop(k, None)  # unmapped when the last read using it ends
         files = {**have, **opened}
-        self.verifier.ensure(shards, lambda k: files[k].fd, lambda k: files[k].identity)
+        self.verifier.ensure(
+            shards, lambda k: contextlib.nullcontext(files[k].fd), lambda k: files[k].identity
+        )
         return files
 
     def read(self, shards: NDArray[np.intp], rows: NDArray[np.intp]) -> dict[str, Any]:
