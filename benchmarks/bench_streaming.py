@@ -166,11 +166,20 @@ def main() -> None:
     parser.add_argument("--sizes", type=float, nargs="+", default=[1, 4])
     parser.add_argument("--repeat", type=int, default=3, help="runs per mode (median reported)")
     parser.add_argument("--epochs", type=int, default=1, help="epochs per run (the first is reported apart)")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=WARM_MODES,
+        default=list(WARM_MODES),
+        help="warm modes to run (memory always runs: the ratios' base; the cold run with windowed)",
+    )
     parser.add_argument("--run", nargs=2, metavar=("DIR", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
         print(json.dumps(run_mode(Path(args.run[0]), args.run[1], args.epochs)))
         return
+    modes = [m for m in WARM_MODES if m in args.modes or m == "memory"]
+    cold = "windowed" in modes
     rows = []
     for size in args.sizes:
         directory = args.dir / f"{size:g}GB"
@@ -183,12 +192,13 @@ def main() -> None:
         for _ in range(args.repeat):  # modes take turns, so a slow spell of the machine hits all
             # Cold first: the files are then in the page cache the way this library reads them
             # from disk (in 2 MiB folios), which is what the warm runs after it find.
-            evict(directory)
-            runs.setdefault("windowed, cold cache", []).append(run_in_child(directory, "windowed", 1))
-            for mode in WARM_MODES:
+            if cold:
+                evict(directory)
+                runs.setdefault("windowed, cold cache", []).append(run_in_child(directory, "windowed", 1))
+            for mode in modes:
                 runs.setdefault(mode, []).append(run_in_child(directory, mode, args.epochs))
         memory = statistics.median(r["images_per_second"] for r in runs["memory"])
-        for mode in (*WARM_MODES, "windowed, cold cache"):
+        for mode in (*modes, *(["windowed, cold cache"] if cold else [])):
             results = runs[mode]
             rate = statistics.median(r["images_per_second"] for r in results)
             later = statistics.median(r["later_images_per_second"] for r in results)

@@ -257,6 +257,16 @@ def test_a_manifest_edited_after_writing_is_refused_by_its_checksum(tmp_path):
         ShardedDataset(root)
 
 
+def test_datasets_written_before_checksums_were_recorded_still_read(tmp_path):
+    root = two_shards(tmp_path)  # as written by tinytorch before the manifest checksum and CRC-32
+    edit_manifest(root, lambda r: [s.pop("crc32") for s in r["shards"]])
+    ds = ShardedDataset(root)  # verify="crc32" falls back to the SHA-256 these manifests have
+    assert ds[99][1] == 99
+    flip_a_bit(root / "shard-00000.tts")
+    with pytest.raises(CorruptShardError, match=r"shard-00000\.tts: sha256"):
+        ShardedDataset(root)[0]
+
+
 def test_a_truncated_grown_or_missing_shard_is_refused_at_open(tmp_path):
     root = two_shards(tmp_path)
     shard = root / "shard-00001.tts"
