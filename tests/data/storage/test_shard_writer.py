@@ -81,7 +81,7 @@ def test_a_new_directory_appears_whole_and_nothing_else_is_left(tmp_path):
 def test_the_old_dataset_is_replaced_only_when_the_new_one_is_complete(tmp_path, monkeypatch, exchange):
     target = old_dataset(tmp_path)
     if not exchange:
-        monkeypatch.setattr(shard_writer, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(shard_writer, "exchange_entries", lambda a, b: False)
 
     def broken():
         with replacing_directory(target, overwrite=True) as new:

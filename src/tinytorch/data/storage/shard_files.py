@@ -116,7 +116,13 @@ def open_shard(directory: Path, info: ShardInfo, opened: Identity | None) -> tup
     """
     path = directory / info.file
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        flags = (
+            os.O_RDONLY
+            | getattr(os, "O_NONBLOCK", 0)
+            | getattr(os, "O_CLOEXEC", 0)
+            | getattr(os, "O_BINARY", 0)
+        )
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise CorruptShardError(
             path, "file", f"a shard of {info.nbytes} bytes (listed in {MANIFEST})", "missing"
@@ -240,7 +246,13 @@ def _digests(fd: int, path: Path, info: ShardInfo, algorithms: tuple[str, ...]) 
     view = memoryview(buffer)
     position = 0
     while position < info.nbytes:
-        got = os.preadv(fd, [view[: min(len(buffer), info.nbytes - position)]], position)
+        want = min(len(buffer), info.nbytes - position)
+        if hasattr(os, "preadv"):  # into the one buffer
+            got = os.preadv(fd, [view[:want]], position)
+        else:
+            block = os.pread(fd, want, position)
+            got = len(block)
+            view[:got] = block
         if got == 0:
             raise CorruptShardError(path, "size", f"{info.nbytes} bytes", f"{position} bytes (read)")
         if sha is not None:

@@ -37,7 +37,7 @@ from tinytorch.data.storage.shards import (
     shard_layout,
 )
 
-__all__ = ["ShardWriter", "replacing_directory"]
+__all__ = ["ShardWriter", "check_replaceable", "exchange_entries", "replacing_directory"]
 
 # The only names write_shards ever leaves in a dataset directory (and the temporary files of
 # earlier versions, which wrote in place): nothing else is ever deleted.
@@ -232,7 +232,7 @@ def check_replaceable(target: Path, *, overwrite: bool) -> None:
         )
 
 
-def _exchange(a: Path, b: Path) -> bool:
+def exchange_entries(a: Path, b: Path) -> bool:
     """Swap two directory entries atomically (Linux ``renameat2``); ``False`` where unsupported."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -302,7 +302,7 @@ def _swap(temporary: Path, target: Path, token: str) -> Path | None:
         if not target.exists():
             os.rename(temporary, target)
             return None
-        if _exchange(temporary, target):
+        if exchange_entries(temporary, target):
             return temporary
         old = target.parent / f".{target.name}.old-{token}"
         os.rename(target, old)
