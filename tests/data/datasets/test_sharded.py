@@ -483,3 +483,27 @@ def test_numeric_arguments_accept_numpy_integers_and_refuse_floats(tmp_path):
         ShardedDataset(tmp_path / "n", verify="yes")
     with pytest.raises(TypeError, match="overwrite must be True or False"):
         write_shards(TensorDataset(x, y), tmp_path / "n", overwrite=1, progress=False)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads /proc")
+def test_close_releases_every_mapping_and_file_and_reads_reopen(tmp_path):
+    root = two_shards(tmp_path)
+
+    def held():
+        with open("/proc/self/maps") as f:
+            maps = sum(str(root) in line for line in f)
+        fds = sum(
+            os.readlink(f"/proc/self/fd/{fd}").startswith(str(root))
+            for fd in os.listdir("/proc/self/fd")
+            if os.path.exists(f"/proc/self/fd/{fd}")
+        )
+        return maps, fds
+
+    ds = ShardedDataset(root)
+    ds[99]
+    assert held() != (0, 0)
+    ds.close()
+    assert held() == (0, 0)
+    assert ds[99][1] == 99  # opens again
+    del ds
+    assert held() == (0, 0)  # and garbage collection releases them too

@@ -242,10 +242,6 @@ class _SpanState:
         finally:
             os.close(fd)
 
-    def close(self) -> None:
-        self.span.close()
-        self._finalizer()
-
 
 def _variable(
     view: memoryview,
@@ -401,10 +397,10 @@ class SpanReader(_Base):
         self._check_paths()
 
     def close(self) -> None:
+        # Dropped, not unmapped here: a read still running in another thread holds the state,
+        # and the range is unmapped (and the files closed) when the last holder lets go.
         with self._lock:
-            state, self._state = self._state, None
-        if state is not None:
-            state.close()
+            self._state = None
 
 
 class _ShardFile:
