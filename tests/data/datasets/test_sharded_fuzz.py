@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tinytorch import ShardedDataset, ShardError, write_shards
+from tinytorch.data.storage.mapped_reader import MappedReader
 from tinytorch.data.storage.shard_checks import Verifier
 from tinytorch.data.storage.shard_files import stat_shard, verify_shards
 from tinytorch.data.storage.shard_index import ShardIndex
-from tinytorch.data.storage.shard_readers import MappedReader
 from tinytorch.data.storage.shards import manifest_checksum, read_manifest
 
 N = 24

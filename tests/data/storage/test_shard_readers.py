@@ -6,14 +6,16 @@ import struct
 import numpy as np
 import pytest
 
-from tinytorch.data.storage import shard_readers
+from tinytorch.data.storage import span_reader
+from tinytorch.data.storage.mapped_reader import MappedReader
 from tinytorch.data.storage.shard_checks import Verifier
 from tinytorch.data.storage.shard_files import stat_shard
 from tinytorch.data.storage.shard_index import ShardIndex
-from tinytorch.data.storage.shard_readers import MappedReader, SpanReader, grid_offset, open_reader
+from tinytorch.data.storage.shard_readers import open_reader
 from tinytorch.data.storage.shard_writer import ShardWriter
 from tinytorch.data.storage.shards import CorruptShardError, read_manifest
 from tinytorch.data.storage.span import ShardSpan, span_supported
+from tinytorch.data.storage.span_reader import SpanReader, grid_offset
 
 KINDS = [MappedReader, *([SpanReader] if span_supported() else [])]
 # The span keeps its shard files open while there are few of them; with many it checks by path.
@@ -23,7 +25,7 @@ READERS = ["mapped", *(["span", "span without descriptors"] if span_supported() 
 @pytest.fixture(params=READERS)
 def kind(request, monkeypatch):
     if request.param == "span without descriptors":
-        monkeypatch.setattr(shard_readers, "fd_budget", lambda: 0)
+        monkeypatch.setattr(span_reader, "fd_budget", lambda: 0)
     return MappedReader if request.param == "mapped" else SpanReader
 
 
