@@ -33,7 +33,7 @@ from tinytorch.data.seeding import BatchContext, get_batch_context
 from tinytorch.data.storage.cifar_format import CorruptDatasetError
 from tinytorch.data.storage.download import ChecksumError, DownloadError
 from tinytorch.data.storage.extract import UnsafeArchiveError
-from tinytorch.data.storage.shards import ShardError
+from tinytorch.data.storage.shards import CorruptShardError, ShardError
 from tinytorch.data.storage.unpickle import ForbiddenPickleError
 from tinytorch.data.transforms.base import Transform
 from tinytorch.data.transforms.compose import Compose
@@ -61,6 +61,7 @@ __all__ = [
     "Compose",
     "ConcatDataset",
     "CorruptDatasetError",
+    "CorruptShardError",
     "Cutout",
     "DataLoader",
     "Dataset",

@@ -131,3 +131,16 @@ def test_numpy_scalars_and_a_torch_generator_are_accepted():
     np.testing.assert_array_equal(
         sampler.indices(1), IndexShuffleSampler(range(100), seed=11, num_replicas=3, rank=2).indices(1)
     )
+
+
+def test_arguments_are_checked_and_accept_numpy_integers():
+    positions = np.arange(10)
+    np.testing.assert_array_equal(
+        index_shuffle(positions, np.int64(10), np.uint8(3), np.int32(2)), index_shuffle(positions, 10, 3, 2)
+    )
+    with pytest.raises(ValueError, match=r"positions must lie in \[0, 10\), got 0 to 10"):
+        index_shuffle(np.arange(11), 10, 3, 2)
+    with pytest.raises(TypeError, match="positions must be integers"):
+        index_shuffle(np.array([1.5]), 10, 3, 2)
+    with pytest.raises(TypeError, match="n must be a non-negative int, got float"):
+        index_shuffle(positions, 10.0, 3, 2)

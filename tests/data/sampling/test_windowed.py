@@ -244,3 +244,16 @@ def test_numpy_scalars_and_a_torch_generator_are_accepted():
     np.testing.assert_array_equal(
         sampler.indices(0), WindowedShuffleSampler(dataset, 2, seed=9, num_replicas=2, rank=1).indices(0)
     )
+
+
+def test_window_seed_and_epoch_are_checked_and_accept_numpy_integers():
+    starts = Shards([3, 3, 3]).shard_starts
+    np.testing.assert_array_equal(
+        windowed_order(starts, np.int64(2), np.uint32(5), np.int8(1)), windowed_order(starts, 2, 5, 1)
+    )
+    with pytest.raises(ValueError, match="window must be a positive int, got 0"):
+        windowed_order(starts, 0, 5, 1)
+    with pytest.raises(TypeError, match="window must be a positive int, got float 2.0"):
+        windowed_order(starts, 2.0, 5, 1)
+    with pytest.raises(TypeError, match="epoch"):
+        windowed_order(starts, 2, 5, 1.5)

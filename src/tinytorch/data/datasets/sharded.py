@@ -2,9 +2,9 @@
 
 ``ShardedDataset`` reads through memory maps: the operating system's page cache is the cache,
 shared by every worker process and not charged to any of them, so memory does not grow with
-the dataset. When every field has a fixed size (Linux), all shards are mapped back to back in
-one span and a batch is one gather per field; otherwise a batch is one gather per field per
-shard it touches.
+the dataset. On Linux all shards are mapped back to back in one span and a batch is one gather
+per field; elsewhere a batch is one gather per field per shard it touches
+(:mod:`tinytorch.data.storage.shard_readers`).
 
 For data much larger than RAM, ``WindowedShuffleSampler`` (sampling stage) gives a streaming order: shards
 in a random order, grouped in windows of ``window`` consecutive shards, samples shuffled
@@ -17,14 +17,11 @@ the sampler has the next window's shards read in the background (:meth:`ShardedD
 
 from __future__ import annotations
 
-import math
 import os
-import shutil
-import threading
-from collections import OrderedDict
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,17 +29,13 @@ from numpy.typing import NDArray
 from tinytorch.data.datasets.base import Dataset, IterableDataset, read_batch
 from tinytorch.data.datasets.indexing import check_index, check_indices
 from tinytorch.data.datasets.stacked import StackedSamples
-from tinytorch.data.storage.shards import (
-    MANIFEST,
-    Field,
-    Manifest,
-    ShardFile,
-    ShardWriter,
-    check_shard,
-    read_manifest,
-)
-from tinytorch.data.storage.span import ShardSpan, gather_records, record_rows, span_supported
-from tinytorch.data.validate import check_int
+from tinytorch.data.storage.shard_checks import Verifier, resolve_verify
+from tinytorch.data.storage.shard_files import stat_shard, verify_shards
+from tinytorch.data.storage.shard_index import ShardIndex
+from tinytorch.data.storage.shard_readers import open_reader
+from tinytorch.data.storage.shard_writer import ShardWriter, replacing_directory
+from tinytorch.data.storage.shards import Manifest, read_manifest
+from tinytorch.data.validate import check_bool, check_int
 
 __all__ = ["ShardedDataset", "write_shards"]
 
@@ -65,67 +58,79 @@ def write_shards(
     overwrite: bool = False,
     progress: bool | None = None,
 ) -> Manifest:
-    """Write the samples of ``source`` as shards plus a manifest in ``directory``.
+    """Write the samples of ``source`` as shard files plus a manifest in ``directory``.
+
+    Samples are tuples, dicts or single values; the first sample fixes the fields (a tuple's
+    positions ``"0"``, ``"1"``, ...; a dict's keys), and every sample must have the same ones.
+    A field's kind is decided by the first sample's value:
+
+    * a numpy array or number (int, float, bool, numpy scalar): a fixed-shape ``array`` field,
+      stored as one ``(n, *shape)`` array per shard; every sample must have the same shape and
+      dtype (``int`` becomes int64, ``float`` float64). Reads give ``(batch, *shape)`` arrays.
+    * ``bytes``: a variable-length ``bytes`` field, stored as it is (e.g. a JPEG or PNG file's
+      bytes: ``Path(f).read_bytes()``), ``len`` may differ per sample and be 0. Reads give
+      ``bytes`` objects (copies, independent of the files), one per sample; ``default_collate``
+      makes a batch of them a list. Decode them in a transform or dataset wrapper.
+    * ``str``: variable-length text, stored as UTF-8; reads give ``str``.
+
+    Example (a folder of images as a few large files)::
+
+        write_shards(((p.read_bytes(), label) for p, label in files), "images-shards")
+
+    A new dataset is written into a temporary sibling directory and takes ``directory``'s place
+    only when complete (every file flushed to disk, the manifest last), so an interrupted or
+    failed write leaves no dataset and no temporary files, and ``overwrite=True`` replaces an
+    existing dataset only once the new one is complete (the old one is then removed, only its
+    ``manifest.json`` and ``shard-NNNNN.tts`` files).
 
     Args:
-        source: a map-style dataset (read in batches) or any iterable of samples; samples are
-            tuples, dicts or single values of numpy arrays, numbers, ``bytes`` or ``str``.
-        directory: created if needed; must not already hold a shard dataset unless
-            ``overwrite``.
+        source: a map-style dataset (read in batches of 1024) or any iterable of samples.
+        directory: a new or empty directory, or (with ``overwrite``) a shard dataset.
         samples_per_shard / bytes_per_shard: when a shard is full (default 64 MiB).
+        overwrite: replace a shard dataset already in ``directory``.
         progress: a tqdm bar; ``None`` shows it when stderr is a terminal.
 
-    The manifest is written last, so an interrupted write leaves no manifest and is never
-    mistaken for a dataset.
-    """
-    import sys
+    Returns:
+        The manifest written.
 
+    Raises:
+        FileExistsError: ``directory`` holds a shard dataset and not ``overwrite``, or files
+            this library did not write (they are never deleted).
+        ValueError, TypeError: a sample whose fields differ from the first sample's, or a value
+            that cannot be stored (objects, numpy strings); the message names the sample.
+        OSError: writing failed (e.g. the disk is full); the message names the file, and
+            ``directory`` is unchanged.
+    """
     from tqdm import tqdm
 
     target = Path(directory)
     if samples_per_shard is None and bytes_per_shard is None:
         bytes_per_shard = 64 << 20
     if samples_per_shard is not None:
-        check_int(samples_per_shard, "samples_per_shard", minimum=1)
+        samples_per_shard = check_int(samples_per_shard, "samples_per_shard", minimum=1)
     if bytes_per_shard is not None:
-        check_int(bytes_per_shard, "bytes_per_shard", minimum=1)
-    if (target / MANIFEST).exists():
-        if not overwrite:
-            raise FileExistsError(
-                f"{target} already holds a shard dataset; pass overwrite=True to replace it, or "
-                "choose another directory"
-            )
-        shutil.rmtree(target)
-    target.mkdir(parents=True, exist_ok=True)
-    writer = ShardWriter(target, samples_per_shard=samples_per_shard, bytes_per_shard=bytes_per_shard)
+        bytes_per_shard = check_int(bytes_per_shard, "bytes_per_shard", minimum=1)
+    overwrite = check_bool(overwrite, "overwrite")
+    show = sys.stderr.isatty() if progress is None else check_bool(progress, "progress")
     total = len(source) if hasattr(source, "__len__") else None  # type: ignore[arg-type]
-    show = sys.stderr.isatty() if progress is None else progress
-    for sample in tqdm(
-        _samples(source),
-        total=total,
-        desc=f"writing {target.name}",
-        unit="sample",
-        disable=not show,
-    ):
-        writer.add(sample)
-    return writer.close()
-
-
-def _record_bytes(field: Field) -> int:
-    return np.dtype(field.dtype).itemsize * math.prod(field.shape)
-
-
-class _SpanField(NamedTuple):
-    """Where one fixed-size field's records are in a :class:`ShardSpan`.
-
-    With ``rows`` (the records of every shard lie on one grid): sample ``i`` of shard ``k`` is
-    ``rows[bases[k] + i]``. Without: it starts at byte ``bases[k] + i * record`` of the span
-    (``i`` counted over the whole dataset in both).
-    """
-
-    bases: NDArray[np.int64]
-    record: int
-    rows: NDArray[Any] | None
+    with replacing_directory(target, overwrite=overwrite) as temporary:
+        writer = ShardWriter(temporary, samples_per_shard=samples_per_shard, bytes_per_shard=bytes_per_shard)
+        try:
+            bar = tqdm(
+                _samples(source), total=total, desc=f"writing {target.name}", unit="sample", disable=not show
+            )
+            for sample in bar:
+                writer.add(sample)
+            return writer.close()
+        except OSError as e:
+            if writer.writing is None:
+                raise
+            raise OSError(
+                e.errno,
+                f"could not write {writer.writing.name} of {target} ({e.strerror or e}); {target} is "
+                "unchanged and the partial copy was removed",
+                str(writer.writing),
+            ) from e
 
 
 class ShardedDataset(Dataset[Any]):
@@ -133,231 +138,134 @@ class ShardedDataset(Dataset[Any]):
 
     Args:
         directory: the shard directory.
-        verify: check each shard's SHA-256 when it is first read.
-        max_open_shards: keep at most this many shards mapped (the oldest are dropped:
-            streaming windows move forward), and ask the kernel to read each shard ahead
-            when it is first used if it is not in the page cache: the setting for streaming
-            with :class:`WindowedShuffleSampler` (use at least twice its window, since two
-            workers may read from consecutive windows). ``None`` keeps all
-            shards mapped (virtual memory, not RAM) and reads only the pages a batch touches:
-            the setting for random access.
+        verify: what is checked of each shard's content before its first read (see below):
+            ``"crc32"`` (default), ``"sha256"`` or ``"size"``; ``True`` / ``False`` mean
+            ``"sha256"`` / ``"size"``.
+        max_open_shards: how many shards this process keeps in use at once. A shard enters use
+            when a batch first reads from it, and is then read in whole unless it is in the page
+            cache; beyond ``max_open_shards``, the shard that entered earliest leaves (streaming
+            windows move forward) and this process drops its pages (they stay in the page
+            cache). The setting for streaming with :class:`WindowedShuffleSampler`: at least
+            twice its window, since batches in flight near a window's end read from two.
+            ``None`` (default): shards never leave, and only the pages a batch touches are read
+            (the setting for random access; the mappings cost address space, not memory).
 
-    Samples have the structure they were written with (tuple, dict or single array); ``str``
-    and ``bytes`` fields come back as Python objects, arrays as numpy arrays. ``len()`` is exact.
+    What is checked when (a manifest and its shard files are untrusted input: no number from
+    them is used before it is checked, and a bad one is a :class:`CorruptShardError` naming the
+    file and the field, never a crash):
+
+    * **When the dataset is created**: the manifest's own checksum (any edit or bit flip of it is
+      refused), its shape, types and every number (sample counts, offsets, shapes, dtypes,
+      sizes) against each other and the format's layout rule; file names are plain names inside
+      ``directory``; every shard file exists, is a regular file and has the manifest's size.
+    * **When a process opens the shards** (at creation, and in a spawned worker on its first
+      read): the same files again (same device, inode, size and modification time as when the
+      dataset was created), and the exact layout of variable-size fields (8 bytes read each).
+    * **Before a shard's first read** (once per dataset object: forked workers share the
+      results, a spawned worker checks again): its whole file's CRC-32 (``verify="crc32"``;
+      SHA-256 for manifests written without a CRC-32) or SHA-256 (``"sha256"``, about three
+      times slower: docs/benchmarks.md), one pass over the shard. ``"size"`` skips this (for
+      data already checked with ``tinytorch-data verify``). With
+      :class:`WindowedShuffleSampler` the next window is checked in the background as it is
+      read ahead.
+    * **Before every batch**: each shard the batch reads still has its size (one ``lseek`` per
+      shard touched; a ``stat`` by path for datasets with more shards than a quarter of the
+      open-file limit, whose files are not kept open): a shard truncated while an epoch runs is
+      an error naming it instead of a ``SIGBUS``. The end offsets of variable-size fields a
+      batch reads are checked against their shard's bounds. A file truncated in the
+      microseconds between this check and the copy can still raise ``SIGBUS``;
+      :meth:`check_mapped_files` names it afterwards.
+    * **On** :meth:`verify` (``tinytorch-data verify``): all of the above plus every end offset
+      and the SHA-256 and CRC-32 of every shard.
+
+    Samples have the structure they were written with (tuple, dict or single array); ``bytes``
+    and ``str`` fields come back as ``bytes`` and ``str`` objects, arrays as numpy arrays.
+    ``len()`` is exact. :meth:`close` releases the mappings and files (the next read opens them
+    again); they are also released when the dataset is garbage-collected.
 
     Raises:
-        ShardError: no manifest, an unknown format version, a missing or truncated shard (when
-            it is opened), or a checksum mismatch (with ``verify``).
+        ShardError: no manifest (an unfinished write), or another format version.
+        CorruptShardError: see above.
     """
 
     def __init__(
         self,
         directory: str | os.PathLike[str],
         *,
-        verify: bool = False,
+        verify: str | bool = "crc32",
         max_open_shards: int | None = None,
     ) -> None:
         self.directory = Path(directory)
-        self.manifest = read_manifest(self.directory)
-        self.verify_on_open = verify
+        self.verify_mode = resolve_verify(verify)
         self.max_open_shards = (
             None if max_open_shards is None else check_int(max_open_shards, "max_open_shards", minimum=1)
         )
-        counts = [s.samples for s in self.manifest.shards]
-        self.shard_starts: NDArray[np.int64] = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-        # Writers fill every shard but the last to the same count: then a sample's shard is a
-        # division instead of a binary search.
-        self._per_shard = counts[0] if counts and all(c == counts[0] for c in counts[:-1]) else 0
-        self._open: OrderedDict[int, ShardFile] = OrderedDict()
-        self._lock = threading.Lock()
-        self.opened = 0  # how many times a shard was mapped (for tests and statistics)
-        # Fixed-size fields are read through one span of all shards; in it, ``_in_use`` holds
-        # the shards in use in the order they entered (at most max_open_shards; the earliest
-        # entered is released first: windows move forward) and ``_verified`` those checksummed.
-        fixed = all(f.kind == "array" for f in self.manifest.fields)
-        self._use_span = fixed and span_supported()
-        self._span: ShardSpan | None = None
-        self._span_fields: dict[str, _SpanField] = {}
-        self._in_use: OrderedDict[int, None] = OrderedDict()
-        self._verified: set[int] = set()
-        # Shards needing nothing before a read (in use, verified if asked): one vector check
-        # per batch instead of per-shard bookkeeping.
-        self._settled = np.zeros(self.num_shards, dtype=bool)
+        self.manifest = read_manifest(self.directory)
+        self.index = ShardIndex([s.samples for s in self.manifest.shards])
+        identities = [stat_shard(self.directory, info) for info in self.manifest.shards]
+        verifier = Verifier(self.directory, self.manifest, self.verify_mode)
+        self._reader = open_reader(self.directory, self.manifest, identities, verifier, self.max_open_shards)
+
+    @property
+    def shard_starts(self) -> NDArray[np.int64]:
+        """``(num_shards + 1,)`` int64: first sample index of each shard, then ``len(self)``."""
+        return self.index.starts
 
     def __len__(self) -> int:
-        return int(self.shard_starts[-1])
+        return self.index.total
 
     @property
     def num_shards(self) -> int:
         return len(self.manifest.shards)
 
-    def verify(self) -> None:
-        """Check every shard's size and SHA-256 against the manifest (reads all the data)."""
-        for info in self.manifest.shards:
-            check_shard(self.directory, info, checksum=True)
+    @property
+    def opened(self) -> int:
+        """How many times a shard entered use in this process (see ``max_open_shards``)."""
+        return self._reader.entries
 
     def open_shards(self) -> list[int]:
-        """Indices of the shards currently mapped (with ``max_open_shards``: in use), oldest first."""
-        if self._span is not None:
-            return list(self._in_use) if self.max_open_shards is not None else list(range(self.num_shards))
-        return list(self._open)
+        """Indices of the shards in use in this process (see ``max_open_shards``), earliest first."""
+        return self._reader.in_use()
 
-    def _shard(self, k: int) -> ShardFile:
-        with self._lock:  # thread workers share the dataset
-            shard = self._open.get(k)
-            if shard is not None:
-                self._open.move_to_end(k)
-                return shard
-        opened = ShardFile(
-            self.directory, self.manifest.shards[k], self.manifest.fields, verify=self.verify_on_open
-        )
-        with self._lock:
-            shard = self._open.setdefault(k, opened)
-            if shard is opened:
-                self.opened += 1
-            self._open.move_to_end(k)
-            while self.max_open_shards is not None and len(self._open) > self.max_open_shards:
-                self._open.popitem(last=False)
-        return shard
+    def verify(self) -> None:
+        """Check the whole dataset: what :func:`~tinytorch.data.storage.shard_files.verify_shards`
+        checks (every number, every end offset, each shard's SHA-256 and CRC-32; reads all the
+        data), and that the files are those this dataset opened.
 
-    def _shard_span(self) -> ShardSpan | None:
-        """All shards in one mapping (built on first use; sizes checked now, since reading past
-        the end of a truncated file would be a bus error, and checksums on first use)."""
-        with self._lock:
-            if self._span is None and self._use_span:
-                paths = [check_shard(self.directory, info, checksum=False) for info in self.manifest.shards]
-                try:
-                    records = tuple(_record_bytes(f) for f in self.manifest.fields)
-                    span = ShardSpan(paths, [s.nbytes for s in self.manifest.shards], record_sizes=records)
-                except OSError:
-                    self._use_span = False  # read shard by shard instead
-                else:
-                    self._span_fields = self._field_bases(span)
-                    self._span = span
-            return self._span
+        Raises:
+            CorruptShardError: the first problem, naming the file and the field.
+        """
+        verify_shards(self.directory)
+        self.check_mapped_files()
 
-    def _field_bases(self, span: ShardSpan) -> dict[str, _SpanField]:
-        """How to find each field's records in the span (see :class:`_SpanField`)."""
-        fields = {}
-        for field in self.manifest.fields:
-            dtype, record = np.dtype(field.dtype), _record_bytes(field)
-            offsets = np.array([s.offsets[field.name] for s in self.manifest.shards], dtype=np.int64)
-            first = span.starts + offsets  # byte of each shard's first record of this field
-            rows = None
-            if record and len(np.unique(first % record)) == 1:
-                rows = record_rows(span.data, int(first[0] % record), dtype, tuple(field.shape))
-            if rows is not None:
-                bases = (first - first[0] % record) // record - self.shard_starts[:-1]
-            else:
-                bases = first - self.shard_starts[:-1] * record
-            fields[field.name] = _SpanField(bases, record, rows)
-        return fields
+    def check_mapped_files(self) -> None:
+        """Check that every shard file still has the size and identity (device, inode,
+        modification time) it had when this dataset opened it: the files this process maps by
+        their open descriptors, and every shard by its path. One ``stat`` per shard.
 
-    def _shard_of(self, idx: NDArray[np.intp]) -> NDArray[np.intp]:
-        """The shard holding each of samples ``idx``."""
-        if self._per_shard:
-            return np.minimum(idx // self._per_shard, self.num_shards - 1)
-        return np.searchsorted(self.shard_starts, idx, side="right") - 1
+        Use it to name the cause of a ``SIGBUS`` (a mapped file that shrank) after the fact,
+        e.g. when a worker process died of one.
 
-    def _use(self, span: ShardSpan, shards: list[int]) -> None:
-        """Note that ``shards`` are read now: verify the new ones if asked, and with
-        ``max_open_shards`` read them ahead and release the earliest entered beyond it."""
-        for k in shards:
-            if self.verify_on_open and k not in self._verified:
-                check_shard(self.directory, self.manifest.shards[k], checksum=True)
-                self._verified.add(k)
-        entered, left = [], []
-        with self._lock:  # bookkeeping only: reading a shard in takes milliseconds
-            for k in shards:
-                if self.max_open_shards is not None and k not in self._in_use:
-                    self._in_use[k] = None
-                    self.opened += 1
-                    entered.append(k)
-                    while len(self._in_use) > self.max_open_shards:
-                        left.append(self._in_use.popitem(last=False)[0])
-            self._settled[shards] = True
-            self._settled[left] = False  # may include shards of this very batch
-        # Outside the lock, so other threads' reads of other shards go on meanwhile; a shard
-        # released here while another thread enters it again is only faulted back in.
-        for k in entered:
-            span.prefetch(k)
-        for k in left:
-            span.release(k)
+        Raises:
+            CorruptShardError: naming the first file that changed, with its old and new size.
+        """
+        self._reader.check_files()
 
-    def read_ahead(self, shards: Sequence[int]) -> threading.Thread | None:
-        """Start reading ``shards`` into the page cache in a background thread.
+    def close(self) -> None:
+        """Release this process's mappings and open files now (reads after it open them again)."""
+        self._reader.close()
+
+    def read_ahead(self, shards: Sequence[int]) -> Any:
+        """Start reading ``shards`` into the page cache in a background thread (checking their
+        checksums on the way, unless ``verify="size"``).
 
         Called by :class:`WindowedShuffleSampler` with the next window's shards. Shards already
         cached are skipped; the data is read in whole (2 MiB folios) and this process keeps no
-        mapping of it unless its own reads use the shard. Returns the thread (``None`` when the
-        dataset does not read through a span, e.g. variable-size fields or not Linux).
+        mapping of it unless its own reads use the shard. Returns the thread (``None`` when
+        nothing is read ahead: no shards, or shards mapped one by one (not Linux)).
         """
-        span = self._shard_span() if self._use_span else None
-        if span is None or not shards:
-            return None
         wanted = [check_index(k, self.num_shards, owner="ShardedDataset.read_ahead") for k in shards]
-
-        def read() -> None:
-            # No lock here: a worker process forked while this thread held one would inherit
-            # it locked. Racing a reader that starts using shard k only costs it page faults.
-            for k in wanted:
-                span.prefetch(k)
-                if k not in self._in_use:
-                    span.release(k)
-
-        thread = threading.Thread(target=read, name="tinytorch-read-ahead", daemon=True)
-        thread.start()
-        return thread
-
-    def _span_columns(self, span: ShardSpan, idx: NDArray[np.intp]) -> dict[str, Any]:
-        """Every field of samples ``idx`` with one gather per field over the span."""
-        which = self._shard_of(idx)
-        if (self.max_open_shards is not None or self.verify_on_open) and not self._settled[which].all():
-            self._use(span, np.unique(which).tolist())
-        columns: dict[str, Any] = {}
-        for field in self.manifest.fields:
-            where = self._span_fields[field.name]
-            if where.rows is not None:  # one take of whole rows
-                columns[field.name] = np.take(where.rows, where.bases[which] + idx, axis=0)
-                continue
-            raw = gather_records(span.data, where.bases[which] + idx * where.record, where.record)
-            columns[field.name] = raw.view(np.dtype(field.dtype)).reshape((len(idx), *field.shape))
-        return columns
-
-    def _columns(self, idx: NDArray[np.intp]) -> dict[str, Any]:
-        """Every field of samples ``idx``: one gather per field per shard, written straight to
-        the samples' positions in preallocated outputs."""
-        span = self._shard_span() if self._use_span else None
-        if span is not None:
-            return self._span_columns(span, idx)
-        which = self._shard_of(idx)
-        order = np.argsort(which, kind="stable")
-        sorted_which = which[order]
-        boundaries = np.flatnonzero(np.diff(sorted_which)) + 1
-        n = len(idx)
-        columns: dict[str, Any] = {}
-        for field in self.manifest.fields:
-            if field.kind == "array":
-                columns[field.name] = np.empty((n, *field.shape), dtype=np.dtype(field.dtype))
-            else:
-                columns[field.name] = [None] * n
-        for positions in np.split(order, boundaries):
-            if not len(positions):
-                continue
-            k = int(which[positions[0]])
-            rows = (idx[positions] - self.shard_starts[k]).astype(np.intp)
-            shard = self._shard(k)
-            single = len(positions) == n  # one shard: gather straight into the output
-            for field in self.manifest.fields:
-                out = columns[field.name]
-                if field.kind != "array":
-                    for p, value in zip(positions.tolist(), shard.variable(field.name, rows), strict=True):
-                        out[p] = value
-                elif single and np.array_equal(positions, np.arange(n)):
-                    np.take(shard.columns[field.name], rows, axis=0, out=out)
-                else:
-                    out[positions] = np.take(shard.columns[field.name], rows, axis=0)
-        return columns
+        return self._reader.read_ahead(wanted)
 
     def _wrap(self, columns: dict[str, Any]) -> StackedSamples:
         structure = self.manifest.structure
@@ -374,7 +282,8 @@ class ShardedDataset(Dataset[Any]):
 
     def __getitems__(self, indices: Sequence[int] | NDArray[np.integer]) -> StackedSamples:
         idx = check_indices(indices, len(self), owner="ShardedDataset")
-        return self._wrap(self._columns(idx))
+        shards, rows = self.index.locate(idx)
+        return self._wrap(self._reader.read(shards, rows))
 
     def __getitem__(self, index: int) -> Any:
         i = check_index(index, len(self), owner="ShardedDataset")
@@ -382,20 +291,6 @@ class ShardedDataset(Dataset[Any]):
         if self.manifest.structure == "array" and isinstance(sample, tuple):
             return sample[0]
         return sample
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_open"] = OrderedDict()  # mappings are reopened in each process
-        state["_span"] = None
-        state["_span_fields"] = {}  # holds views of the span: never pickle those
-        state["_in_use"] = OrderedDict()
-        state["_settled"] = np.zeros(self.num_shards, dtype=bool)
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"ShardedDataset({str(self.directory)!r}, {len(self)} samples in {self.num_shards} shards)"

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from tinytorch.data.sampling.distributed import Partition
 from tinytorch.data.sampling.samplers import ArraySampler, index_dtype
-from tinytorch.data.seeding import Stream, derive_rng, resolve_seed
+from tinytorch.data.seeding import Stream, check_seed, derive_rng, resolve_seed
 from tinytorch.data.validate import check_int
 
 __all__ = ["IndexShuffleSampler", "index_shuffle"]
@@ -65,9 +65,19 @@ def index_shuffle(positions: NDArray[np.integer], n: int, seed: int, epoch: int)
 
     Returns:
         int64 array like ``positions``; over all positions ``0..n-1`` it is a permutation.
+
+    Raises:
+        TypeError, ValueError: ``n``, ``seed`` or ``epoch`` not a non-negative int (numpy
+            integers accepted), or a position outside ``[0, n)`` or not an integer.
     """
-    half, keys = _keys(n, seed, epoch)
-    x = _encrypt(np.asarray(positions, dtype=np.uint64), half, keys)
+    n = check_int(n, "n")
+    array = np.asarray(positions)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"positions must be integers, got an array of dtype {array.dtype}")
+    if array.size and (array.min() < 0 or array.max() >= n):
+        raise ValueError(f"positions must lie in [0, {n}), got {int(array.min())} to {int(array.max())}")
+    half, keys = _keys(n, check_seed(seed), check_int(epoch, "epoch"))
+    x = _encrypt(array.astype(np.uint64), half, keys)
     outside = np.flatnonzero(x >= np.uint64(n))
     while len(outside):  # cycle walking: at most a few rounds, since 2^(2*half) < 4n
         walked = _encrypt(x[outside], half, keys)

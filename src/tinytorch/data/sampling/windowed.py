@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 
 from tinytorch.data.sampling.distributed import Partition
 from tinytorch.data.sampling.samplers import ArraySampler, index_dtype
-from tinytorch.data.seeding import Stream, derive_rng, resolve_seed
+from tinytorch.data.seeding import Stream, check_seed, derive_rng, resolve_seed
 from tinytorch.data.validate import check_int
 
 __all__ = [
@@ -92,7 +92,13 @@ def plan_windows(
 
     Returns:
         The rank's windows; their sizes add up to ``partition.num_samples(total)``.
+
+    Raises:
+        TypeError, ValueError: ``window`` not a positive int, ``seed`` or ``epoch`` not a
+            non-negative int (numpy integers accepted).
     """
+    window = check_int(window, "window", minimum=1)
+    seed, epoch = check_seed(seed), check_int(epoch, "epoch")
     partition = Partition() if partition is None else partition
     starts = np.asarray(shard_starts, dtype=np.int64)
     n = int(starts[-1])

@@ -2,59 +2,124 @@
 
 Layout of ``DIR/``::
 
-    manifest.json            written last (temporary file + rename): its presence means complete
-    shard-00000.tts          field regions, each aligned to 64 bytes
+    manifest.json            written last: its presence means complete
+    shard-00000.tts          field regions, each starting on a multiple of 64 bytes
     shard-00001.tts
     ...
 
 The manifest records the format version, the sample structure (``tuple``, ``dict`` or
-``array``), every field (name, kind, dtype, per-sample shape), and per shard its file name,
-sample count, byte size, SHA-256 and the byte offset of each field region. Fixed-shape fields
-(``kind="array"``) are stored as one contiguous ``(n, *shape)`` array, so a shard is read by
-memory-mapping it; variable-size fields (``kind="bytes"`` or ``"str"``) are stored as an
-``(n + 1,)`` int64 offsets array followed by the concatenated bytes.
+``array``), every field (name, kind, dtype, per-sample shape), per shard its file name, sample
+count, byte size, SHA-256, CRC-32 and the byte offset of each field region, and the SHA-256 of
+all that (``checksum``: of the manifest's other keys as compact JSON with sorted keys), so that
+a manifest changed after writing is refused even where its numbers still agree. Fixed-shape
+fields (``kind="array"``) are stored as one contiguous ``(n, *shape)`` array, so a shard is read
+by memory-mapping it; variable-size fields (``kind="bytes"`` or ``"str"``) are stored as an
+``(n + 1,)`` little-endian int64 array of end offsets (the first is 0) followed by the
+concatenated values. Where each region starts follows from the fields, the sample count and the
+variable fields' data lengths alone (:func:`shard_layout`): the writer places regions with it,
+and the reader checks every number of the manifest against it, and against the files' real
+sizes, before mapping anything (a manifest is untrusted input).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import mmap
-import os
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 __all__ = [
+    "ALIGN",
     "FORMAT",
+    "MANIFEST",
     "VERSION",
+    "CorruptShardError",
     "Field",
     "Manifest",
     "ShardError",
-    "ShardFile",
     "ShardInfo",
-    "ShardWriter",
+    "check_layout",
+    "manifest_checksum",
+    "parse_manifest",
     "read_manifest",
+    "record_bytes",
+    "shard_layout",
 ]
 
 FORMAT = "tinytorch-shards"
 VERSION = 1
 ALIGN = 64
 MANIFEST = "manifest.json"
+STRUCTURES = ("tuple", "dict", "array")
+KINDS = ("array", "bytes", "str")
+# Array dtypes a shard may hold: numbers, bools, datetimes and raw bytes (never objects).
+_ARRAY_KINDS = "biufcmMV"
+_MAX_RECORD = 1 << 40  # bytes per sample of one field: anything larger is not a real record
+_MAX_SAMPLES = 1 << 48  # per shard and in total (index arithmetic stays exact in int64)
+_MAX_NDIM = 32
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+REWRITE = "Rewrite the dataset with write_shards(..., overwrite=True)"
 
 
 class ShardError(ValueError):
     """A shard dataset is incomplete, corrupt or of an unknown format; the message names what."""
 
 
+class CorruptShardError(ShardError):
+    """A shard dataset's manifest or files disagree with themselves or with each other.
+
+    Raised before anything is mapped or read (at open), when a file changes while in use, and
+    when a checksum does not match. The message names the file and the field, what was expected
+    and what was found.
+
+    Attributes:
+        path: the file (a shard file or ``manifest.json``).
+        field: what in it (e.g. ``"size"``, ``"shards[1].offsets['0']"``, ``"crc32"``).
+        expected, found: the two values, as text.
+        fix: what to do.
+
+    Built from one message alone (``CorruptShardError(message)``, as worker errors are
+    re-raised in the loading process) the attributes are ``None`` and the original error is
+    the ``__cause__``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        field: str | None = None,
+        expected: str | None = None,
+        found: str | None = None,
+        fix: str = REWRITE,
+    ) -> None:
+        self.path: str | None = None if field is None else str(path)
+        self.field: str | None = field
+        self.expected: str | None = expected
+        self.found: str | None = found
+        self.fix = fix
+        if field is None:  # a message alone
+            super().__init__(str(path))
+        else:  # the args pickle the error whole
+            super().__init__(str(path), field, expected, found, fix)
+
+    def __str__(self) -> str:
+        if self.field is None:
+            return str(self.args[0])
+        return f"{self.path}: {self.field} is {self.found}, expected {self.expected}. {self.fix}"
+
+
 @dataclass(frozen=True)
 class Field:
-    """One field of every sample: ``kind`` is ``"array"`` (fixed ``shape`` and ``dtype``),
-    ``"bytes"`` or ``"str"`` (variable length)."""
+    """One field of every sample.
+
+    ``kind`` is ``"array"`` (every sample a ``shape`` array of ``dtype``), ``"bytes"`` or
+    ``"str"`` (variable length; ``dtype`` and ``shape`` are then unused: ``"|u1"`` and ``()``).
+    """
 
     name: str
     kind: str
@@ -64,18 +129,22 @@ class Field:
 
 @dataclass(frozen=True)
 class ShardInfo:
-    """One shard file: name, sample count, size, checksum and field region offsets."""
+    """One shard file: name, sample count, size, checksums and field region offsets.
+
+    ``crc32`` is ``None`` in manifests written before it was recorded.
+    """
 
     file: str
     samples: int
     nbytes: int
     sha256: str
     offsets: dict[str, int]
+    crc32: int | None = None
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """The parsed ``manifest.json``."""
+    """The parsed and checked ``manifest.json``."""
 
     structure: str
     fields: tuple[Field, ...]
@@ -86,7 +155,8 @@ class Manifest:
         return sum(s.samples for s in self.shards)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        """The manifest as JSON values, with its ``checksum``."""
+        raw = {
             "format": FORMAT,
             "version": VERSION,
             "structure": self.structure,
@@ -101,19 +171,131 @@ class Manifest:
                     "samples": s.samples,
                     "bytes": s.nbytes,
                     "sha256": s.sha256,
+                    **({} if s.crc32 is None else {"crc32": s.crc32}),
                     "offsets": s.offsets,
                 }
                 for s in self.shards
             ],
         }
+        return {**raw, "checksum": manifest_checksum(raw)}
+
+
+def manifest_checksum(raw: Mapping[str, Any]) -> str:
+    """SHA-256 of a manifest's keys other than ``checksum``, as compact JSON with sorted keys."""
+    rest = {k: v for k, v in raw.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def record_bytes(field: Field) -> int:
+    """Bytes per sample of a fixed-shape field (0 for variable-size fields)."""
+    if field.kind != "array":
+        return 0
+    return np.dtype(field.dtype).itemsize * math.prod(field.shape)
+
+
+def aligned(n: int) -> int:
+    """``n`` rounded up to a multiple of :data:`ALIGN`."""
+    return -(-n // ALIGN) * ALIGN
+
+
+def shard_layout(
+    fields: tuple[Field, ...], samples: int, data_lengths: Mapping[str, int]
+) -> tuple[dict[str, int], int]:
+    """Where each region of a shard starts, and the shard's size: the format's one layout rule.
+
+    Regions follow the fields' order, each starting on the next multiple of :data:`ALIGN`; a
+    variable-size field ``f`` has two: its ``(samples + 1,)`` int64 end offsets (key ``f``), then
+    its ``data_lengths[f]`` bytes of values (key ``f + ".data"``).
+
+    Returns:
+        ``(offsets, nbytes)``: region name -> byte offset, and the file size.
+    """
+    offsets: dict[str, int] = {}
+    position = 0
+    for field in fields:
+        offsets[field.name] = position
+        if field.kind == "array":
+            position = aligned(position + samples * record_bytes(field))
+        else:
+            position = aligned(position + 8 * (samples + 1))
+            offsets[field.name + ".data"] = position
+            position = aligned(position + data_lengths[field.name])
+    return offsets, position
+
+
+def check_layout(
+    manifest_path: Path,
+    k: int,
+    info: ShardInfo,
+    fields: tuple[Field, ...],
+    data_lengths: Mapping[str, int] | None = None,
+) -> None:
+    """Check shard ``k``'s offsets and size against its fields and sample count.
+
+    With ``data_lengths`` (each variable field's data length, the last of its end offsets, read
+    from the file) the check is exact: the offsets and size must be :func:`shard_layout`'s.
+    Without (the manifest alone), each variable field's data may end anywhere before the next
+    region, so the next region's offset is taken as given: everything else is still exact.
+
+    Raises:
+        CorruptShardError: naming the shard, the region and both numbers.
+    """
+    where = f"shards[{k}] ({info.file})"
+    position = 0
+
+    def expect(key: str, found: int, expected: int, reason: str) -> None:
+        if found != expected:
+            raise CorruptShardError(
+                manifest_path, f"{where} offsets[{key!r}]", f"{expected} ({reason})", str(found)
+            )
+
+    previous = ""
+    for i, field in enumerate(fields):
+        expect(
+            field.name,
+            info.offsets[field.name],
+            position,
+            f"right after {previous}" if previous else "the start",
+        )
+        if field.kind == "array":
+            size = info.samples * record_bytes(field)
+            position = aligned(position + size)
+            previous = f"field {field.name!r}: {info.samples} samples x {record_bytes(field)} bytes"
+            continue
+        position = aligned(position + 8 * (info.samples + 1))
+        expect(
+            field.name + ".data",
+            info.offsets[field.name + ".data"],
+            position,
+            f"right after the {info.samples + 1} end offsets of field {field.name!r}",
+        )
+        if data_lengths is not None:
+            position = aligned(position + data_lengths[field.name])
+            previous = f"field {field.name!r}'s {data_lengths[field.name]} bytes of values"
+            continue
+        following = info.offsets[fields[i + 1].name] if i + 1 < len(fields) else info.nbytes
+        if following < position or following % ALIGN:
+            what = f"offsets[{fields[i + 1].name!r}]" if i + 1 < len(fields) else "bytes"
+            raise CorruptShardError(
+                manifest_path,
+                f"{where} {what}",
+                f"a multiple of {ALIGN} at least {position} (after field {field.name!r}'s end offsets)",
+                str(following),
+            )
+        position = following
+        previous = f"field {field.name!r}'s values"
+    if info.nbytes != position:
+        raise CorruptShardError(
+            manifest_path, f"{where} bytes", f"{position} (the end of {previous})", str(info.nbytes)
+        )
 
 
 def read_manifest(directory: Path) -> Manifest:
-    """Parse and check ``directory/manifest.json``.
+    """Read, parse and check ``directory/manifest.json`` (see :func:`parse_manifest`).
 
     Raises:
-        ShardError: missing manifest (an unfinished write looks like this), unknown format or
-            version, or a malformed entry.
+        ShardError: no manifest (an unfinished write looks like this) or another format version.
+        CorruptShardError: not JSON, or JSON that is not a consistent manifest.
     """
     path = directory / MANIFEST
     if not path.is_file():
@@ -122,237 +304,182 @@ def read_manifest(directory: Path) -> Manifest:
             "finish (the manifest is written last). Write it again with write_shards()"
         )
     try:
-        raw = json.loads(path.read_text())
-    except ValueError as e:
-        raise ShardError(f"{path} is not valid JSON ({e})") from e
-    if raw.get("format") != FORMAT:
-        raise ShardError(f"{path} is not a {FORMAT} manifest (format {raw.get('format')!r})")
-    if raw.get("version") != VERSION:
-        raise ShardError(
-            f"{path} has format version {raw.get('version')!r}; this tinytorch reads version "
-            f"{VERSION}. Rewrite the shards with this version, or upgrade tinytorch"
-        )
-    try:
-        fields = tuple(Field(f["name"], f["kind"], f["dtype"], tuple(f["shape"])) for f in raw["fields"])
-        shards = tuple(
-            ShardInfo(
-                s["file"],
-                int(s["samples"]),
-                int(s["bytes"]),
-                s["sha256"],
-                {k: int(v) for k, v in s["offsets"].items()},
-            )
-            for s in raw["shards"]
-        )
-        return Manifest(raw["structure"], fields, shards)
-    except (KeyError, TypeError, ValueError) as e:
-        raise ShardError(f"{path} is malformed ({type(e).__name__}: {e})") from e
+        raw = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as e:
+        raise CorruptShardError(path, "content", "a JSON object", f"not valid JSON ({e})") from e
+    return parse_manifest(raw, path)
 
 
-def _aligned(n: int) -> int:
-    return -(-n // ALIGN) * ALIGN
+def parse_manifest(raw: object, path: Path) -> Manifest:
+    """Check a decoded manifest's shape, types and numbers, and return it.
 
-
-def _flatten_sample(sample: Any) -> tuple[str, dict[str, Any]]:
-    if isinstance(sample, Mapping):
-        return "dict", {str(k): v for k, v in sample.items()}
-    if isinstance(sample, (tuple, list)):
-        return "tuple", {str(i): v for i, v in enumerate(sample)}
-    return "array", {"0": sample}
-
-
-def _field_of(name: str, value: Any) -> Field:
-    if isinstance(value, bytes):
-        return Field(name, "bytes")
-    if isinstance(value, str):
-        return Field(name, "str")
-    array = np.asarray(value)
-    if array.dtype.hasobject or array.dtype.kind in "OUS":
-        raise TypeError(
-            f"field {name!r}: cannot store {type(value).__name__} values in shards; "
-            "store numpy arrays, numbers, bytes or str"
-        )
-    return Field(name, "array", array.dtype.str, array.shape)
-
-
-class ShardWriter:
-    """Writes samples shard by shard; :meth:`close` writes the manifest (atomically, last)."""
-
-    def __init__(
-        self, directory: Path, *, samples_per_shard: int | None, bytes_per_shard: int | None
-    ) -> None:
-        self.directory = directory
-        self.samples_per_shard = samples_per_shard
-        self.bytes_per_shard = bytes_per_shard
-        self.structure: str | None = None
-        self.fields: dict[str, Field] = {}
-        self._pending: dict[str, list[Any]] = {}
-        self._pending_bytes = 0
-        self._count = 0
-        self._shards: list[ShardInfo] = []
-
-    def add(self, sample: Any) -> None:
-        """Append one sample; all samples must have the first sample's structure and fields."""
-        structure, values = _flatten_sample(sample)
-        if self.structure is None:
-            self.structure = structure
-            self.fields = {name: _field_of(name, v) for name, v in values.items()}
-            self._pending = {name: [] for name in values}
-        self._check(structure, values)
-        for name, v in values.items():
-            self._pending[name].append(v)
-            self._pending_bytes += len(v) if isinstance(v, (bytes, str)) else np.asarray(v).nbytes
-        self._count += 1
-        full_count = (
-            self.samples_per_shard is not None
-            and len(self._pending[next(iter(self._pending))]) >= self.samples_per_shard
-        )
-        full_bytes = self.bytes_per_shard is not None and self._pending_bytes >= self.bytes_per_shard
-        if full_count or full_bytes:
-            self._flush()
-
-    def _check(self, structure: str, values: dict[str, Any]) -> None:
-        where = f"sample {self._count}"
-        if structure != self.structure or values.keys() != self.fields.keys():
-            raise ValueError(
-                f"{where} has fields {sorted(values)} ({structure}), the first sample "
-                f"{sorted(self.fields)} ({self.structure}); every sample needs the same fields"
-            )
-        for name, v in values.items():
-            got = _field_of(name, v)
-            want = self.fields[name]
-            if got.kind != want.kind or (
-                want.kind == "array" and (got.shape, got.dtype) != (want.shape, want.dtype)
-            ):
-                raise ValueError(
-                    f"{where} field {name!r} is {got.kind} {np.dtype(got.dtype).name} {got.shape}, "
-                    f"the first sample's {want.kind} {np.dtype(want.dtype).name} {want.shape}; "
-                    "fixed-shape fields must agree (store variable-size data as bytes)"
-                )
-
-    def _flush(self) -> None:
-        n = len(next(iter(self._pending.values()))) if self._pending else 0
-        if n == 0:
-            return
-        name = f"shard-{len(self._shards):05d}.tts"
-        temporary = self.directory / f".{name}.tmp"
-        offsets: dict[str, int] = {}
-        digest = hashlib.sha256()
-        position = 0
-        with open(temporary, "wb") as f:
-
-            def put(data: bytes) -> None:
-                nonlocal position
-                f.write(data)
-                digest.update(data)
-                position += len(data)
-                padding = _aligned(position) - position
-                f.write(b"\0" * padding)
-                digest.update(b"\0" * padding)
-                position += padding
-
-            for field_name, field in self.fields.items():
-                values = self._pending[field_name]
-                offsets[field_name] = position
-                if field.kind == "array":
-                    array = np.ascontiguousarray(np.stack([np.asarray(v, dtype=field.dtype) for v in values]))
-                    put(array.tobytes())
-                else:
-                    encoded = [v.encode() if isinstance(v, str) else v for v in values]
-                    ends = np.zeros(n + 1, dtype=np.int64)
-                    np.cumsum([len(e) for e in encoded], out=ends[1:])
-                    put(ends.tobytes())
-                    offsets[field_name + ".data"] = position
-                    put(b"".join(encoded))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, self.directory / name)
-        self._shards.append(ShardInfo(name, n, position, digest.hexdigest(), offsets))
-        self._pending = {k: [] for k in self.fields}
-        self._pending_bytes = 0
-
-    def close(self) -> Manifest:
-        """Flush the last shard and write the manifest; returns it."""
-        self._flush()
-        if self.structure is None:
-            raise ValueError("write_shards got no samples; a shard dataset needs at least one")
-        manifest = Manifest(self.structure, tuple(self.fields.values()), tuple(self._shards))
-        temporary = self.directory / f".{MANIFEST}.tmp"
-        temporary.write_text(json.dumps(manifest.to_json(), indent=1))
-        os.replace(temporary, self.directory / MANIFEST)
-        return manifest
-
-
-class ShardFile:
-    """One shard, memory-mapped; fields are numpy views of the file (read-only)."""
-
-    def __init__(self, directory: Path, info: ShardInfo, fields: tuple[Field, ...], *, verify: bool) -> None:
-        path = check_shard(directory, info, checksum=verify)
-        self.info = info
-        self._map: NDArray[np.uint8] = _map_file(path, info.nbytes)
-        self.columns: dict[str, Any] = {}
-        for field in fields:
-            start = info.offsets[field.name]
-            if field.kind == "array":
-                dtype = np.dtype(field.dtype)
-                count = info.samples * int(np.prod(field.shape, dtype=np.int64))
-                flat = np.frombuffer(self._map, dtype=dtype, count=count, offset=start)
-                self.columns[field.name] = flat.reshape((info.samples, *field.shape))
-            else:
-                ends = np.frombuffer(self._map, dtype=np.int64, count=info.samples + 1, offset=start)
-                data_start = info.offsets[field.name + ".data"]
-                self.columns[field.name] = (ends, data_start, field.kind == "str")
-
-    def variable(self, name: str, rows: NDArray[np.intp]) -> list[Any]:
-        """Items ``rows`` of a variable-size field."""
-        ends, data_start, text = self.columns[name]
-        out = []
-        for r in rows.tolist():
-            raw = self._map[data_start + ends[r] : data_start + ends[r + 1]].tobytes()
-            out.append(raw.decode() if text else raw)
-        return out
-
-
-def _map_file(path: Path, size: int) -> NDArray[np.uint8]:
-    """Map a shard read-only, its page-table entries filled at once (``MAP_POPULATE``).
-
-    Touching a page of a plain mapping for the first time costs a page fault (about a
-    microsecond) even when the data is in the page cache, and a shard has thousands of pages.
-    Filling the mapping when the shard is opened costs one sequential pass instead, which also
-    reads the shard ahead from disk when it is not cached.
-    """
-    if size == 0:
-        return np.empty(0, dtype=np.uint8)
-    with open(path, "rb") as f:
-        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-        mapped = mmap.mmap(f.fileno(), size, flags=flags, prot=mmap.PROT_READ)
-    return np.frombuffer(mapped, dtype=np.uint8)
-
-
-def check_shard(directory: Path, info: ShardInfo, *, checksum: bool) -> Path:
-    """The shard's path, after checking that it exists with the manifest's size and, with
-    ``checksum``, the manifest's SHA-256 (which reads the whole file).
+    Every value is checked before it is used: the manifest's ``checksum`` where it has one
+    (manifests written before it existed have none), types (ints are ints, not floats or bools), ranges
+    (nothing negative), file names (plain names inside the dataset directory: no ``/``, ``..``
+    or leading ``.``), field names against the structure, dtypes (numbers, bools, dates or raw
+    bytes; never Python objects), and each shard's offsets and size against its fields and
+    sample count (:func:`check_layout`).
 
     Raises:
-        ShardError: missing, truncated or replaced, or corrupt; the message names the shard.
+        ShardError: another format or format version.
+        CorruptShardError: anything else; the message names the key, expected and found.
     """
-    path = directory / info.file
-    if not path.is_file():
-        raise ShardError(f"shard {info.file} is missing from {directory}")
-    size = path.stat().st_size
-    if size != info.nbytes:
+    top = _mapping(raw, path, "the manifest")
+    if top.get("format") != FORMAT:
+        raise ShardError(f"{path} is not a {FORMAT} manifest (format {top.get('format')!r})")
+    if top.get("version") != VERSION:
         raise ShardError(
-            f"shard {info.file} has {size} bytes, the manifest says {info.nbytes}: it is truncated "
-            "or was replaced. Rewrite the dataset"
+            f"{path} has format version {top.get('version')!r}; this tinytorch reads version "
+            f"{VERSION}. Rewrite the shards with this version, or upgrade tinytorch"
         )
-    if checksum:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
-        if digest.hexdigest() != info.sha256:
-            raise ShardError(
-                f"shard {info.file} in {directory} has sha256 {digest.hexdigest()}, the manifest says "
-                f"{info.sha256}: the file is corrupt. Rewrite the dataset"
+    if "checksum" in top and top["checksum"] != manifest_checksum(top):
+        raise CorruptShardError(
+            path,
+            "checksum",
+            f"{manifest_checksum(top)} (the SHA-256 of its other keys)",
+            f"{top['checksum']!r}: the manifest was changed after it was written",
+            f"{REWRITE}; if you edited it on purpose, delete its 'checksum' key",
+        )
+    structure = _key(top, "structure", path, "the manifest")
+    if structure not in STRUCTURES:
+        raise CorruptShardError(path, "structure", " or ".join(map(repr, STRUCTURES)), repr(structure))
+    fields = _fields(_key(top, "fields", path, "the manifest"), structure, path)
+    raw_shards = _key(top, "shards", path, "the manifest")
+    if not isinstance(raw_shards, list) or not raw_shards:
+        raise CorruptShardError(path, "shards", "a non-empty list", _describe(raw_shards))
+    shards = tuple(_shard(s, k, fields, path) for k, s in enumerate(raw_shards))
+    names = [s.file for s in shards]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise CorruptShardError(path, "shards[*].file", "a different file for every shard", f"{twice} twice")
+    manifest = Manifest(structure, fields, shards)
+    total = _int(_key(top, "samples", path, "the manifest"), path, "samples", maximum=_MAX_SAMPLES)
+    if total != manifest.total:
+        raise CorruptShardError(
+            path, "samples", f"{manifest.total} (the sum of the shards' sample counts)", str(total)
+        )
+    return manifest
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def _mapping(value: object, path: Path, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise CorruptShardError(path, what, "a JSON object", _describe(value))
+    return value
+
+
+def _key(mapping: dict[str, Any], key: str, path: Path, what: str) -> Any:
+    if key not in mapping:
+        raise CorruptShardError(path, f"{what}'s key {key!r}", "present", "missing")
+    return mapping[key]
+
+
+def _int(value: object, path: Path, what: str, *, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CorruptShardError(path, what, "an int", _describe(value))
+    if value < 0 or (maximum is not None and value > maximum):
+        bound = "a non-negative int" + ("" if maximum is None else f" at most {maximum}")
+        raise CorruptShardError(path, what, bound, str(value))
+    return value
+
+
+def _str(value: object, path: Path, what: str) -> str:
+    if not isinstance(value, str):
+        raise CorruptShardError(path, what, "a string", _describe(value))
+    return value
+
+
+def _fields(raw: object, structure: str, path: Path) -> tuple[Field, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise CorruptShardError(path, "fields", "a non-empty list", _describe(raw))
+    fields = []
+    for i, entry in enumerate(raw):
+        where = f"fields[{i}]"
+        f = _mapping(entry, path, where)
+        name = _str(_key(f, "name", path, where), path, f"{where}.name")
+        kind = _key(f, "kind", path, where)
+        if kind not in KINDS:
+            raise CorruptShardError(path, f"{where}.kind", " or ".join(map(repr, KINDS)), repr(kind))
+        dtype_text = _str(_key(f, "dtype", path, where), path, f"{where}.dtype")
+        raw_shape = _key(f, "shape", path, where)
+        if not isinstance(raw_shape, list) or len(raw_shape) > _MAX_NDIM:
+            raise CorruptShardError(
+                path, f"{where}.shape", f"a list of at most {_MAX_NDIM} ints", _describe(raw_shape)
             )
-    return path
+        shape = tuple(
+            _int(d, path, f"{where}.shape[{j}]", maximum=_MAX_RECORD) for j, d in enumerate(raw_shape)
+        )
+        if kind == "array":
+            try:
+                dtype = np.dtype(dtype_text)
+            except (TypeError, ValueError, OverflowError) as e:
+                raise CorruptShardError(path, f"{where}.dtype", "a numpy dtype", repr(dtype_text)) from e
+            if dtype.hasobject or dtype.kind not in _ARRAY_KINDS:
+                raise CorruptShardError(
+                    path, f"{where}.dtype", "a number, bool, date or raw-bytes dtype", repr(dtype_text)
+                )
+            if dtype.itemsize * math.prod(shape) > _MAX_RECORD:
+                raise CorruptShardError(
+                    path, f"{where} ({name!r})", f"records of at most {_MAX_RECORD} bytes",
+                    f"{dtype} {shape}",
+                )  # fmt: skip
+        elif (dtype_text, shape) != ("|u1", ()):
+            raise CorruptShardError(
+                path,
+                f"{where}.dtype and shape",
+                f"'|u1' and [] for a {kind} field",
+                f"{dtype_text!r} {shape}",
+            )
+        fields.append(Field(name, kind, dtype_text, shape))
+    names = [f.name for f in fields]
+    expected = {"tuple": [str(i) for i in range(len(fields))], "array": ["0"]}.get(structure)
+    if expected is not None and names != expected:
+        raise CorruptShardError(path, "fields[*].name", f"{expected} for a {structure} structure", str(names))
+    regions = names + [f.name + ".data" for f in fields if f.kind != "array"]
+    if len(set(regions)) != len(regions):
+        raise CorruptShardError(
+            path, "fields[*].name", "distinct names (a variable field 'x' also uses 'x.data')", str(names)
+        )
+    return tuple(fields)
+
+
+def _file_name(value: object, path: Path, what: str) -> str:
+    name = _str(value, path, what)
+    if (
+        not name
+        or name.startswith(".")
+        or any(c in name for c in "/\\\0")
+        or Path(name).name != name
+        or Path(name).is_absolute()
+    ):
+        raise CorruptShardError(
+            path, what, "a plain file name inside the dataset directory (no '/', '..' or leading '.')",
+            repr(name),
+        )  # fmt: skip
+    return name
+
+
+def _shard(raw: object, k: int, fields: tuple[Field, ...], path: Path) -> ShardInfo:
+    where = f"shards[{k}]"
+    s = _mapping(raw, path, where)
+    file = _file_name(_key(s, "file", path, where), path, f"{where}.file")
+    samples = _int(_key(s, "samples", path, where), path, f"{where}.samples", maximum=_MAX_SAMPLES)
+    nbytes = _int(_key(s, "bytes", path, where), path, f"{where}.bytes")
+    sha256 = _str(_key(s, "sha256", path, where), path, f"{where}.sha256")
+    if not _SHA256.fullmatch(sha256):
+        raise CorruptShardError(path, f"{where}.sha256", "64 lowercase hex digits", repr(sha256))
+    crc32 = None if "crc32" not in s else _int(s["crc32"], path, f"{where}.crc32", maximum=0xFFFFFFFF)
+    raw_offsets = _mapping(_key(s, "offsets", path, where), path, f"{where}.offsets")
+    regions = [
+        name for f in fields for name in ((f.name,) if f.kind == "array" else (f.name, f.name + ".data"))
+    ]
+    if sorted(raw_offsets) != sorted(regions):
+        raise CorruptShardError(path, f"{where}.offsets", f"the keys {regions}", f"{sorted(raw_offsets)}")
+    offsets = {name: _int(raw_offsets[name], path, f"{where}.offsets[{name!r}]") for name in regions}
+    info = ShardInfo(file, samples, nbytes, sha256, offsets, crc32)
+    check_layout(path, k, info, fields)
+    return info

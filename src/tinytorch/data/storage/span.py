@@ -26,14 +26,13 @@ import mmap
 import os
 import sys
 import weakref
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from numpy.typing import NDArray
 
-__all__ = ["ShardSpan", "gather_records", "record_rows", "span_supported"]
+__all__ = ["ShardSpan", "SpanError", "gather_records", "record_rows", "span_supported"]
 
 # The same on every Linux architecture; Python's mmap module exports neither.
 _MAP_FIXED = 0x10
@@ -45,6 +44,10 @@ _MAP_FAILED = ctypes.c_void_p(-1).value
 _ALIGN = 2 << 20
 _MADV_POPULATE_READ = 22  # Linux 5.14+; Python's mmap module does not name it
 _MAX_GRID = 64 << 20
+
+
+class SpanError(OSError):
+    """The span's address range could not be reserved or a shard mapped into it."""
 
 
 def span_supported() -> bool:
@@ -77,7 +80,10 @@ def _unmap(libc: Any, base: int, size: int) -> None:
 
 
 class ShardSpan:
-    """Shard files ``paths`` (with sizes ``sizes``) mapped consecutively, read-only.
+    """The open shard files ``fds`` (of sizes ``sizes``) mapped consecutively, read-only.
+
+    The caller keeps ownership of ``fds`` (the mappings do not need them open) and must have
+    checked each file's size: a mapping longer than its file raises ``SIGBUS`` when read.
 
     Attributes:
         data: ``(total,)`` uint8 view of the whole range (gaps between shards are
@@ -85,10 +91,10 @@ class ShardSpan:
         starts: ``(num_shards,)`` int64 byte offset of each shard's first byte in ``data``.
 
     Raises:
-        OSError: a mapping failed (the caller falls back to per-shard reads).
+        SpanError: a mapping failed (the caller falls back to per-shard reads).
     """
 
-    def __init__(self, paths: list[Path], sizes: list[int], *, record_sizes: tuple[int, ...] = ()) -> None:
+    def __init__(self, fds: list[int], sizes: list[int], *, record_sizes: tuple[int, ...] = ()) -> None:
         # Slots are 2 MiB-aligned; when it costs little address space they are also multiples
         # of every record size, so records of one field sit on one grid across all shards.
         grid = math.lcm(_ALIGN, *(r for r in record_sizes if r > 0))
@@ -100,23 +106,21 @@ class ShardSpan:
         reserve = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
         reserved = libc.mmap(None, total + _ALIGN, _PROT_NONE, reserve, -1, 0)
         if reserved in (None, _MAP_FAILED):
-            raise OSError(ctypes.get_errno(), f"could not reserve {total} bytes of address space")
+            code = ctypes.get_errno()
+            raise SpanError(code, f"could not reserve {total} bytes of address space: {os.strerror(code)}")
         self._finalizer = weakref.finalize(self, _unmap, libc, reserved, total + _ALIGN)
         self._libc = libc
         self._base = base = -(-reserved // _ALIGN) * _ALIGN
         self._sizes = list(sizes)
         flags = mmap.MAP_SHARED | _MAP_FIXED
-        for path, size, start in zip(paths, sizes, self.starts.tolist(), strict=True):
+        for k, (fd, size, start) in enumerate(zip(fds, sizes, self.starts.tolist(), strict=True)):
             if size == 0:
                 continue
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                got = libc.mmap(base + start, size, mmap.PROT_READ, flags, fd, 0)
-            finally:
-                os.close(fd)
+            got = libc.mmap(base + start, size, mmap.PROT_READ, flags, fd, 0)
             if got != base + start:
+                code = ctypes.get_errno()
                 self._finalizer()
-                raise OSError(ctypes.get_errno(), f"could not map {path} into the shard span")
+                raise SpanError(code, f"could not map shard {k} into the shard span: {os.strerror(code)}")
         # Faults on data not in the page cache then read it in 2 MiB folios, which stay in the
         # cache and are mapped whole by every later reader (ignored where THP is off).
         libc.madvise(base, total, getattr(mmap, "MADV_HUGEPAGE", 14))
@@ -130,10 +134,10 @@ class ShardSpan:
 
         A shard already cached is left alone (checked by sampling 8 pages with ``mincore``):
         its pages are mapped on first touch, 2 MiB at a time."""
-        if not self._resident(k) and self._advise(k, _MADV_POPULATE_READ) != 0:
+        if not self.is_cached(k) and self._advise(k, _MADV_POPULATE_READ) != 0:
             self._advise(k, mmap.MADV_WILLNEED)
 
-    def _resident(self, k: int, samples: int = 8) -> bool:
+    def is_cached(self, k: int, samples: int = 8) -> bool:
         """Whether ``samples`` pages spread over shard ``k`` are all in the page cache."""
         size, page = self._sizes[k], mmap.PAGESIZE
         if not size or not self._finalizer.alive:
