@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from tinytorch import Dataset, get_batch_context, get_worker_info
+from tinytorch import Dataset, IterableDataset, get_batch_context, get_worker_info
 
 
 class Squares(Dataset):
@@ -193,3 +193,26 @@ class Trainer:
 
     def collate(self, samples):
         return np.stack([s[0] for s in samples])
+
+
+class Numbers:
+    """A plain iterable (no torch, not our class) of ``n`` numbers split between readers."""
+
+    def __init__(self, n=20):
+        self.n = n
+
+    def __iter__(self):
+        from tinytorch import split_stream
+
+        for i in split_stream(range(self.n)):
+            yield np.array([i, get_batch_context().rng.integers(1000)])
+
+
+class Uneven(IterableDataset):
+    """An IterableDataset whose worker w yields 3 * (w + 1) items (workers end at different times)."""
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker = 0 if info is None else info.id
+        for i in range(3 * (worker + 1)):
+            yield np.array([worker, i, np.random.randint(1000)])

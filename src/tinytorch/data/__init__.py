@@ -4,8 +4,8 @@ The subpackages follow the data flow, each importing only the stages before it::
 
     storage -> datasets -> sampling -> fetch -> transforms -> collate -> workers -> loader
 
-``seeding`` (where randomness comes from) and ``validate`` (argument checks)
-are shared by all stages. Importing this package starts nothing and reads no
+``seeding`` (where randomness comes from), ``worker_info`` (which worker runs the code) and
+``validate`` (argument checks) are shared by all stages. Importing this package starts nothing and reads no
 environment.
 """
 
@@ -28,6 +28,7 @@ from tinytorch.data.sampling.samplers import (
     SubsetRandomSampler,
     WeightedRandomSampler,
 )
+from tinytorch.data.sampling.streams import split_stream
 from tinytorch.data.sampling.windowed import WindowedShuffleSampler, windowed_order
 from tinytorch.data.seeding import BatchContext, get_batch_context
 from tinytorch.data.storage.cifar_format import CorruptDatasetError
@@ -41,6 +42,7 @@ from tinytorch.data.transforms.image import Cutout, RandomCrop, RandomErasing, R
 from tinytorch.data.transforms.normalize import Normalize, ToFloat
 from tinytorch.data.transforms.normalizer import Normalizer
 from tinytorch.data.transforms.resize import CenterCrop, RandomResizedCrop, Resize
+from tinytorch.data.worker_info import WorkerInfo, get_worker_info
 from tinytorch.data.workers.capacity import InsufficientSharedMemoryError
 from tinytorch.data.workers.errors import (
     WorkerDiedError,
@@ -48,7 +50,6 @@ from tinytorch.data.workers.errors import (
     WorkerStartError,
     WorkerTimeoutError,
 )
-from tinytorch.data.workers.info import WorkerInfo, get_worker_info
 
 __all__ = [
     "BatchContext",
@@ -104,6 +105,7 @@ __all__ = [
     "get_batch_context",
     "get_worker_info",
     "random_split",
+    "split_stream",
     "windowed_order",
     "write_shards",
 ]

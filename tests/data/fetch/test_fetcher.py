@@ -4,7 +4,7 @@ import pytest
 from tinytorch.data.collate.default import default_collate
 from tinytorch.data.datasets.base import Dataset
 from tinytorch.data.datasets.tensor import TensorDataset
-from tinytorch.data.fetch.fetcher import BatchTask, IterableFetcher, MapFetcher
+from tinytorch.data.fetch.fetcher import BatchTask, MapFetcher, StreamExhausted, StreamFetcher
 from tinytorch.data.seeding import get_batch_context
 
 
@@ -62,21 +62,38 @@ def test_batch_transform_gets_the_batch_rng():
     assert seen[0] == seen[1] != seen[2]
 
 
-def test_iterable_fetcher_batches_and_stops():
-    f = IterableFetcher(iter(range(7)), default_collate, batch_size=3, drop_last=False, seed=0)
-    assert f(0, 0).tolist() == [0, 1, 2]
-    assert f(0, 1).tolist() == [3, 4, 5]
-    assert f(0, 2).tolist() == [6]
-    with pytest.raises(StopIteration):
-        f(0, 3)
+def stream_task(epoch, index, start=None):
+    return BatchTask(epoch, index, start=start)
 
 
-def test_iterable_fetcher_drop_last_and_unbatched():
-    f = IterableFetcher(iter(range(4)), default_collate, batch_size=3, drop_last=True, seed=0)
-    assert f(0, 0).tolist() == [0, 1, 2]
-    with pytest.raises(StopIteration):
-        f(0, 1)
-    g = IterableFetcher(iter("ab"), lambda s: s, batch_size=None, drop_last=False, seed=0)
-    assert [g(0, 0), g(0, 1)] == ["a", "b"]
-    with pytest.raises(StopIteration):
-        g(0, 2)
+def test_stream_fetcher_batches_and_stops():
+    f = StreamFetcher(range(7), default_collate, batch_size=3, drop_last=False, seed=0)
+    assert f.make(stream_task(0, 0, start=0))[0].tolist() == [0, 1, 2]
+    assert f.make(stream_task(0, 1))[0].tolist() == [3, 4, 5]
+    assert f.make(stream_task(0, 2))[0].tolist() == [6]
+    with pytest.raises(StreamExhausted):
+        f.make(stream_task(0, 3))
+    with pytest.raises(StreamExhausted):  # an ended stream stays ended until a task starts it
+        f.make(stream_task(0, 4))
+    assert f.make(stream_task(1, 2, start=2))[0].tolist() == [6]  # restarted, two batches passed over
+
+
+def test_stream_fetcher_drop_last_and_unbatched():
+    f = StreamFetcher(range(4), default_collate, batch_size=3, drop_last=True, seed=0)
+    assert f.make(stream_task(0, 0, start=0))[0].tolist() == [0, 1, 2]
+    with pytest.raises(StreamExhausted):
+        f.make(stream_task(0, 1))
+    g = StreamFetcher("ab", lambda s: s, batch_size=None, drop_last=False, seed=0)
+    assert [g.make(stream_task(0, 0, start=0))[0], g.make(stream_task(0, 1))[0]] == ["a", "b"]
+    with pytest.raises(StreamExhausted):
+        g.make(stream_task(0, 2))
+
+
+def test_stream_fetcher_pickles_without_its_streams():
+    import pickle
+
+    f = StreamFetcher(range(4), default_collate, batch_size=2, drop_last=False, seed=0)
+    f.make(stream_task(0, 0, start=0))
+    copy = pickle.loads(pickle.dumps(f))
+    with pytest.raises(StreamExhausted):
+        copy.make(stream_task(0, 1))  # no stream in the copy until a task starts one

@@ -346,11 +346,6 @@ def test_bad_worker_arguments(kwargs, error, match):
         DataLoader(ints(8), **kwargs)
 
 
-def test_iterable_dataset_with_workers_is_refused_with_the_alternative():
-    with pytest.raises(ValueError, match="IterableDataset is not supported"):
-        DataLoader(Stream(3), num_workers=2)
-
-
 def test_pin_memory_without_cuda_is_a_documented_no_op():
     loader = DataLoader(ints(8), batch_size=4, pin_memory=True)
     assert not loader.pin_memory_active

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from tinytorch.data.collate.default import default_collate
-from tinytorch.data.fetch.fetcher import IterableFetcher
+from tinytorch.data.fetch.fetcher import StreamFetcher
 from tinytorch.data.fetch.timing import Made, StageTimes
-from tinytorch.data.loader.epoch import Epoch, iterable_batches, plan_tasks
+from tinytorch.data.loader.epoch import Epoch, plan_tasks, stream_batches
 from tinytorch.data.loader.stats import LoaderStats, StatsRecorder
 from tinytorch.data.sampling.batching import BatchSampler
 
@@ -73,9 +73,11 @@ def test_deliver_is_applied_in_the_consumer():
     assert list(Epoch(made([1, 2]), 0, length=None, deliver=lambda b: b * 10)) == [10, 20]
 
 
-def test_iterable_batches_until_the_stream_ends():
-    fetcher = IterableFetcher(iter(range(3)), default_collate, batch_size=2, drop_last=False, seed=0)
-    assert [m.batch.tolist() for m in iterable_batches(fetcher, 0)] == [[0, 1], [2]]
+def test_stream_batches_until_the_stream_ends_and_from_a_resume_point():
+    fetcher = StreamFetcher(range(5), default_collate, batch_size=2, drop_last=False, seed=0)
+    assert [m.batch.tolist() for m in stream_batches(fetcher, 0)] == [[0, 1], [2, 3], [4]]
+    assert [m.batch.tolist() for m in stream_batches(fetcher, 0, start=1)] == [[2, 3], [4]]
+    assert list(stream_batches(fetcher, 0, start=9)) == []
 
 
 def test_recorder_counts_batches_and_stage_times():

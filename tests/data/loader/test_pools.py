@@ -7,7 +7,7 @@ import pytest
 
 from tinytorch.data.fetch.fetcher import BatchTask
 from tinytorch.data.loader import pools as pools_module
-from tinytorch.data.loader.pools import PerEpochPools, PersistentPools, WorkerBatches
+from tinytorch.data.loader.pools import PerEpochPools, PersistentPools, WorkerBatches, ordered
 from tinytorch.data.workers.errors import WorkerDiedError, WorkerTimeoutError
 from tinytorch.data.workers.loop import PoolSpec
 from tinytorch.data.workers.messages import Done
@@ -73,7 +73,7 @@ def tasks(n):
 
 
 def run(pools, the_spec, n):
-    epoch = WorkerBatches(pools, the_spec, tasks(n), window=2, timeout=0)
+    epoch = WorkerBatches(pools, the_spec, ordered(tasks(n), window=2, timeout=0))
     batches = [made.batch for made in epoch]
     epoch.close(True)
     return batches
@@ -91,7 +91,7 @@ def test_per_epoch_pools_start_a_pool_per_epoch_and_stop_it_in_the_background():
 
 def test_per_epoch_pools_wait_for_workers_of_an_epoch_that_did_not_finish():
     pools = PerEpochPools("fake", None)
-    epoch = WorkerBatches(pools, spec(), tasks(5), window=2, timeout=0)
+    epoch = WorkerBatches(pools, spec(), ordered(tasks(5), window=2, timeout=0))
     next(epoch)
     epoch.close(False)
     assert FakePool.started[0].events == ["start", "shutdown(wait=True)"]
@@ -116,9 +116,9 @@ def test_persistent_pools_restart_when_the_spec_changed():
 
 def test_a_newer_epoch_supersedes_the_running_one_with_an_error_not_a_short_epoch():
     pools, the_spec = PersistentPools("fake", None), spec()
-    old = WorkerBatches(pools, the_spec, tasks(6), window=2, timeout=0)
+    old = WorkerBatches(pools, the_spec, ordered(tasks(6), window=2, timeout=0))
     assert next(old).batch == 0
-    new = WorkerBatches(pools, the_spec, tasks(6), window=2, timeout=0)
+    new = WorkerBatches(pools, the_spec, ordered(tasks(6), window=2, timeout=0))
     with pytest.raises(RuntimeError, match="superseded by a newer iter\\(loader\\)"):
         next(old)
     assert [m.batch for m in new] == [0, 10, 20, 30, 40, 50]
@@ -130,7 +130,7 @@ def test_a_newer_epoch_supersedes_the_running_one_with_an_error_not_a_short_epoc
 def test_a_broken_persistent_pool_is_replaced_before_the_next_epoch(monkeypatch):
     pools, the_spec = PersistentPools("fake", None), spec()
     monkeypatch.setattr(pools_module, "make_pool", lambda kind, s, context=None: FakePool(s, die_at=2))
-    epoch = WorkerBatches(pools, the_spec, tasks(6), window=2, timeout=0)
+    epoch = WorkerBatches(pools, the_spec, ordered(tasks(6), window=2, timeout=0))
     with pytest.raises(WorkerDiedError):
         list(epoch)
     epoch.close(False)
@@ -147,7 +147,7 @@ def test_a_timeout_marks_the_pool_unhealthy(monkeypatch):
 
     monkeypatch.setattr(pools_module, "make_pool", lambda kind, s, context=None: Silent(s))
     pools = PerEpochPools("fake", None)
-    epoch = WorkerBatches(pools, spec(), tasks(3), window=2, timeout=0.05)
+    epoch = WorkerBatches(pools, spec(), ordered(tasks(3), window=2, timeout=0.05))
     with pytest.raises(WorkerTimeoutError):
         next(epoch)
     epoch.close(False)
@@ -156,7 +156,7 @@ def test_a_timeout_marks_the_pool_unhealthy(monkeypatch):
 
 def test_closing_the_loader_ends_running_epochs_with_a_clear_error():
     for pools in (PersistentPools("fake", None), PerEpochPools("fake", None)):
-        epoch = WorkerBatches(pools, spec(), tasks(6), window=2, timeout=0)
+        epoch = WorkerBatches(pools, spec(), ordered(tasks(6), window=2, timeout=0))
         next(epoch)
         pools.close()
         with pytest.raises(RuntimeError, match="DataLoader.close\\(\\) stopped its workers"):

@@ -46,9 +46,11 @@ def test_set_epoch_is_forwarded():
     assert list(bs) != first
 
 
-def test_plan_batches_of_a_custom_batch_sampler_calls_set_epoch():
+def test_the_loader_sets_a_custom_batch_samplers_epoch():
+    from tinytorch import DataLoader, TensorDataset
+
     class Custom:
-        epoch = None
+        epoch = 0
 
         def set_epoch(self, epoch):
             self.epoch = epoch
@@ -56,13 +58,63 @@ def test_plan_batches_of_a_custom_batch_sampler_calls_set_epoch():
         def __iter__(self):
             yield [self.epoch, 0]
 
-    custom = Custom()
-    assert [b.tolist() for b in plan_batches(custom, 4)] == [[4, 0]]
+    loader = DataLoader(TensorDataset(np.arange(10)), batch_sampler=Custom())
+    loader.set_epoch(4)
+    assert [b[0].tolist() for b in loader] == [[4, 0]]
+    assert [b[0].tolist() for b in loader] == [[5, 0]]
 
 
 def test_plan_samples():
-    assert [b.tolist() for b in plan_samples(SequentialSampler(range(3)), 0)] == [[0], [1], [2]]
-    assert [b.tolist() for b in plan_samples(iter([5, 6]), 0)] == [[5], [6]]
+    assert [(b.tolist(), bulk) for b, bulk in plan_samples(SequentialSampler(range(3)), 0)] == [
+        ([0], False),
+        ([1], False),
+        ([2], False),
+    ]
+    assert [(b.tolist(), bulk) for b, bulk in plan_samples(iter([5, np.int32(6)]), 0)] == [
+        ([5], False),
+        ([6], False),
+    ]
+    assert [(b.tolist(), bulk) for b, bulk in plan_samples(iter([[1, 2], (3,)]), 0)] == [
+        ([1, 2], True),
+        ([3], True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("batches", "error", "match"),
+    [
+        ([[0, 1.7]], TypeError, r"produced \[0, 1.7\]: dataset indices must be ints, got float64"),
+        ([["3"]], TypeError, "dataset indices must be ints, got <U1"),
+        ([[True, False]], TypeError, "dataset indices must be ints, got bool"),
+        ([[[0, 1], [2, 3]]], ValueError, r"nested list of indices, shape \(2, 2\)"),
+    ],
+)
+def test_indices_that_are_not_ints_are_refused_not_coerced(batches, error, match):
+    """Issue 16 item 7: 1.7 became 1, "3" became 3, nested lists were flattened."""
+    with pytest.raises(error, match=match):
+        list(plan_batches(batches, 0))
+    sampler_items = [x for batch in batches for x in batch]
+    with pytest.raises((TypeError, ValueError)):
+        list(BatchSampler(sampler_items, 2, False).batches(0))
+
+
+@pytest.mark.parametrize("item", [1.0, "3", None, True])
+def test_unbatched_samplers_yield_ints_or_lists_of_ints(item):
+    with pytest.raises(TypeError, match="dataset indices must be ints"):
+        list(plan_samples(iter([item]), 0))
+
+
+@pytest.mark.parametrize("start", [0, 1, 3, 5, 6])
+def test_plans_start_anywhere_and_equal_the_tail_of_the_whole_plan(start):
+    sampler = RandomSampler(range(23), seed=4)
+    whole = [b.tolist() for b in plan_batches(BatchSampler(sampler, 4, False), 2)]
+    assert [b.tolist() for b in plan_batches(BatchSampler(sampler, 4, False), 2, start=start)] == whole[
+        start:
+    ]
+    user = [list(range(k, k + 3)) for k in range(0, 18, 3)]
+    assert [b.tolist() for b in plan_batches(user, 0, start=start)] == user[start:]
+    samples = [b.tolist() for b, _ in plan_samples(sampler, 2)]
+    assert [b.tolist() for b, _ in plan_samples(sampler, 2, start=start)] == samples[start:]
 
 
 @pytest.mark.parametrize(("bs", "error"), [(0, ValueError), (2.0, TypeError), (None, TypeError)])

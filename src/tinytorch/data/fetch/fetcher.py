@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,12 +20,16 @@ from numpy.typing import NDArray
 from tinytorch.data.datasets.base import Dataset, read_batch
 from tinytorch.data.datasets.stacked import StackedSamples
 from tinytorch.data.fetch.timing import StageTimes
-from tinytorch.data.seeding import BatchContext, batch_context
+from tinytorch.data.seeding import BatchContext, batch_context, seed_global_rngs
+from tinytorch.data.worker_info import get_worker_info
 
-__all__ = ["BatchTask", "BatchTransform", "IterableFetcher", "MapFetcher"]
+__all__ = ["BatchTask", "BatchTransform", "MapFetcher", "StreamExhausted", "StreamFetcher"]
 
 BatchTransform = Callable[[Any, np.random.Generator], Any]
 """``batch_transform(batch, rng) -> batch``: applied to each collated batch."""
+
+
+_NO_INDICES: NDArray[np.int64] = np.empty(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -34,22 +38,31 @@ class BatchTask:
 
     Attributes:
         epoch: the epoch (keys the randomness).
-        index: the batch's position in the epoch, 0-based (keys the randomness).
-        indices: dataset indices, 1-D int64, for map-style datasets with
-            batching; a length-1 array when batching is off.
+        index: the batch's position in the epoch, 0-based (keys the randomness). For a stream
+            read by ``n`` workers, batch ``j`` of worker ``w`` is ``j * n + w``.
+        indices: dataset indices, 1-D integers (int32 or int64), for map-style datasets; with
+            batching off, one index, or the list a sampler yielded (``bulk``). Empty for streams.
+        bulk: batching is off and the sampler yielded a list of indices: ``dataset[list]``
+            reads them in one call (torch's bulk loading).
+        start: streams only. ``None``: the next batch of the worker's stream. An int: the
+            worker's first task of the epoch: start ``iter(dataset)`` anew and pass over
+            ``start`` batches first (0, or the batches a resumed run had delivered).
     """
 
     epoch: int
     index: int
-    indices: NDArray[np.int64]
+    indices: NDArray[np.integer[Any]] = field(default_factory=lambda: _NO_INDICES)
+    bulk: bool = False
+    start: int | None = None
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # Sent to a process worker with every job: raw bytes pickle in half the time of an array.
-        return _task, (self.epoch, self.index, self.indices.tobytes(), self.indices.dtype.str)
+        data = (self.epoch, self.index, self.indices.tobytes(), self.indices.dtype.str, self.bulk, self.start)
+        return _task, data
 
 
-def _task(epoch: int, index: int, data: bytes, dtype: str) -> BatchTask:
-    return BatchTask(epoch, index, np.frombuffer(data, dtype=np.dtype(dtype)))
+def _task(epoch: int, index: int, data: bytes, dtype: str, bulk: bool, start: int | None) -> BatchTask:
+    return BatchTask(epoch, index, np.frombuffer(data, dtype=np.dtype(dtype)), bulk, start)
 
 
 class MapFetcher:
@@ -94,12 +107,13 @@ class MapFetcher:
         with batch_context(context):
             start = clock()
             if self.batched:
-                samples = read_batch(self.dataset, task.indices)
+                samples = read_batch(self.dataset, cast("NDArray[np.intp]", task.indices))
                 if self.plain_samples and isinstance(samples, StackedSamples):
                     samples = list(samples)
             else:
                 context.position = 0
-                samples = self.dataset[int(task.indices[0])]
+                key = task.indices.tolist() if task.bulk else int(task.indices[0])
+                samples = self.dataset[key]
                 context.position = None
             read = clock()
             batch = self.collate_fn(samples)
@@ -112,17 +126,31 @@ class MapFetcher:
         return batch, times
 
 
-class IterableFetcher:
+class StreamExhausted(Exception):
+    """A stream has no batch left for this task (its end, or a short last batch with ``drop_last``)."""
+
+
+class StreamFetcher:
     """Makes batches from the stream of an ``IterableDataset``, in stream order.
 
-    Each call takes the next ``batch_size`` samples (one when ``batch_size``
-    is ``None``) and raises ``StopIteration`` when the stream is exhausted;
-    a short final batch is dropped when ``drop_last``.
+    The same object serves the calling process and every worker. Each worker (each thread, in
+    thread workers) iterates its own ``iter(dataset)``, started at the first task of an epoch
+    after ``dataset.set_epoch(epoch)`` where the dataset has it (a process worker's copy does
+    not see the loading process's call); a dataset splits itself between workers with
+    :func:`~tinytorch.data.get_worker_info` (or :func:`~tinytorch.data.split_stream`), as in torch.
+
+    Args:
+        dataset: the iterable dataset.
+        collate_fn: the samples of a batch (or one sample, without batching) -> batch.
+        batch_size: samples per batch, ``None`` for one sample at a time.
+        drop_last: a short last batch is not made.
+        seed: the loader's seed.
+        batch_transform: optional ``f(batch, rng)``.
     """
 
     def __init__(
         self,
-        stream: Iterator[Any],
+        dataset: Any,
         collate_fn: Callable[[Any], Any],
         *,
         batch_size: int | None,
@@ -130,23 +158,87 @@ class IterableFetcher:
         seed: int,
         batch_transform: BatchTransform | None = None,
     ) -> None:
-        self.stream = stream
+        self.dataset = dataset
         self.collate_fn = collate_fn
         self.batch_size = batch_size
         self.drop_last = drop_last
         self.seed = seed
         self.batch_transform = batch_transform
+        self._streams: dict[int | None, Iterator[Any]] = {}  # worker id (None: in-process) -> stream
 
-    def __call__(self, epoch: int, index: int) -> Any:
-        context = BatchContext(self.seed, epoch, index, batched=self.batch_size is not None)
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_streams": {}}  # a worker starts its own streams
+
+    def make(self, task: BatchTask) -> tuple[Any, StageTimes]:
+        """The next batch of this worker's stream, and the seconds each stage took.
+
+        Raises:
+            StreamExhausted: the stream has no (full, with ``drop_last``) batch left.
+        """
+        clock = time.perf_counter
+        start = clock()
+        stream = self._stream(task)
+        context = BatchContext(self.seed, task.epoch, task.index, batched=self.batch_size is not None)
         with batch_context(context):
             if self.batch_size is None:
-                batch = self.collate_fn(next(self.stream))
+                samples = next(stream, _END)
+                ended = samples is _END
             else:
-                samples = list(islice(self.stream, self.batch_size))
-                if not samples or (self.drop_last and len(samples) < self.batch_size):
-                    raise StopIteration
-                batch = self.collate_fn(samples)
+                samples = list(islice(stream, self.batch_size))
+                ended = not samples or (self.drop_last and len(samples) < self.batch_size)
+            if ended:
+                self._forget(stream)
+                raise StreamExhausted
+            read = clock()
+            batch = self.collate_fn(samples)
+            collated = clock()
             if self.batch_transform is not None:
                 batch = self.batch_transform(batch, context.rng)
-        return batch
+            done = clock()
+        return batch, StageTimes(read - start, 0.0, collated - read, done - collated)
+
+    def _stream(self, task: BatchTask) -> Iterator[Any]:
+        info = get_worker_info()
+        worker = None if info is None else info.id
+        if task.start is None:
+            running = self._streams.get(worker)
+            if running is None:
+                raise StreamExhausted  # this worker's stream ended, or was never started
+            return running
+        if info is not None and hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(task.epoch)
+        stream: Iterator[Any] = iter(self.dataset)
+        self._streams[worker] = stream
+        if task.start:
+            self._pass_over(stream, task, task.start, info)
+        return stream
+
+    def _pass_over(self, stream: Iterator[Any], task: BatchTask, batches: int, info: Any) -> None:
+        """Read past the batches a resumed run had delivered, each as it was read then: in its
+        batch context and, outside thread workers, with the global RNGs seeded for it (a stream
+        drawing from them while it reads gives the same samples). Nothing is collated."""
+        size = 1 if self.batch_size is None else self.batch_size
+        readers = 1 if info is None else info.num_workers
+        first = task.index - batches * readers  # this reader's batch 0: batch j is first + j * readers
+        seed_globals = info is None or info.kind != "thread"
+        for j in range(batches):
+            index = first + j * readers
+            with batch_context(
+                BatchContext(self.seed, task.epoch, index, batched=self.batch_size is not None)
+            ):
+                if seed_globals:
+                    seed_global_rngs(self.seed, task.epoch, index)
+                if len(list(islice(stream, size))) < size:
+                    break
+        if seed_globals:
+            seed_global_rngs(self.seed, task.epoch, task.index)  # as the caller did for this batch
+
+    def _forget(self, stream: Iterator[Any]) -> None:
+        """Drop a stream that ended (its files, if it holds any, can be closed)."""
+        for worker, known in list(self._streams.items()):
+            if known is stream:
+                del self._streams[worker]
+
+
+_END = object()
+"""Marks the end of a stream read one sample at a time."""

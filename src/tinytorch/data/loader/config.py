@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing as mp
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -35,6 +36,7 @@ __all__ = [
     "FIXED_AFTER_INIT",
     "Batching",
     "WorkerOptions",
+    "is_iterable_dataset",
     "resolve_batching",
     "resolve_workers",
 ]
@@ -145,7 +147,7 @@ def resolve_batching(
             ``sampler`` or ``batch_sampler``.
     """
     check_dataset(dataset)
-    iterable = isinstance(dataset, IterableDataset)
+    iterable = is_iterable_dataset(dataset)
     shuffle = False if shuffle is None else check_bool(shuffle, "shuffle")
     drop_last = check_bool(drop_last, "drop_last")
     check_callable(collate_fn, "collate_fn")
@@ -284,15 +286,31 @@ def resolve_workers(
     )
 
 
+def is_iterable_dataset(dataset: object) -> bool:
+    """Whether ``dataset`` is read as a stream: an ``IterableDataset`` of ours or torch's, or an
+    object that can only be iterated (WebDataset pipelines, Hugging Face streaming datasets).
+
+    An object with ``__getitem__`` and ``__len__`` is map-style, whatever else it has (a list,
+    torch's map-style datasets). torch is never imported here.
+    """
+    if isinstance(dataset, IterableDataset):
+        return True
+    torch_data = sys.modules.get("torch.utils.data")
+    if torch_data is not None and isinstance(dataset, torch_data.IterableDataset):
+        return True
+    map_style = hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")
+    return not map_style and hasattr(dataset, "__iter__")
+
+
 def check_dataset(dataset: object) -> None:
     """Raise ``TypeError`` unless ``dataset`` is map-style (``__getitem__`` + ``__len__``) or iterable."""
-    if isinstance(dataset, IterableDataset):
+    if is_iterable_dataset(dataset):
         return
     if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
         raise TypeError(
-            f"DataLoader needs a map-style dataset (with __getitem__ and __len__) or an IterableDataset, "
-            f"got {type(dataset).__name__}. Wrap arrays with TensorDataset(x, y); subclass "
-            "IterableDataset for streams"
+            f"DataLoader needs a map-style dataset (with __getitem__ and __len__) or an iterable one "
+            f"(with __iter__), got {type(dataset).__name__}. Wrap arrays with TensorDataset(x, y); "
+            "subclass IterableDataset for streams"
         )
 
 

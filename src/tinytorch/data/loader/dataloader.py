@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import warnings
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
 
 from tinytorch.data.datasets.base import Dataset
-from tinytorch.data.fetch.fetcher import BatchTransform, IterableFetcher, MapFetcher
+from tinytorch.data.fetch.fetcher import BatchTask, BatchTransform, MapFetcher, StreamFetcher
 from tinytorch.data.loader.config import (
     DEFAULT_BATCH_SIZE,
     FIXED_AFTER_INIT,
@@ -27,12 +27,14 @@ from tinytorch.data.loader.config import (
     resolve_batching,
     resolve_workers,
 )
-from tinytorch.data.loader.epoch import Epoch, in_process, iterable_batches, plan_tasks
+from tinytorch.data.loader.epoch import Epoch, EpochProgress, in_process, plan_tasks, stream_batches
 from tinytorch.data.loader.pinning import pin_memory_function
-from tinytorch.data.loader.pools import PoolStrategy, WorkerBatches, pool_strategy
+from tinytorch.data.loader.pools import Lease, PoolStrategy, Prefetcher, WorkerBatches, ordered, pool_strategy
+from tinytorch.data.loader.resume import Resume, check_state, loader_state
 from tinytorch.data.loader.stats import LoaderStats, StatsRecorder
 from tinytorch.data.validate import check_bool, check_int
 from tinytorch.data.workers.loop import PoolSpec
+from tinytorch.data.workers.streams import StreamPrefetcher
 
 __all__ = ["DataLoader"]
 
@@ -182,12 +184,6 @@ class DataLoader(Generic[T_co]):
             generator=generator,
             batch_transform=batch_transform,
         )
-        if self._options.num_workers > 0 and self._batching.iterable:
-            raise ValueError(
-                f"num_workers={self._options.num_workers} with an IterableDataset is not supported: a "
-                "stream cannot be split into batches that any worker can make independently. "
-                "Use num_workers=0, or a map-style dataset (ShardedDataset, TensorDataset)"
-            )
         if not isinstance(pin_memory_device, str):
             raise TypeError(f"pin_memory_device must be a str, got {type(pin_memory_device).__name__}")
         self.in_order = check_bool(in_order, "in_order")
@@ -197,7 +193,10 @@ class DataLoader(Generic[T_co]):
         # A sampler's epoch already set when the loader is built is the user's choice; 0 is
         # every sampler's default, and counts as not set.
         self._owner_epoch: int | None = 0 if _current_epoch(self._epoch_owner()) == 0 else None
-        self._fetcher: MapFetcher | None = None
+        self._fetcher: MapFetcher | StreamFetcher | None = None
+        self._progress: EpochProgress | None = None  # of the epoch started last
+        self._sampler_state: Any = None  # the user's sampler's state_dict() at its start
+        self._resume: Resume | None = None  # set by load_state_dict() for the next iter()
         self._spec: PoolSpec | None = None
         self._pools: PoolStrategy | None = None
         self._pin = pin_memory_function() if self._options.pin_memory else None
@@ -313,41 +312,49 @@ class DataLoader(Generic[T_co]):
                 epoch = theirs
             owner.set_epoch(epoch)
             self._owner_epoch = epoch
+        if (
+            self._resume is not None
+            and self._resume.epoch == epoch
+            and self._resume.sampler_state is not None
+        ):
+            load = getattr(owner, "load_state_dict", None)
+            if callable(load):
+                load(self._resume.sampler_state)
+        save = getattr(owner, "state_dict", None)
+        self._sampler_state = save() if callable(save) else None  # for a checkpoint mid-epoch
         self._epoch, self._epoch_given = epoch + 1, False
         return epoch
 
     def __iter__(self) -> Epoch:
         """Start the next epoch: plan its tasks, start the batch source, return the iterator."""
         epoch = self._next_epoch()
+        resume, self._resume = (
+            (self._resume, None) if self._resume and self._resume.epoch == epoch else (None, None)
+        )
+        start = resume.start if resume else 0
         b, options = self._batching, self._options
+        progress = self._progress = EpochProgress(epoch, start)
         recorder = self._recorder(epoch)
         length = self._len_or_none()
-        if b.iterable:
-            stream = IterableFetcher(
-                iter(b.dataset),
-                b.collate_fn,
-                batch_size=b.batch_size,
-                drop_last=b.drop_last,
-                seed=b.seed,
-                batch_transform=b.batch_transform,
-            )
-            batches = iterable_batches(stream, epoch)
-            return Epoch(batches, epoch, length=length, deliver=self._pin, recorder=recorder)
-        assert b.index_source is not None  # map-style datasets always have one
-        tasks = plan_tasks(
-            b.index_source, epoch, batched=b.batched, dataset_length=len(b.dataset), trusted=b.library_sampler
-        )
         if options.num_workers == 0:
-            batches = in_process(self._fetcher_for(b).make, tasks, seed=b.seed)
-            return Epoch(batches, epoch, length=length, deliver=self._pin, recorder=recorder)
+            batches = (
+                stream_batches(self._fetcher_for(b), epoch, start=start)  # type: ignore[arg-type]
+                if b.iterable
+                else in_process(self._fetcher_for(b).make, self._tasks(epoch, start), seed=b.seed)
+            )
+            return Epoch(
+                batches, epoch, length=length, deliver=self._pin, recorder=recorder, progress=progress
+            )
         self._warn_about_workers(options.num_workers)
-        workers = WorkerBatches(
-            self._pool_strategy(),
-            self._pool_spec(),
-            tasks,
-            window=options.prefetch_factor or 2,
-            timeout=options.timeout,
-        )
+        window = options.prefetch_factor or 2
+        prefetcher: Callable[[Lease], Prefetcher]
+        if b.iterable:
+            prefetcher = self._streams(epoch, progress, resume, window=window)
+        else:
+            prefetcher = ordered(
+                self._tasks(epoch, start), window=window, timeout=options.timeout, start=start
+            )
+        workers = WorkerBatches(self._pool_strategy(), self._pool_spec(), prefetcher)
         return Epoch(
             workers,
             epoch,
@@ -356,19 +363,129 @@ class DataLoader(Generic[T_co]):
             deliver=self._pin,
             owner=self,
             recorder=recorder,
+            progress=progress,
         )
 
-    def _fetcher_for(self, b: Batching) -> MapFetcher:
-        if self._fetcher is None:
-            self._fetcher = MapFetcher(
-                b.dataset,
-                b.collate_fn,
-                batched=b.batched,
-                seed=b.seed,
-                batch_transform=b.batch_transform,
-                plain_samples=not b.library_collate,
+    def _tasks(self, epoch: int, start: int) -> Iterator[BatchTask]:
+        b = self._batching
+        assert b.index_source is not None  # map-style datasets always have one
+        return plan_tasks(
+            b.index_source,
+            epoch,
+            batched=b.batched,
+            dataset_length=len(b.dataset),
+            trusted=b.library_sampler,
+            start=start,
+        )
+
+    def _streams(
+        self, epoch: int, progress: EpochProgress, resume: Resume | None, *, window: int
+    ) -> Callable[[Lease], Prefetcher]:
+        timeout = self._options.timeout
+
+        def start(lease: Lease) -> Prefetcher:
+            streams = StreamPrefetcher(
+                lease.pool,
+                lease.inflight,
+                epoch,
+                generation=lease.generation,
+                window=window,
+                timeout=timeout,
+                resume=resume.streams if resume else None,
             )
+            progress.streams = streams
+            return streams
+
+        return start
+
+    def _fetcher_for(self, b: Batching) -> MapFetcher | StreamFetcher:
+        if self._fetcher is None:
+            if b.iterable:
+                self._fetcher = StreamFetcher(
+                    b.dataset,
+                    b.collate_fn,
+                    batch_size=b.batch_size,
+                    drop_last=b.drop_last,
+                    seed=b.seed,
+                    batch_transform=b.batch_transform,
+                )
+            else:
+                self._fetcher = MapFetcher(
+                    b.dataset,
+                    b.collate_fn,
+                    batched=b.batched,
+                    seed=b.seed,
+                    batch_transform=b.batch_transform,
+                    plain_samples=not b.library_collate,
+                )
         return self._fetcher
+
+    # ---- resume ----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this loader is in its run: small, JSON-serializable (torchdata's name).
+
+        A fresh loader built with the same dataset and settings that calls
+        :meth:`load_state_dict` with it yields, from its next ``iter()``, exactly the batches this
+        loader would have yielded next, byte for byte, with any ``num_workers`` and worker type
+        (for an ``IterableDataset`` read by workers, the same ``num_workers``). Call it between
+        batches: the position is the number of batches handed to you, whatever the workers
+        had prefetched. Save it with the model and optimizer in the same checkpoint.
+
+        Returns:
+            ``{"format", "version", "seed", "epoch", "batches_delivered", "dataset",
+            "dataset_length", "batch_size", "drop_last", "num_workers", "streams", "sampler"}``;
+            ``epoch``/``batches_delivered`` are the running epoch's (or the next epoch and 0
+            once it finished or ``set_epoch`` chose another). ``sampler`` is your sampler's own
+            ``state_dict()`` at the start of the epoch when it has one.
+        """
+        p = self._progress
+        running = p is not None and not p.finished and not self._epoch_given and self._resume is None
+        if running:
+            assert p is not None
+            epoch, delivered = p.epoch, p.delivered
+            streams = p.streams.state() if p.streams is not None else None
+            sampler_state = self._sampler_state
+        elif self._resume is not None:
+            r = self._resume
+            epoch, delivered, streams, sampler_state = r.epoch, r.start, r.streams, r.sampler_state
+        else:
+            epoch, delivered, streams, sampler_state = self._epoch, 0, None, None
+        return self._state(epoch, delivered, streams, sampler_state)
+
+    def _state(self, epoch: int, delivered: int, streams: Any, sampler_state: Any) -> dict[str, Any]:
+        b = self._batching
+        return loader_state(
+            seed=b.seed,
+            epoch=epoch,
+            delivered=delivered,
+            iterable=b.iterable,
+            dataset_length=self._dataset_length(),
+            batch_size=b.batch_size,
+            drop_last=b.drop_last,
+            num_workers=self._options.num_workers,
+            streams=streams,
+            sampler_state=sampler_state,
+        )
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Make the next ``iter()`` continue the run ``state`` was saved from (see :meth:`state_dict`).
+
+        Raises:
+            TypeError, ValueError: ``state`` is not a loader state, of another format version, or
+                from a loader with another seed, dataset length, batch size or ``drop_last``
+                (for a stream read by workers: another ``num_workers``); the message names the field.
+        """
+        resume = check_state(state, self._state(0, 0, None, None))
+        self._resume = resume
+        self._epoch, self._epoch_given = resume.epoch, False
+        self._progress = None
+
+    def _dataset_length(self) -> int | None:
+        try:
+            return len(self._batching.dataset)
+        except TypeError:
+            return None
 
     def _pool_spec(self) -> PoolSpec:
         if self._spec is None:

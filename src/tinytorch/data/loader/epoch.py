@@ -6,24 +6,33 @@ numbering, shutdown on every exit path) are small and testable on their own.
 
 from __future__ import annotations
 
-import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from tinytorch.data.fetch.fetcher import BatchTask, IterableFetcher
+import numpy as np
+from numpy.typing import NDArray
+
+from tinytorch.data.fetch.fetcher import BatchTask, StreamExhausted, StreamFetcher
 from tinytorch.data.fetch.timing import Made, StageTimes
 from tinytorch.data.loader.stats import StatsRecorder
 from tinytorch.data.sampling.batching import plan_batches, plan_samples
 from tinytorch.data.seeding import global_rngs_seeded
 
-__all__ = ["Epoch", "in_process", "iterable_batches", "plan_tasks"]
+__all__ = ["Epoch", "EpochProgress", "in_process", "plan_tasks", "stream_batches"]
 
 
 def plan_tasks(
-    index_source: Iterable[Any], epoch: int, *, batched: bool, dataset_length: int, trusted: bool = False
+    index_source: Iterable[Any],
+    epoch: int,
+    *,
+    batched: bool,
+    dataset_length: int,
+    trusted: bool = False,
+    start: int = 0,
 ) -> Iterator[BatchTask]:
-    """The tasks of ``epoch`` in order, with every index checked against the dataset.
+    """The tasks of ``epoch`` in order from task ``start`` on, every index checked against the dataset.
 
     Args:
         index_source: the batch sampler (``batched``) or the sampler.
@@ -32,13 +41,21 @@ def plan_tasks(
         dataset_length: ``len(dataset)``.
         trusted: the indices come from a sampler the loader built over this very dataset, so
             they are in range by construction and are not checked again per batch.
+        start: the first task wanted (resuming): tasks before it are not made, and nothing is
+            read for them.
 
     Raises:
         IndexError: an index outside ``[-n, n)``, naming the sampler, batch and epoch.
+        TypeError, ValueError: the sampler produced something that is not an index.
     """
-    plan = plan_batches(index_source, epoch) if batched else plan_samples(index_source, epoch)
+    if batched:
+        plan: Iterator[tuple[NDArray[np.int64], bool]] = (
+            (indices, False) for indices in plan_batches(index_source, epoch, start=start)
+        )
+    else:
+        plan = plan_samples(index_source, epoch, start=start)
     n = dataset_length
-    for k, indices in enumerate(plan):
+    for k, (indices, bulk) in enumerate(plan, start):
         if not trusted and indices.size and not (-n <= indices.min() and indices.max() < n):
             bad = indices[(indices < -n) | (indices >= n)]
             raise IndexError(
@@ -46,24 +63,24 @@ def plan_tasks(
                 f"epoch {epoch}, but the dataset has {n} samples (valid: 0 to {n - 1}); build the "
                 "sampler over this dataset"
             )
-        yield BatchTask(epoch, k, indices)
+        yield BatchTask(epoch, k, indices, bulk)
 
 
-def iterable_batches(fetcher: IterableFetcher, epoch: int) -> Iterator[Made]:
-    """Batches of an ``IterableDataset`` stream, in stream order, until it is exhausted.
+def stream_batches(fetcher: StreamFetcher, epoch: int, *, start: int = 0) -> Iterator[Made]:
+    """Batches of an ``IterableDataset`` read in the calling thread, in stream order, to its end.
 
-    Each batch is read with the global RNGs seeded for it and restored afterwards (see
-    :func:`in_process`).
+    ``start``: batches a resumed run had delivered; the stream is read past them first. Each
+    batch is made with the global RNGs seeded for it and restored afterwards (see :func:`in_process`).
     """
-    k = 0
+    k = start
     while True:
-        start = time.perf_counter()
+        task = BatchTask(epoch, k, start=start if k == start else None)
         try:
             with global_rngs_seeded(fetcher.seed, epoch, k):
-                batch = fetcher(epoch, k)
-        except StopIteration:
+                batch, times = fetcher.make(task)
+        except StreamExhausted:
             return
-        yield Made(batch, StageTimes(read=time.perf_counter() - start))
+        yield Made(batch, times)
         k += 1
 
 
@@ -83,6 +100,23 @@ def in_process(
         yield Made(batch, times)
 
 
+@dataclass
+class EpochProgress:
+    """How far an epoch got, from the consumer's side (what ``DataLoader.state_dict`` saves).
+
+    Attributes:
+        epoch: the epoch.
+        delivered: batches handed to the consumer, counting those a resumed run had delivered.
+        finished: the epoch ran to its end.
+        streams: for an iterable dataset read by workers, what tells each stream's position.
+    """
+
+    epoch: int
+    delivered: int = 0
+    finished: bool = False
+    streams: Any = None
+
+
 class Epoch(Iterator[Any]):
     """The iterator ``iter(loader)`` returns: batches of one epoch, in order.
 
@@ -96,6 +130,7 @@ class Epoch(Iterator[Any]):
         deliver: applied to each batch in the consuming thread (e.g. pinning memory).
         owner: the loader, kept alive as long as the epoch is.
         recorder: collects the epoch's statistics, or ``None`` when they are off.
+        progress: counts the batches delivered (for resuming), or ``None``.
     """
 
     def __init__(
@@ -108,8 +143,10 @@ class Epoch(Iterator[Any]):
         deliver: Callable[[Any], Any] | None = None,
         owner: object = None,
         recorder: StatsRecorder | None = None,
+        progress: EpochProgress | None = None,
     ) -> None:
         self._recorder = recorder
+        self._progress = progress
         self.epoch = epoch
         self._owner = owner  # keeps the loader (and its workers) alive while the epoch runs
         self._batches = batches
@@ -128,6 +165,8 @@ class Epoch(Iterator[Any]):
         except StopIteration:
             if recorder is not None:
                 recorder.finish()
+            if self._progress is not None:
+                self._progress.finished = True
             self._done = True
             # Ran to its end: finish(True) instead of the finalizer's finish(False), once.
             pending = self._finalizer.detach() if self._finalizer is not None else None
@@ -140,6 +179,8 @@ class Epoch(Iterator[Any]):
             raise
         if recorder is not None:
             recorder.delivered(asked_at, made)
+        if self._progress is not None:
+            self._progress.delivered += 1
         return self._deliver(made.batch) if self._deliver is not None else made.batch
 
     def __len__(self) -> int:

@@ -35,7 +35,16 @@ from tinytorch.data.workers.loop import PoolSpec
 from tinytorch.data.workers.pool import Pool, make_pool
 from tinytorch.data.workers.prefetch import Inflight, OrderedPrefetcher
 
-__all__ = ["Lease", "PerEpochPools", "PersistentPools", "PoolStrategy", "WorkerBatches", "pool_strategy"]
+__all__ = [
+    "Lease",
+    "PerEpochPools",
+    "PersistentPools",
+    "PoolStrategy",
+    "Prefetcher",
+    "WorkerBatches",
+    "ordered",
+    "pool_strategy",
+]
 
 
 @dataclass
@@ -196,56 +205,72 @@ def pool_strategy(kind: str, *, persistent: bool, context: Any) -> PoolStrategy:
     return PersistentPools(kind, context) if persistent else PerEpochPools(kind, context)
 
 
+class Prefetcher(Protocol):
+    """Hands back an epoch's batches from a pool (``OrderedPrefetcher``, ``StreamPrefetcher``)."""
+
+    window: int
+    healthy: bool
+
+    def __next__(self) -> Made: ...
+
+    def abandon(self) -> None: ...
+
+
+def ordered(
+    tasks: Iterator[BatchTask], *, window: int, timeout: float, start: int = 0
+) -> Callable[[Lease], Prefetcher]:
+    """The prefetcher of a map-style epoch: ``tasks`` (numbered from ``start``) in order."""
+
+    def begin(lease: Lease) -> Prefetcher:
+        return OrderedPrefetcher(
+            lease.pool,
+            lease.inflight,
+            tasks,
+            generation=lease.generation,
+            window=window,
+            timeout=timeout,
+            start=start,
+        )
+
+    return begin
+
+
 class WorkerBatches(Iterator[Made]):
     """One epoch's batches made by workers, in order; owns its prefetcher and its pool lease.
 
     Args:
         pools: where the pool comes from.
         spec: what the workers run.
-        tasks: the epoch's tasks, in order.
-        window: jobs in flight per worker (``prefetch_factor``).
-        timeout: seconds to wait for one batch (0: forever).
+        prefetcher: builds the epoch's prefetcher over the leased pool (:func:`ordered` for
+            map-style datasets, a ``StreamPrefetcher`` for iterable ones).
     """
 
     def __init__(
-        self,
-        pools: PoolStrategy,
-        spec: PoolSpec,
-        tasks: Iterator[BatchTask],
-        *,
-        window: int,
-        timeout: float,
+        self, pools: PoolStrategy, spec: PoolSpec, prefetcher: Callable[[Lease], Prefetcher]
     ) -> None:
         self._pools = pools
         self._ended: str | None = None
         self.lease = pools.acquire(spec, self)
-        self._prefetcher = OrderedPrefetcher(
-            self.lease.pool,
-            self.lease.inflight,
-            tasks,
-            generation=self.lease.generation,
-            window=window,
-            timeout=timeout,
-        )
+        self.prefetcher = prefetcher(self.lease)
         self._check_memory = self.lease.pool.kind == "process"
 
     def __next__(self) -> Made:
         if self._ended is not None:
             raise RuntimeError(self._ended)
-        made = next(self._prefetcher)
+        made = next(self.prefetcher)
         if self._check_memory:  # before the first batch of the epoch is handed out
             self._check_memory = False
             check_window(
                 made.batch,
                 num_workers=self.lease.pool.num_workers,
-                prefetch_factor=self._prefetcher.window,
+                prefetch_factor=self.prefetcher.window,
                 available=available_memory(),
             )
         return made
 
     def supersede(self, *, closed: bool = False) -> None:
         """This epoch's workers were taken by a newer epoch, or the loader was closed."""
-        self._prefetcher.abandon()
+        self.prefetcher.abandon()
         self._ended = (
             "this epoch's iterator can no longer be used: DataLoader.close() stopped its workers. "
             "Start a new epoch with iter(loader)"
@@ -257,5 +282,5 @@ class WorkerBatches(Iterator[Made]):
 
     def close(self, exhausted: bool) -> None:
         """End the epoch: drop unanswered jobs, return the lease (``exhausted``: ran to its end)."""
-        self._prefetcher.abandon()
-        self._pools.release(self.lease, exhausted=exhausted, healthy=self._prefetcher.healthy)
+        self.prefetcher.abandon()
+        self._pools.release(self.lease, exhausted=exhausted, healthy=self.prefetcher.healthy)

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from tinytorch.data.sampling.samplers import ArraySampler, Sampler
 from tinytorch.data.validate import check_bool, check_int
 
-__all__ = ["BatchSampler", "chunk", "plan_batches", "plan_samples", "rebatch"]
+__all__ = ["BatchSampler", "chunk", "index_array", "plan_batches", "plan_samples", "rebatch"]
 
 
 class BatchSampler(Sampler):
@@ -39,21 +39,34 @@ class BatchSampler(Sampler):
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
-    def batches(self, epoch: int) -> Iterator[NDArray[np.int64]]:
-        """The batches of ``epoch`` as int64 arrays (a pure function when the sampler is)."""
+    def batches(self, epoch: int, *, start: int = 0) -> Iterator[NDArray[np.int64]]:
+        """The batches of ``epoch`` from batch ``start`` on, as 1-D integer arrays.
+
+        A pure function when the sampler is. With one of this package's samplers nothing before
+        ``start`` is computed beyond what the sampler needs to find its position; any other
+        sampler is iterated from its beginning and the first ``start`` batches are passed over
+        (indices only: no sample is read).
+
+        Raises:
+            TypeError, ValueError: the sampler yielded something that is not an int.
+        """
+        start = check_int(start, "start")
         if isinstance(self.sampler, ArraySampler):
-            yield from rebatch(self.sampler.index_chunks(epoch), self.batch_size, self.drop_last)
+            chunks = self.sampler.index_chunks(epoch, start=start * self.batch_size)
+            yield from rebatch(chunks, self.batch_size, self.drop_last)
             return
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
         batch: list[int] = []
+        k = 0
         for index in self.sampler:
             batch.append(index)
             if len(batch) == self.batch_size:
-                yield np.asarray(batch, dtype=np.int64)
-                batch = []
-        if batch and not self.drop_last:
-            yield np.asarray(batch, dtype=np.int64)
+                if k >= start:
+                    yield index_array(batch, f"the {type(self.sampler).__name__}")
+                batch, k = [], k + 1
+        if batch and not self.drop_last and k >= start:
+            yield index_array(batch, f"the {type(self.sampler).__name__}")
 
     def __iter__(self) -> Iterator[list[int]]:  # type: ignore[override]
         for batch in self.batches(self.epoch):
@@ -100,33 +113,86 @@ def rebatch(
         yield carry
 
 
-def plan_batches(batch_sampler: Iterable[Any], epoch: int) -> Iterator[NDArray[np.int64]]:
-    """The index batches of ``epoch``, in order, each a 1-D int64 array.
+def index_array(values: Any, source: str) -> NDArray[np.int64]:
+    """``values`` (a list of indices a sampler produced) as a 1-D int64 array, checked.
+
+    Nothing is coerced: ``1.7`` is not ``1``, ``"3"`` is not ``3``, ``True`` is not ``1``, and
+    a nested list is not flattened.
+
+    Raises:
+        TypeError: an index is not an integer (named, with ``source``).
+        ValueError: the indices are nested (not one flat list).
+    """
+    array = np.asarray(values)
+    if array.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if array.dtype.kind not in "iu":
+        raise TypeError(
+            f"{source} produced {_shorten(values)}: dataset indices must be ints, got {array.dtype} "
+            "values. Make the sampler yield ints (numpy integers are fine)"
+        )
+    if array.ndim != 1:
+        raise ValueError(
+            f"{source} produced a nested list of indices, shape {array.shape}: a batch is one flat "
+            "list of ints. Yield one list per batch"
+        )
+    return array.astype(np.int64, copy=False)
+
+
+def _shorten(values: Any) -> str:
+    text = repr(values)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def plan_batches(batch_sampler: Iterable[Any], epoch: int, *, start: int = 0) -> Iterator[NDArray[np.int64]]:
+    """The index batches of ``epoch`` from batch ``start`` on, in order, each a 1-D int array.
 
     Args:
-        batch_sampler: a :class:`BatchSampler` (planned as array slices) or any
-            iterable of index lists (iterated). Its ``set_epoch`` is called first
-            when it has one, as PyTorch users expect of the loader.
+        batch_sampler: a :class:`BatchSampler` (planned as array slices) or any iterable of
+            index lists (iterated; its epoch is the loader's business, set before this is called).
         epoch: the epoch to plan.
+        start: the first batch wanted (resuming); earlier ones are not made.
+
+    Raises:
+        TypeError, ValueError: the batch sampler yielded indices that are not ints, or nested lists.
     """
-    if hasattr(batch_sampler, "set_epoch"):
-        batch_sampler.set_epoch(epoch)
     if isinstance(batch_sampler, BatchSampler):
-        yield from batch_sampler.batches(epoch)
+        yield from batch_sampler.batches(epoch, start=start)
         return
-    for batch in batch_sampler:
-        yield np.asarray(batch, dtype=np.int64).reshape(-1)
+    source = f"the {type(batch_sampler).__name__}"
+    for k, batch in enumerate(batch_sampler):
+        if k >= start:
+            yield index_array(batch, source)
 
 
-def plan_samples(sampler: Iterable[int], epoch: int) -> Iterator[NDArray[np.int64]]:
-    """The indices of ``epoch`` one at a time, each as a length-1 int64 array.
+def plan_samples(
+    sampler: Iterable[Any], epoch: int, *, start: int = 0
+) -> Iterator[tuple[NDArray[np.int64], bool]]:
+    """What each step of ``epoch`` reads when batching is off, from step ``start`` on.
 
-    Used when batching is off (``batch_size=None``).
+    Yields ``(indices, bulk)``: one index as a length-1 array (``bulk`` False), or, when the
+    sampler yields a list of indices, that list (``bulk`` True: ``dataset[list]`` reads it in
+    one call, as torch passes it).
+
+    Raises:
+        TypeError, ValueError: the sampler yielded something that is neither an int nor a flat
+            list of ints.
     """
-    if hasattr(sampler, "set_epoch"):
-        sampler.set_epoch(epoch)
     if isinstance(sampler, ArraySampler):
-        yield from sampler.indices(epoch).reshape(-1, 1)
+        for chunk_ in sampler.index_chunks(epoch, start=start):
+            for index in chunk_.reshape(-1, 1):
+                yield index, False
         return
-    for index in sampler:
-        yield np.array([index], dtype=np.int64)
+    source = f"the {type(sampler).__name__}"
+    for k, item in enumerate(sampler):
+        if k < start:
+            continue
+        if isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
+            yield np.array([item], dtype=np.int64), False
+        elif isinstance(item, (list, tuple, np.ndarray, range)):
+            yield index_array(item, source), True
+        else:
+            raise TypeError(
+                f"{source} produced {_shorten(item)} ({type(item).__name__}): dataset indices must be "
+                "ints, or lists of ints for bulk loading with batch_size=None"
+            )

@@ -20,7 +20,7 @@ from typing import Any
 
 from tinytorch.data.fetch.timing import StageTimes
 from tinytorch.data.memory import allocating_in
-from tinytorch.data.workers.messages import Done, Failed, Job, Started
+from tinytorch.data.workers.messages import Done, Job, Reply, Started
 from tinytorch.data.workers.transport import BlockReader, BlockWriter, Packed
 
 __all__ = ["WorkerChannel", "encode_job", "receive"]
@@ -59,7 +59,7 @@ class WorkerChannel:
         self._pending_fd = fd
         return Done(job.generation, job.task.index, packed, times.with_transport(time.perf_counter() - start))
 
-    def send(self, message: Done | Failed) -> None:
+    def send(self, message: Reply) -> None:
         fd, self._pending_fd = self._pending_fd, None
         try:
             self.conn.send(message)
@@ -80,7 +80,7 @@ class WorkerChannel:
         self.conn.close()
 
 
-def receive(conn: Connection, reader: BlockReader, worker_id: int) -> Done | Failed | Started:
+def receive(conn: Connection, reader: BlockReader, worker_id: int) -> Reply | Started:
     """The next message from a worker; a new block's descriptor is taken and mapped with it.
 
     Raises:

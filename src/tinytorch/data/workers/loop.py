@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tinytorch.data.fetch.fetcher import BatchTask
+from tinytorch.data.fetch.fetcher import BatchTask, StreamExhausted
 from tinytorch.data.fetch.timing import StageTimes
 from tinytorch.data.seeding import seed_global_rngs
-from tinytorch.data.workers.info import WorkerInfo, worker_info
-from tinytorch.data.workers.messages import Done, Failed, Job
+from tinytorch.data.worker_info import WorkerInfo, worker_info
+from tinytorch.data.workers.messages import Done, Exhausted, Failed, Job, Reply
 
 __all__ = ["Channel", "PoolSpec", "worker_loop"]
 
@@ -59,7 +59,7 @@ class Channel(Protocol):
 
     def package(self, job: Job, batch: Any, times: StageTimes) -> Done: ...
 
-    def send(self, message: Done | Failed) -> None: ...
+    def send(self, message: Reply) -> None: ...
 
 
 def worker_loop(
@@ -124,8 +124,10 @@ def worker_loop(
                 if seed_globals:
                     seed_global_rngs(current.seed, job.task.epoch, job.task.index)
                 batch, times = current.make_batch(job.task)
-                message: Done | Failed = channel.package(job, batch, times)
+                message: Reply = channel.package(job, batch, times)
                 del batch
+        except StreamExhausted:
+            message = Exhausted(job.generation, job.task.index)
         except BaseException as e:
             message = failure(e, job.generation, job.task)
         del current

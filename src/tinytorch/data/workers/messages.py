@@ -11,7 +11,7 @@ from tinytorch.data.fetch.fetcher import BatchTask
 from tinytorch.data.fetch.timing import StageTimes
 from tinytorch.data.workers.errors import WorkerError
 
-__all__ = ["Done", "Failed", "Job", "Started", "rebuild_exception"]
+__all__ = ["Done", "Exhausted", "Failed", "Job", "Reply", "Started", "rebuild_exception"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,14 @@ class Done:
     index: int
     payload: Any
     times: StageTimes = field(default_factory=StageTimes)
+
+
+@dataclass(frozen=True)
+class Exhausted:
+    """The worker's stream has no batch for job ``index`` of ``generation`` (IterableDataset)."""
+
+    generation: int
+    index: int
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,10 @@ class Failed:
             traceback=traceback,
             exception=pickled,
         )
+
+
+Reply = Done | Failed | Exhausted
+"""What a worker sends back for a job."""
 
 
 def rebuild_exception(failure: Failed) -> BaseException:

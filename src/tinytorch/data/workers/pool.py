@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from tinytorch.data.fetch.fetcher import BatchTask
 from tinytorch.data.workers.loop import PoolSpec
-from tinytorch.data.workers.messages import Done, Failed
+from tinytorch.data.workers.messages import Done, Reply
 
 __all__ = ["Pool", "make_pool"]
 
@@ -42,7 +42,7 @@ class Pool(Protocol):
     def send(self, worker_id: int, generation: int, task: BatchTask) -> None:
         """Ask worker ``worker_id`` to make ``task``; ``generation`` tags the epoch."""
 
-    def wait(self, timeout: float | None) -> list[tuple[int, Done | Failed]]:
+    def wait(self, timeout: float | None) -> list[tuple[int, Reply]]:
         """Messages that arrived within ``timeout`` seconds (possibly none).
 
         Raises:

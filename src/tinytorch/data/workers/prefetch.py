@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from tinytorch.data.fetch.fetcher import BatchTask
 from tinytorch.data.fetch.timing import Made
 from tinytorch.data.workers.errors import WorkerTimeoutError
-from tinytorch.data.workers.messages import Done, Failed, rebuild_exception
+from tinytorch.data.workers.messages import Done, Failed, Reply, rebuild_exception
 from tinytorch.data.workers.pool import Pool
 
 __all__ = ["Inflight", "OrderedPrefetcher"]
@@ -52,10 +52,11 @@ class OrderedPrefetcher(Iterator[Made]):
     Args:
         pool: the workers.
         inflight: bookkeeping of unanswered jobs, owned by whoever owns the pool.
-        tasks: the epoch's tasks, in order (indices 0, 1, 2, ...).
+        tasks: the epoch's tasks, in order (indices ``start``, ``start + 1``, ...).
         generation: tags this epoch's jobs; results of other generations are dropped.
         window: jobs in flight per worker (``prefetch_factor``).
         timeout: seconds to wait for the next batch before raising (0 waits forever).
+        start: the index of the first task (a resumed epoch starts after 0).
     """
 
     def __init__(
@@ -67,12 +68,13 @@ class OrderedPrefetcher(Iterator[Made]):
         generation: int,
         window: int,
         timeout: float,
+        start: int = 0,
     ) -> None:
         self.pool, self.inflight, self.tasks = pool, inflight, tasks
         self.generation, self.window, self.timeout = generation, window, timeout
-        self._ready: dict[int, tuple[int, Done | Failed]] = {}
-        self._next = 0
-        self._sent = 0
+        self._ready: dict[int, tuple[int, Reply]] = {}
+        self._next = start
+        self._sent = start
         self._held: BatchTask | None = None  # next task, waiting for its worker to have room
         self._exhausted = False
         self._warned = False
@@ -121,13 +123,14 @@ class OrderedPrefetcher(Iterator[Made]):
         self._next += 1
         if isinstance(message, Failed):
             raise rebuild_exception(message)  # in its turn: earlier batches were delivered
+        assert isinstance(message, Done)  # a map-style epoch has no stream to exhaust
         decode_start = time.perf_counter()
         batch = self.pool.decode(worker_id, message)
         times = message.times.with_transport(time.perf_counter() - decode_start)
         self._fill()
         return Made(batch, times, worker_id)
 
-    def _receive(self, worker_id: int, message: Done | Failed) -> None:
+    def _receive(self, worker_id: int, message: Reply) -> None:
         self.inflight.jobs[worker_id].pop((message.generation, message.index), None)
         if message.generation != self.generation and message.generation >= 0:
             if isinstance(message, Done):

@@ -35,7 +35,7 @@ from tinytorch.data.workers.channel import WorkerChannel, encode_job, receive
 from tinytorch.data.workers.diagnosis import death_error, mapped_file_problem
 from tinytorch.data.workers.errors import WorkerStartError
 from tinytorch.data.workers.loop import PoolSpec, worker_loop
-from tinytorch.data.workers.messages import Done, Failed, Job, Started
+from tinytorch.data.workers.messages import Done, Job, Reply, Started
 from tinytorch.data.workers.startup import (
     announce_start,
     current_cpu,
@@ -283,7 +283,7 @@ class ProcessPool:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self._handles.conns[worker_id].send_bytes(data)
 
-    def wait(self, timeout: float | None) -> list[tuple[int, Done | Failed]]:
+    def wait(self, timeout: float | None) -> list[tuple[int, Reply]]:
         """Messages that arrived within ``timeout`` seconds (possibly none).
 
         Raises:
@@ -294,7 +294,7 @@ class ProcessPool:
             self._fork(unstarted, staggered=True)
         handles = self._handles
         ready = {key.fileobj for key, _ in handles.selector.select(timeout)}
-        messages: list[tuple[int, Done | Failed]] = []
+        messages: list[tuple[int, Reply]] = []
         # One message per ready worker: more waiting ones make the next select() return at
         # once (it is level-triggered), which costs less than asking after every message.
         for worker_id, conn in enumerate(handles.conns):

@@ -24,7 +24,7 @@ from typing import Any
 from tinytorch.data.fetch.fetcher import BatchTask
 from tinytorch.data.fetch.timing import StageTimes
 from tinytorch.data.workers.loop import PoolSpec, worker_loop
-from tinytorch.data.workers.messages import Done, Failed, Job
+from tinytorch.data.workers.messages import Done, Job, Reply
 
 __all__ = ["ThreadPool"]
 
@@ -36,7 +36,7 @@ class _ThreadChannel:
     def __init__(
         self,
         jobs: queue.SimpleQueue[Job | None],
-        results: queue.SimpleQueue[tuple[int, Done | Failed]],
+        results: queue.SimpleQueue[tuple[int, Reply]],
         worker_id: int,
         stop: threading.Event,
     ) -> None:
@@ -52,7 +52,7 @@ class _ThreadChannel:
     def package(self, job: Job, batch: Any, times: StageTimes) -> Done:
         return Done(job.generation, job.task.index, batch, times)
 
-    def send(self, message: Done | Failed) -> None:
+    def send(self, message: Reply) -> None:
         self.results.put((self.worker_id, message))
 
 
@@ -85,7 +85,7 @@ class ThreadPool:
     def __init__(self, spec: PoolSpec) -> None:
         self.spec = spec
         self.num_workers = spec.num_workers
-        self._results: queue.SimpleQueue[tuple[int, Done | Failed]] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[tuple[int, Reply]] = queue.SimpleQueue()
         self._threads = _Threads()
 
     @property
@@ -114,7 +114,7 @@ class ThreadPool:
     def send(self, worker_id: int, generation: int, task: BatchTask) -> None:
         self._threads.jobs[worker_id].put(Job(generation, task))
 
-    def wait(self, timeout: float | None) -> list[tuple[int, Done | Failed]]:
+    def wait(self, timeout: float | None) -> list[tuple[int, Reply]]:
         try:
             messages = [self._results.get(timeout=timeout)]
         except queue.Empty:

@@ -1,4 +1,8 @@
-"""``get_worker_info()``: which worker is running this code (PyTorch's API)."""
+"""``get_worker_info()``: which worker is running this code (PyTorch's API).
+
+Shared by every stage (like :mod:`tinytorch.data.seeding`): datasets and samplers read it to
+split a stream between workers; the workers stage sets it around each batch.
+"""
 
 from __future__ import annotations
 
