@@ -107,8 +107,8 @@ def test_different_keys_are_named():
 def test_different_lengths_and_dtypes():
     with pytest.raises(CollateError, match="different lengths"):
         default_collate([(1, 2), (1, 2, 3)])
-    with pytest.raises(CollateError, match="different dtypes: float32 at sample 0; float64 at sample 1"):
-        default_collate([np.zeros(2, np.float32), np.zeros(2, np.float64)])
+    with pytest.raises(CollateError, match="different dtypes: uint8 at sample 0; float32 at sample 1"):
+        default_collate([np.zeros(2, np.uint8), np.zeros(2, np.float32)])
 
 
 def test_unsupported_and_empty():
