@@ -97,11 +97,13 @@ class Packed:
     Attributes:
         structure: the batch with arrays replaced by placeholders (pickled when sent).
         block: id of the worker's block holding the arrays, or ``None`` when the batch is
-            inline (its arrays are then in ``inline``, pickled with the message).
-        specs: layout of each array in the block.
+            inline: its arrays are then laid out in ``inline``, which travels in the message.
+        specs: layout of each array in the block (or in ``inline``).
         nbytes: bytes of the block used by this batch.
         new_block_size: set when the block is new: its size; its file descriptor follows.
-        inline: the arrays of an inline batch.
+        inline: the bytes of an inline batch's arrays. Raw bytes, not pickled arrays: numpy
+            pickles a non-native byte order array as a native one with pickle's default
+            protocol (what ``Connection.send`` uses), so the dtype would not survive.
     """
 
     structure: Any
@@ -109,7 +111,7 @@ class Packed:
     specs: tuple[ArraySpec, ...]
     nbytes: int
     new_block_size: int | None = None
-    inline: tuple[np.ndarray[Any, Any], ...] = ()
+    inline: bytearray | None = None
 
 
 def _map_containers(obj: Any, fn: Any) -> Any:
@@ -289,7 +291,10 @@ class BlockWriter:
     def _pack(self, structure: Any, arrays: list[np.ndarray[Any, Any]]) -> tuple[Packed, int | None]:
         specs, nbytes = _layout(arrays)
         if nbytes < INLINE_BYTES or not shared_memory_supported():
-            return Packed(structure, None, (), 0, inline=tuple(arrays)), None
+            payload = bytearray(nbytes)
+            for spec, a in zip(specs, arrays, strict=True):
+                _array_in(payload, spec)[...] = a
+            return Packed(structure, None, specs, nbytes, inline=payload), None
         placed = [self._locate(a) for a in arrays]
         weights: dict[int, int] = {}
         for a, where in zip(arrays, placed, strict=True):
@@ -404,7 +409,8 @@ class BlockReader:
     def read(self, worker_id: int, packed: Packed) -> Any:
         """The batch of ``packed``; its arrays view the block until they are garbage."""
         if packed.block is None:
-            return unflatten(packed.structure, list(packed.inline))
+            payload = packed.inline if packed.inline is not None else bytearray()
+            return unflatten(packed.structure, [_array_in(payload, s) for s in packed.specs])
         buffer = self._maps[(worker_id, packed.block)]
         base = np.frombuffer(buffer, dtype=np.uint8, count=packed.nbytes)
         weakref.finalize(base, self._release, worker_id, packed.block)
@@ -432,6 +438,13 @@ class BlockReader:
             with contextlib.suppress(BufferError):
                 m.close()
         self._maps.clear()
+
+
+def _array_in(buffer: bytearray, spec: ArraySpec) -> np.ndarray[Any, Any]:
+    """The array ``spec`` describes in ``buffer`` (a view: writable, no copy)."""
+    count = math.prod(spec.shape)
+    flat: np.ndarray[Any, Any] = np.frombuffer(buffer, dtype=spec.dtype, count=count, offset=spec.offset)
+    return flat.reshape(spec.shape)
 
 
 def _nbytes(spec: ArraySpec) -> int:
