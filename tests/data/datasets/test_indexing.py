@@ -35,10 +35,12 @@ def test_errors_are_also_the_classes_torch_raises():
 
     with pytest.raises(IndexOutOfRangeError) as out_of_range:
         check_index(-6, 5)
-    assert isinstance(out_of_range.value, IndexError) and isinstance(out_of_range.value, ValueError)
+    assert isinstance(out_of_range.value, IndexError)
+    assert isinstance(out_of_range.value, ValueError)
     with pytest.raises(IndexTypeError) as wrong_type:
         check_index("0", 5)
-    assert isinstance(wrong_type.value, TypeError) and isinstance(wrong_type.value, IndexError)
+    assert isinstance(wrong_type.value, TypeError)
+    assert isinstance(wrong_type.value, IndexError)
     with pytest.raises(IndexOutOfRangeError):
         check_indices([5], 5)
 

@@ -60,6 +60,7 @@ def test_slices_lists_arrays_and_masks_index_every_array_as_in_torch():
     np.testing.assert_array_equal(sy, y[2:5])
     lx, ly = ds[[3, -1]]
     np.testing.assert_array_equal(lx, x[[3, 9]])
+    assert ly.tolist() == [3, 9]
     assert ds[np.array([1, 2])][1].tolist() == [1, 2]
     mask = np.arange(10) % 4 == 0
     assert ds[mask][1].tolist() == [0, 4, 8]
