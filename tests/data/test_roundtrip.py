@@ -279,3 +279,25 @@ def test_every_kind_once_on_both_sides_of_the_inline_threshold(loaders):
     for name, loader in made.items():
         for k, (g, w) in enumerate(zip(list(loader), wanted, strict=True)):
             assert_same_batch(g, w, f"{name}, {KINDS[decode(plan.batches[k][0])[0]]}, batch {k}")
+
+
+class GradSamples(Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> dict:
+        return {"x": torch.full((2,), float(index), requires_grad=True), "y": index}
+
+
+@pytest.mark.skipif(torch is None, reason="needs torch")
+def test_tensors_that_require_grad_keep_their_graph_in_process_and_are_refused_by_process_workers():
+    for options in ({}, {"num_workers": 2, "worker_type": "thread"}):
+        batch = next(iter(DataLoader(GradSamples(), batch_size=4, **options)))
+        assert batch["x"].grad_fn is not None  # torch.stack's graph, as torch gives without workers
+    if not shared_memory_supported():
+        return
+    with (
+        DataLoader(GradSamples(), batch_size=4, num_workers=1, multiprocessing_context="fork") as loader,
+        pytest.raises(RuntimeError, match=r"field \['x'\] is a tensor that requires grad.*detach"),
+    ):
+        next(iter(loader))

@@ -199,3 +199,23 @@ def test_random_split_fraction_rule_and_empty_split_warning_as_in_torch():
         assert [len(p) for p in random_split(tensor(0, 5), [1, 0])] == [5, 0]
     with pytest.warns(UserWarning, match="split 2 .* is empty"):
         assert [len(p) for p in random_split(tensor(0, 3), [0.5, 0.3, 0.2])] == [2, 1, 0]
+
+
+@pytest.mark.parametrize("transform", [None, np.ascontiguousarray], ids=["stacked reads", "per-sample reads"])
+def test_cifar_and_tensor_datasets_concatenate_into_batches(tmp_path, transform):
+    """Issue 13: CIFAR10Dataset labels are Python ints, TensorDataset's numpy int32/int64 scalars."""
+    from support.cifar_files import cifar10_files, make_tar, md5
+    from tinytorch import DataLoader
+    from tinytorch.data.datasets.cifar import CIFAR10Dataset
+
+    archive = make_tar(cifar10_files(per_batch=4), folder="cifar-10-batches-py")
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(archive)
+    cifar = CIFAR10Dataset(tmp_path, md5=md5(archive), progress=False, transform=transform)
+    extra = TensorDataset(np.zeros((6, 3, 32, 32), np.uint8), np.arange(6, dtype=np.int32))
+    both = ConcatDataset([cifar, extra])
+    labels = []
+    for images, y in DataLoader(both, batch_size=7, shuffle=True, seed=0):
+        assert images.dtype == np.uint8
+        assert y.dtype == np.int64
+        labels += y.tolist()
+    assert sorted(labels) == sorted(cifar.targets.tolist() + list(range(6)))

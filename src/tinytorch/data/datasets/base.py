@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import time
+import typing
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -69,7 +70,9 @@ class Dataset(Generic[T_co]):
         return ConcatDataset([self, other])
 
 
-class IterableDataset(Dataset[T_co], Iterable[T_co]):
+# typing.Iterable, not collections.abc's: it puts Iterable before Generic in the MRO, as torch's
+# IterableDataset does, so a class can subclass both (a dataset usable by both loaders).
+class IterableDataset(Dataset[T_co], typing.Iterable[T_co]):
     """A dataset read as a stream: subclasses implement ``__iter__`` (as in PyTorch, a
     subclass without it cannot be instantiated: ``TypeError``).
 
