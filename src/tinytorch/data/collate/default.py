@@ -303,27 +303,26 @@ def _collate_tensors(samples: list[Any], path: Path) -> Any:
     return torch.stack(samples, out=out)
 
 
-_NUMPY_OF_TORCH: dict[Any, tuple[np.dtype[Any], bool] | None] = {}
-
-
 def _empty_tensor(torch: Any, shape: tuple[int, ...], dtype: Any) -> Any:
-    """A CPU tensor from :func:`batch_empty` (shared memory in a process worker), or ``None``.
-
-    A torch dtype numpy lacks (bfloat16, float8...) is allocated as an integer array of its
-    width and viewed as ``dtype``.
-    """
-    if dtype not in _NUMPY_OF_TORCH:
-        try:
-            _NUMPY_OF_TORCH[dtype] = (torch.empty(0, dtype=dtype).numpy().dtype, False)
-        except TypeError:
-            width = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}.get(dtype.itemsize)
-            _NUMPY_OF_TORCH[dtype] = None if width is None else (np.dtype(width), True)
-    known = _NUMPY_OF_TORCH[dtype]
-    if known is None:
+    """A CPU tensor from :func:`batch_empty` (shared memory in a process worker), or ``None``."""
+    storage = _numpy_storage(dtype)
+    if storage is None:
         return None
-    np_dtype, raw = known
+    np_dtype, raw = storage
     out = torch.from_numpy(batch_empty(shape, np_dtype))
     return out.view(dtype) if raw else out
+
+
+@functools.cache
+def _numpy_storage(dtype: Any) -> tuple[np.dtype[Any], bool] | None:
+    """The numpy dtype that holds a torch ``dtype``'s bytes, and whether it is only a stand-in:
+    a dtype numpy lacks (bfloat16, float8...) is held as the integers of its width."""
+    torch = sys.modules["torch"]
+    try:
+        return torch.empty(0, dtype=dtype).numpy().dtype, False
+    except TypeError:
+        width = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}.get(dtype.itemsize)
+        return None if width is None else (np.dtype(width), True)
 
 
 def _collate_list(samples: list[Any], path: Path) -> list[Any]:
