@@ -301,3 +301,23 @@ def test_tensors_that_require_grad_keep_their_graph_in_process_and_are_refused_b
         pytest.raises(RuntimeError, match=r"field \['x'\] is a tensor that requires grad.*detach"),
     ):
         next(iter(loader))
+
+
+def test_numpy_batches_never_import_torch():
+    """torch is imported only where a sample already is a tensor (``import torch`` costs ~700 MB)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from tinytorch import DataLoader, TensorDataset, default_collate\n"
+        "from tinytorch.data.workers.transport import BlockReader, BlockWriter\n"
+        "ds = TensorDataset(np.zeros((8, 3), np.float32), np.arange(8))\n"
+        "for options in ({}, {'num_workers': 1, 'multiprocessing_context': 'fork'}):\n"
+        "    with DataLoader(ds, batch_size=4, **options) as loader:\n"
+        "        list(loader)\n"
+        "default_collate([(np.zeros(2), 1, 'a', {'k': 1.0})] * 2)\n"
+        "packed, fd = BlockWriter(0).write([np.zeros(40000), 1])\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

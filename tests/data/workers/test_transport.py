@@ -279,3 +279,11 @@ def test_a_tensor_that_requires_grad_cannot_leave_a_worker_process():
     arrays = []
     flatten(torch.ones(2, requires_grad=True), arrays)  # sizing a batch (stats) is fine
     assert arrays[0].shape == (2,)
+
+
+def test_batch_footprint_counts_tensors():
+    torch = _torch()
+    from tinytorch.data.workers.transport import batch_footprint
+
+    batch = [torch.zeros(4, 3, dtype=torch.bfloat16, requires_grad=True), np.arange(4)]
+    assert batch_footprint(batch) == (4, 4 * 3 * 2 + 4 * 8)
