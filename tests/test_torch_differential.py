@@ -354,7 +354,16 @@ class TorchStyle(tt.Dataset, tud.Dataset):
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"num_workers": 2, "worker_type": "thread"}, {"num_workers": 2, "multiprocessing_context": "fork"}],
+    [
+        {},
+        {"num_workers": 2, "worker_type": "thread"},
+        # one torch thread in forked workers: see single_torch_thread in tests/data/test_roundtrip.py
+        {
+            "num_workers": 2,
+            "multiprocessing_context": "fork",
+            "worker_init_fn": lambda _: torch.set_num_threads(1),
+        },
+    ],
     ids=["0 workers", "threads", "processes"],
 )
 def test_loader_batches_of_a_torch_style_dataset_equal_torchs(options):

@@ -287,3 +287,12 @@ def test_batch_footprint_counts_tensors():
 
     batch = [torch.zeros(4, 3, dtype=torch.bfloat16, requires_grad=True), np.arange(4)]
     assert batch_footprint(batch) == (4, 4 * 3 * 2 + 4 * 8)
+
+
+def test_the_requires_grad_error_keeps_its_field_when_pickled():
+    torch = _torch()
+    with pytest.raises(RuntimeError) as info:
+        BlockWriter(0).write({"x": (torch.ones(1, requires_grad=True),)})
+    again = pickle.loads(pickle.dumps(info.value))
+    assert str(again) == str(info.value)
+    assert "field ['x'][0]" in str(again)

@@ -130,16 +130,20 @@ def _map_containers(obj: Any, fn: Any) -> Any:
 TensorMode = Literal["arrays", "send", "keep"]
 
 
-def flatten(
-    batch: Any, arrays: list[Any], *, tensors: TensorMode = "arrays", path: tuple[Any, ...] = ()
-) -> Any:
+def flatten(batch: Any, arrays: list[Any], *, tensors: TensorMode = "arrays") -> Any:
     """``batch`` with each array moved to ``arrays`` and replaced by a placeholder.
 
     Numeric, string, bytes, datetime and structured numpy arrays (``ndarray`` and
     ``memmap``; not object arrays, nor subclasses such as masked arrays, which stay in the
     structure) are moved. torch CPU tensors with a strided layout are moved too: with
-    ``tensors="arrays"`` as numpy views of their memory (detached), with ``tensors="keep"``
-    as the tensors themselves. Other tensors (CUDA, sparse, subclasses) stay in the structure.
+    ``tensors="arrays"`` as numpy views of their memory (detached), with ``tensors="send"``
+    the same but refusing a tensor that requires grad, with ``tensors="keep"`` as the tensors
+    themselves. Other tensors (CUDA, sparse, quantized, subclasses) stay in the structure.
+
+    Raises:
+        RuntimeError: ``tensors="send"`` and a tensor requires grad (the message names its
+            field): its autograd graph cannot leave the worker process (torch's workers
+            raise a ``RuntimeError`` there too).
     """
     kind = type(batch)
     if kind is np.ndarray or kind is np.memmap:
@@ -149,25 +153,43 @@ def flatten(
         return _Leaf(len(arrays) - 1)
     torch = sys.modules.get("torch")
     if torch is not None and kind is torch.Tensor:
-        return _flatten_tensor(torch, batch, arrays, tensors, path)
-    return _map_containers(batch, lambda key, x: flatten(x, arrays, tensors=tensors, path=(*path, key)))
+        return _flatten_tensor(torch, batch, arrays, tensors)
+
+    def child(key: Any, x: Any) -> Any:
+        try:
+            return flatten(x, arrays, tensors=tensors)
+        except _RequiresGradError as e:  # the field's path is built on the way out only
+            e.path.insert(0, key)
+            raise
+
+    return _map_containers(batch, child)
 
 
-def _flatten_tensor(
-    torch: Any, tensor: Any, arrays: list[Any], mode: TensorMode, path: tuple[Any, ...]
-) -> Any:
+class _RequiresGradError(RuntimeError):
+    def __init__(self, path: list[Any] | None = None) -> None:
+        super().__init__()
+        self.path: list[Any] = path or []
+
+    def __reduce__(self) -> Any:  # the path travels with the error from the worker
+        return type(self), (list(self.path),)
+
+    def __str__(self) -> str:
+        field = "field " + "".join(f"[{p!r}]" for p in self.path) if self.path else "the batch"
+        return (
+            f"{field} is a tensor that requires grad; its autograd graph cannot leave a worker "
+            "process. Fix: return tensor.detach() from the dataset, or use worker_type='thread' "
+            "or num_workers=0 to keep the graph"
+        )
+
+
+def _flatten_tensor(torch: Any, tensor: Any, arrays: list[Any], mode: TensorMode) -> Any:
     if tensor.device.type != "cpu" or tensor.layout != torch.strided or tensor.is_quantized:
         return tensor
     if mode == "keep":
         arrays.append(tensor)
         return _Leaf(len(arrays) - 1)
     if mode == "send" and tensor.requires_grad:
-        field = "the batch" if not path else "field " + "".join(f"[{p!r}]" for p in path)
-        raise RuntimeError(
-            f"{field} is a tensor that requires grad; its autograd graph cannot leave a worker "
-            "process. Fix: return tensor.detach() from the dataset, or use worker_type='thread' "
-            "or num_workers=0 to keep the graph"
-        )
+        raise _RequiresGradError
     plain = tensor.detach().resolve_conj().resolve_neg()
     raw = False
     try:
