@@ -11,10 +11,12 @@ environment.
 
 from tinytorch.data.collate.default import CollateError, default_collate, default_convert
 from tinytorch.data.datasets.base import Dataset, IterableDataset
+from tinytorch.data.datasets.chain import ChainDataset
 from tinytorch.data.datasets.cifar import CIFAR10Dataset, CIFAR100Dataset
 from tinytorch.data.datasets.combine import ConcatDataset, Subset, random_split
 from tinytorch.data.datasets.packed import PackedSequence
 from tinytorch.data.datasets.sharded import ShardedDataset, write_shards
+from tinytorch.data.datasets.stack import StackDataset
 from tinytorch.data.datasets.stacked import StackedSamples
 from tinytorch.data.datasets.tensor import TensorDataset
 from tinytorch.data.loader.dataloader import DataLoader
@@ -57,6 +59,7 @@ __all__ = [
     "CIFAR10Dataset",
     "CIFAR100Dataset",
     "CenterCrop",
+    "ChainDataset",
     "ChecksumError",
     "CollateError",
     "Compose",
@@ -86,6 +89,7 @@ __all__ = [
     "SequentialSampler",
     "ShardError",
     "ShardedDataset",
+    "StackDataset",
     "StackedSamples",
     "Subset",
     "SubsetRandomSampler",

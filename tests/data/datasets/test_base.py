@@ -19,18 +19,36 @@ class Stream(IterableDataset):
         yield from range(3)
 
 
-def test_dataset_is_abstract():
-    with pytest.raises(TypeError):
-        Dataset()
+def test_dataset_without_getitem_is_created_and_fails_when_read_as_in_torch():
+    class Empty(Dataset):
+        pass
+
+    ds = Empty()  # torch: no error at construction
+    with pytest.raises(NotImplementedError, match="Empty does not define __getitem__"):
+        ds[0]
+    with pytest.raises(TypeError, match="has no len"):
+        len(ds)
+    assert not has_len(ds)
+    Dataset()  # the base class too
 
 
-def test_subclass_missing_len_cannot_be_instantiated():
+def test_subclass_missing_len_is_created_and_len_is_a_type_error():
     class NoLen(Dataset):
         def __getitem__(self, i):
             return i
 
-    with pytest.raises(TypeError):
-        NoLen()
+    ds = NoLen()
+    assert ds[3] == 3
+    with pytest.raises(TypeError, match="must define __len__"):
+        len(ds)
+
+
+def test_iterable_dataset_without_iter_cannot_be_created_as_in_torch():
+    class NoIter(IterableDataset):
+        pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        NoIter()
 
 
 def test_iterable_dataset_refuses_indexing_and_len_with_explanations():
@@ -49,6 +67,18 @@ def test_add_concatenates():
     assert isinstance(both, ConcatDataset)
     assert len(both) == 10
     assert both[7] == 4
+
+
+def test_adding_streams_chains_them():
+    from tinytorch.data.datasets.chain import ChainDataset
+
+    both = Stream() + Stream()
+    assert isinstance(both, ChainDataset)
+    assert list(both) == [0, 1, 2, 0, 1, 2]
+    with pytest.raises(TypeError, match="map-style"):
+        Stream() + Squares()
+    with pytest.raises(TypeError, match="IterableDataset"):
+        Squares() + Stream()
 
 
 def test_read_batch_uses_getitems_when_present():

@@ -51,3 +51,34 @@ def test_no_arrays_and_scalars_are_refused():
         TensorDataset()
     with pytest.raises(ValueError, match="scalar"):
         TensorDataset(np.float64(1.0))
+
+
+def test_slices_lists_arrays_and_masks_index_every_array_as_in_torch():
+    ds, x, y = make()
+    sx, sy = ds[2:5]
+    np.testing.assert_array_equal(sx, x[2:5])
+    np.testing.assert_array_equal(sy, y[2:5])
+    lx, ly = ds[[3, -1]]
+    np.testing.assert_array_equal(lx, x[[3, 9]])
+    assert ly.tolist() == [3, 9]
+    assert ds[np.array([1, 2])][1].tolist() == [1, 2]
+    mask = np.arange(10) % 4 == 0
+    assert ds[mask][1].tolist() == [0, 4, 8]
+    with pytest.raises(IndexError, match="boolean mask of 3 entries"):
+        ds[[True, False, True]]
+
+
+def test_bad_indices_raise_what_torch_raises():
+    ds, _, _ = make()
+    with pytest.raises(IndexError):  # torch: IndexError (tensor indexing)
+        ds[1.0]
+    with pytest.raises(IndexError):
+        ds[-11]
+    with pytest.raises(IndexError):
+        ds[[0, 10]]
+
+
+def test_a_tensor_numpy_cannot_hold_is_named():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"array 1 \(Tensor of dtype torch.bfloat16\).*tensor.float\(\)"):
+        TensorDataset(np.zeros(2), torch.zeros(2, dtype=torch.bfloat16))

@@ -1,5 +1,6 @@
 import gc
 import os
+import pickle
 from collections import OrderedDict, namedtuple
 
 import numpy as np
@@ -58,6 +59,7 @@ def transfer(writer, reader, batch, worker=0):
     if fd is not None:
         reader.attach(worker, packed.block, os.dup(fd), packed.new_block_size)
         os.close(fd)
+    packed = pickle.loads(pickle.dumps(packed))  # as the pipe carries it
     return packed, reader.read(worker, packed)
 
 
@@ -177,3 +179,120 @@ def test_batch_empty_is_numpy_empty_outside_an_arena():
     assert a.shape == (3, 2)
     assert a.dtype == np.int16
     assert a.flags.owndata
+
+
+STRUCTURED = np.dtype([("a", "<i4"), ("b", ">f8", (2,)), ("c", "S3")])
+
+
+@pytest.mark.parametrize("n", [3, 4000], ids=["inline", "shared memory"])
+def test_structured_string_datetime_and_byte_order_dtypes_come_back_whole(n):
+    """The layout carries the dtype itself: ``dtype.str`` of a record is '|V20', which lost the fields."""
+    batch = {
+        "rec": np.zeros(n, STRUCTURED),
+        "sub": np.zeros(n, [("pos", "<f4", (2, 2))]),
+        "text": np.array(["ab", "c"] * n),
+        "raw": np.array([b"xyz"] * n),
+        "when": np.arange(n).astype("M8[ms]"),
+        "big_endian": np.arange(n, dtype=">i4"),
+        "empty": np.zeros((n, 0), np.float32),
+        "scalar": np.array(7, np.int16),
+    }
+    batch["rec"]["b"] = 1.5
+    writer, reader = BlockWriter(0), BlockReader()
+    packed, out = transfer(writer, reader, batch)
+    assert (packed.block is None) == (n == 3)
+    for key, value in batch.items():
+        assert out[key].dtype == value.dtype, key
+        assert out[key].shape == value.shape, key
+        assert out[key].tobytes() == value.tobytes(), key
+    assert out["rec"]["b"][0, 1] == 1.5
+    writer.close()
+    reader.close()
+
+
+def test_object_arrays_and_array_subclasses_stay_in_the_structure():
+    masked = np.ma.masked_array(np.arange(3), mask=[0, 1, 0])
+    objects = np.array([None, 1], dtype=object)
+    arrays = []
+    structure = flatten([masked, objects, np.memmap], arrays)
+    assert arrays == []
+    assert structure[0] is masked  # the mask is not lost in a plain array
+    assert structure[1] is objects
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("n", [2, 20000], ids=["inline", "shared memory"])
+def test_tensors_travel_as_numpy_views_and_come_back_as_tensors(n):
+    torch = _torch()
+    batch = {
+        "f": torch.arange(n * 3, dtype=torch.float32).reshape(n, 3),
+        "bf16": torch.linspace(-2, 2, n * 2).to(torch.bfloat16).reshape(n, 2),
+        "strided": torch.arange(2 * n)[::2],
+        "flag": torch.zeros(n, dtype=torch.bool),
+        "arr": np.arange(n),
+    }
+    arrays = []
+    structure = flatten(batch, arrays)
+    assert len(arrays) == len(batch)  # every tensor is taken out...
+    assert all(isinstance(a, np.ndarray) for a in arrays)  # ...as a numpy view for the block
+    writer, reader = BlockWriter(0), BlockReader()
+    packed, out = transfer(writer, reader, batch)
+    assert (packed.block is None) == (n == 2)
+    for key, value in batch.items():
+        assert type(out[key]) is type(value), key
+        if isinstance(value, torch.Tensor):
+            assert out[key].dtype == value.dtype, key
+            assert torch.equal(out[key], value), key
+    if packed.block is not None:
+        assert out["f"].numpy().base is not None  # viewing the block: not a copy
+    writer.close()
+    reader.close()
+    assert unflatten(structure, arrays)["bf16"].dtype == torch.bfloat16
+
+
+def test_a_tensor_batch_collated_in_the_arena_is_sent_without_a_copy():
+    torch = _torch()
+    from tinytorch.data.collate.default import default_collate
+
+    writer, reader = BlockWriter(0), BlockReader()
+    writer.begin()
+    with allocating_in(writer):
+        batch = default_collate([torch.full((30000,), float(i)) for i in range(4)])
+    address = batch.data_ptr()
+    packed, out = transfer(writer, reader, batch)
+    assert writer._addresses[packed.block] + packed.specs[0].offset == address
+    assert torch.equal(out[:, 0], torch.arange(4.0))
+    writer.close()
+    reader.close()
+
+
+def test_a_tensor_that_requires_grad_cannot_leave_a_worker_process():
+    torch = _torch()
+    writer = BlockWriter(0)
+    with pytest.raises(RuntimeError, match=r"field \['x'\]\[1\] is a tensor that requires grad.*detach"):
+        writer.write({"x": [torch.ones(2), torch.ones(2, requires_grad=True)]})
+    assert writer._lent == {}
+    writer.close()
+    arrays = []
+    flatten(torch.ones(2, requires_grad=True), arrays)  # sizing a batch (stats) is fine
+    assert arrays[0].shape == (2,)
+
+
+def test_batch_footprint_counts_tensors():
+    torch = _torch()
+    from tinytorch.data.workers.transport import batch_footprint
+
+    batch = [torch.zeros(4, 3, dtype=torch.bfloat16, requires_grad=True), np.arange(4)]
+    assert batch_footprint(batch) == (4, 4 * 3 * 2 + 4 * 8)
+
+
+def test_the_requires_grad_error_keeps_its_field_when_pickled():
+    torch = _torch()
+    with pytest.raises(RuntimeError) as info:
+        BlockWriter(0).write({"x": (torch.ones(1, requires_grad=True),)})
+    again = pickle.loads(pickle.dumps(info.value))
+    assert str(again) == str(info.value)
+    assert "field ['x'][0]" in str(again)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import time
+import typing
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -18,6 +19,7 @@ from numpy.typing import NDArray
 from tinytorch.data.seeding import get_batch_context
 
 if TYPE_CHECKING:
+    from tinytorch.data.datasets.chain import ChainDataset
     from tinytorch.data.datasets.combine import ConcatDataset
 
 __all__ = [
@@ -32,26 +34,35 @@ __all__ = [
 T_co = TypeVar("T_co", covariant=True)
 
 
-class Dataset(abc.ABC, Generic[T_co]):
+class Dataset(Generic[T_co]):
     """A map-style dataset: ``len(ds)`` samples, sample ``i`` is ``ds[i]``.
 
-    Subclasses implement ``__getitem__`` and ``__len__``; instantiating
-    ``Dataset`` itself raises ``TypeError``. Subclasses that can read many
-    samples at once should also implement ``__getitems__(indices)`` returning
+    Subclasses implement ``__getitem__`` and ``__len__``. As in PyTorch, a subclass missing
+    them can still be created: reading an item raises ``NotImplementedError``, and ``len()``
+    raises ``TypeError`` (the loader needs the length of a map-style dataset). Subclasses that
+    can read many samples at once should also implement ``__getitems__(indices)`` returning
     either a list of samples or a :class:`~tinytorch.data.datasets.stacked.StackedSamples`.
+
+    ``ds + other`` is a :class:`~tinytorch.data.datasets.combine.ConcatDataset`.
 
     Contract: ``ds[i]`` is a pure function of ``i`` (and of the current
     :func:`~tinytorch.data.seeding.get_batch_context` for random transforms), so
     the loader's determinism guarantee holds.
     """
 
-    @abc.abstractmethod
     def __getitem__(self, index: int) -> T_co:
         """Return sample ``index`` (0 <= index < len(self); negative indices may be allowed)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not define __getitem__; subclasses of Dataset must "
+            "implement __getitem__(self, index) returning sample `index`"
+        )
 
-    @abc.abstractmethod
     def __len__(self) -> int:
         """Return the number of samples."""
+        raise TypeError(
+            f"object of type {type(self).__name__!r} has no len(): a map-style Dataset must "
+            "define __len__ returning its number of samples"
+        )
 
     def __add__(self, other: Dataset[Any]) -> ConcatDataset[Any]:
         from tinytorch.data.datasets.combine import ConcatDataset
@@ -59,11 +70,16 @@ class Dataset(abc.ABC, Generic[T_co]):
         return ConcatDataset([self, other])
 
 
-class IterableDataset(Dataset[T_co]):
-    """A dataset read as a stream: subclasses implement ``__iter__``.
+# typing.Iterable, not collections.abc's: it puts Iterable before Generic in the MRO, as torch's
+# IterableDataset does, so a class can subclass both (a dataset usable by both loaders).
+class IterableDataset(Dataset[T_co], typing.Iterable[T_co]):
+    """A dataset read as a stream: subclasses implement ``__iter__`` (as in PyTorch, a
+    subclass without it cannot be instantiated: ``TypeError``).
 
     ``len()`` is optional: define ``__len__`` when the number of samples is
     known exactly, and the loader's ``len()`` will use it. Indexing is refused.
+    ``stream + other`` chains the two streams (a
+    :class:`~tinytorch.data.datasets.chain.ChainDataset`).
 
     When the loader starts an epoch it calls ``set_epoch(epoch)`` on the
     dataset if the dataset defines it, so a stream can reshuffle per epoch as a
@@ -85,6 +101,11 @@ class IterableDataset(Dataset[T_co]):
             f"{type(self).__name__} is an IterableDataset without a length; "
             "define __len__ on it if the number of samples is known"
         )
+
+    def __add__(self, other: Dataset[Any]) -> ChainDataset[Any]:  # type: ignore[override]
+        from tinytorch.data.datasets.chain import ChainDataset
+
+        return ChainDataset([self, other])
 
 
 def has_len(dataset: object) -> bool:

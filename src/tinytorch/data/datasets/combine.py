@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -10,9 +11,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tinytorch.data.datasets.base import Dataset, IterableDataset, read_batch
-from tinytorch.data.datasets.indexing import check_index, check_indices
+from tinytorch.data.datasets.indexing import check_index, check_indices, is_index_list
 from tinytorch.data.datasets.stacked import StackedSamples
-from tinytorch.data.seeding import Stream, check_seed, derive_rng
+from tinytorch.data.seeding import Stream, derive_rng, resolve_seed
+from tinytorch.data.validate import check_float, check_int
 
 __all__ = ["ConcatDataset", "Subset", "random_split"]
 
@@ -24,10 +26,14 @@ class Subset(Dataset[T]):
 
     Args:
         dataset: a map-style dataset.
-        indices: positions into ``dataset`` (negative allowed); checked here.
+        indices: positions into ``dataset`` (negative allowed); checked here (PyTorch
+            checks only when an item is read).
 
-    ``__getitems__`` maps a batch of positions through ``indices`` with one
-    array operation and reads the parent with one ``read_batch`` call.
+    ``subset[i]`` is ``dataset[indices[i]]``; as in PyTorch, a slice or a list of
+    positions reads ``dataset[[indices[j] for j in ...]]`` (one call with a list, so a
+    ``Subset`` of a ``TensorDataset`` or of another ``Subset`` can be sliced).
+    ``__getitems__`` maps a batch of positions through ``indices`` with one array
+    operation and reads the parent with one ``read_batch`` call.
     """
 
     def __init__(self, dataset: Dataset[T], indices: Sequence[int] | NDArray[np.integer]) -> None:
@@ -37,7 +43,12 @@ class Subset(Dataset[T]):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, index: int) -> T:
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self.dataset[self.indices[index].tolist()]
+        if is_index_list(index):
+            selected = self.indices[check_indices(index, len(self.indices), owner="Subset")]
+            return self.dataset[selected.tolist()]
         return self.dataset[int(self.indices[check_index(index, len(self.indices), owner="Subset")])]
 
     def __getitems__(self, indices: Sequence[int] | NDArray[np.integer]) -> Any:
@@ -103,6 +114,8 @@ class ConcatDataset(Dataset[T]):
 def _take(column: Any, positions: NDArray[np.intp]) -> Any:
     if isinstance(column, np.ndarray):
         return np.take(column, positions, axis=0)
+    if isinstance(column, StackedSamples):
+        return column.map_columns(lambda c: _take(c, positions))
     return [column[int(j)] for j in positions]
 
 
@@ -113,6 +126,13 @@ def _concat_stacked(parts: list[StackedSamples]) -> StackedSamples | None:
         return None
 
     def cat(columns: list[Any]) -> Any:
+        if all(isinstance(c, StackedSamples) for c in columns):
+            nested = _concat_stacked(columns)
+            if nested is None:
+                raise _Mismatch
+            return nested
+        if any(isinstance(c, StackedSamples) for c in columns):
+            raise _Mismatch
         if all(isinstance(c, np.ndarray) for c in columns):
             shapes = {c.shape[1:] for c in columns}
             dtypes = {c.dtype for c in columns}
@@ -143,47 +163,88 @@ class _Mismatch(Exception):
     pass
 
 
-def random_split(dataset: Dataset[T], lengths: Sequence[int | float], seed: int = 0) -> list[Subset[T]]:
+def random_split(
+    dataset: Dataset[T],
+    lengths: Sequence[int | float],
+    seed: int | None = None,
+    generator: Any = None,
+) -> list[Subset[T]]:
     """Split ``dataset`` into non-overlapping random subsets.
 
     Args:
         dataset: a map-style dataset of length ``n``.
-        lengths: subset sizes summing to ``n``, or fractions summing to 1
-            (then sizes are ``floor(f * n)`` and the remainder is dealt one
-            sample at a time to the subsets in order, as PyTorch does).
-        seed: the permutation is a pure function of ``(seed, n)``. PyTorch's
-            ``generator=`` argument is replaced by this seed.
+        lengths: subset sizes summing to ``n``, or fractions summing to 1 (PyTorch's rule:
+            sizes are ``floor(f * n)`` and the remainder is dealt one sample at a time to
+            the subsets in order; a split of size 0 is warned about). Python or numpy
+            numbers; nothing is truncated (``2.5`` samples is an error, not 2).
+        seed: the permutation is a pure function of ``(seed, n)``; ``None`` (and no
+            ``generator``) means 0, so a split is the same in every run.
+        generator: a ``torch.Generator``, as in PyTorch: it means
+            ``seed=generator.initial_seed()`` (its current state is not used). Passed as the
+            third positional argument, as torch scripts do, it is taken as the generator.
+
+    Returns:
+        One :class:`Subset` per length. The same ``seed`` gives the same split here in every
+        run, but not the split torch's ``randperm`` gives for that seed.
 
     Raises:
-        ValueError: the lengths do not sum to ``n`` (or the fractions to 1),
-            or a length is negative.
+        ValueError: the lengths do not sum to ``n`` (nor to 1), or a length is negative, or
+            a size is not a whole number; or both ``seed`` and ``generator``.
+        TypeError: a length is not a number; ``generator`` is not a ``torch.Generator``.
     """
-    seed = check_seed(seed)
+    if generator is None and seed is not None and type(seed).__module__.split(".")[0] == "torch":
+        seed, generator = None, seed  # random_split(ds, lengths, torch.Generator()...) as in torch
+    resolved = (
+        0 if seed is None and generator is None else resolve_seed(seed, generator, owner="random_split")
+    )
     n = len(dataset)
     sizes = _split_sizes(lengths, n)
-    order = derive_rng(seed, Stream.SPLIT).permutation(n)
+    order = derive_rng(resolved, Stream.SPLIT).permutation(n)
     bounds = np.cumsum([0, *sizes])
     return [Subset(dataset, order[bounds[k] : bounds[k + 1]]) for k in range(len(sizes))]
 
 
 def _split_sizes(lengths: Sequence[int | float], n: int) -> list[int]:
-    values = list(lengths)
+    values: list[int | float] = []
+    for position, v in enumerate(lengths):
+        name = f"random_split lengths[{position}]"
+        if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+            values.append(
+                check_int(
+                    v, name, hint="lengths are sizes summing to the dataset length, or fractions summing to 1"
+                )
+            )
+        else:
+            values.append(
+                check_float(
+                    v,
+                    name,
+                    minimum=0,
+                    hint="lengths are sizes summing to the dataset length, or fractions summing to 1",
+                )
+            )
     if not values:
-        raise ValueError("random_split needs at least one length")
-    if any(v < 0 for v in values):
-        raise ValueError(f"random_split lengths must be non-negative, got {values}")
-    all_fractions = all(isinstance(v, float) for v in values)
-    if all_fractions and math.isclose(sum(values), 1.0) and sum(values) <= 1 + 1e-9:
+        raise ValueError("random_split needs at least one length, e.g. [0.8, 0.2] or [800, 200]")
+    total = sum(values)
+    if math.isclose(total, 1.0) and total <= 1:  # fractions (torch's test, whatever the number type)
         sizes = [math.floor(n * f) for f in values]
         for k in range(n - sum(sizes)):
             sizes[k % len(sizes)] += 1
+        for position, size in enumerate(sizes):
+            if size == 0:
+                warnings.warn(
+                    f"random_split: split {position} of {values} is empty ({n} samples); "
+                    "this might give an empty dataset",
+                    stacklevel=3,
+                )
         return sizes
-    if any(isinstance(v, float) and not float(v).is_integer() for v in values):
+    if any(isinstance(v, float) and not v.is_integer() for v in values):
         raise ValueError(
-            f"random_split fractions must sum to 1, got {values} (sum {sum(values)}); "
-            "pass fractions like [0.8, 0.2] or integer sizes summing to the dataset length"
+            f"random_split lengths must be whole sizes summing to the dataset length {n} or "
+            f"fractions summing to 1, got {list(lengths)} (sum {total}); pass fractions like "
+            "[0.8, 0.2] or integer sizes"
         )
-    sizes = [int(v) for v in values]
+    sizes = [int(v) for v in values]  # whole numbers: nothing is truncated
     if sum(sizes) != n:
         raise ValueError(
             f"random_split lengths must sum to the dataset length {n}, got {sizes} "

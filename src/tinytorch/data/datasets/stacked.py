@@ -24,7 +24,9 @@ class StackedSamples(Sequence[Any]):
     Build with :meth:`of_tuples`, :meth:`of_dicts` or :meth:`of_arrays`.
     ``collated()`` is exactly what ``default_collate`` would return for
     ``list(self)``: a list of columns for tuple samples (PyTorch's rule), a dict
-    for dict samples, an array for array samples.
+    for dict samples, an array for array samples. A column may itself be a
+    ``StackedSamples`` (samples nesting another dataset's samples, as
+    :class:`~tinytorch.data.datasets.stack.StackDataset` makes); it is collated in turn.
     """
 
     __slots__ = ("_columns", "_kind", "_length")
@@ -62,9 +64,9 @@ class StackedSamples(Sequence[Any]):
     def collated(self) -> Any:
         """The batch as ``default_collate`` would build it from the samples."""
         if self._kind == "tuple":
-            return list(self._columns)
+            return [_collated(c) for c in self._columns]
         if self._kind == "dict":
-            return dict(self._columns)
+            return {k: _collated(c) for k, c in self._columns.items()}
         return self._columns
 
     def map_columns(self, fn: Any) -> StackedSamples:
@@ -92,6 +94,10 @@ class StackedSamples(Sequence[Any]):
 
     def __repr__(self) -> str:
         return f"StackedSamples(kind={self._kind!r}, length={self._length})"
+
+
+def _collated(column: Any) -> Any:
+    return column.collated() if isinstance(column, StackedSamples) else column
 
 
 def _common_length(columns: Sequence[Any]) -> int:

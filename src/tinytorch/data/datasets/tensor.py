@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from tinytorch.data.datasets.base import Dataset
-from tinytorch.data.datasets.indexing import check_index, check_indices
+from tinytorch.data.datasets.indexing import check_index, check_indices, is_index_list
 from tinytorch.data.datasets.stacked import StackedSamples
 
 __all__ = ["TensorDataset"]
@@ -23,9 +23,10 @@ class TensorDataset(Dataset[tuple[Any, ...]]):
             ``numpy.asarray`` takes without copying where it can), each with at
             least one dimension and the same length along axis 0.
 
-    ``__getitems__`` reads a whole batch with one fancy-indexing operation per
-    array and returns :class:`StackedSamples`, so ``default_collate`` has
-    nothing left to do.
+    ``ds[i]`` is one sample; as in PyTorch, ``ds[2:5]``, ``ds[[3, 1]]`` or a boolean
+    mask give the tuple of those rows of every array. ``__getitems__`` reads a whole batch
+    with one fancy-indexing operation per array and returns :class:`StackedSamples`, so
+    ``default_collate`` has nothing left to do.
 
     Raises:
         ValueError: no arrays, a 0-d array, or arrays of different lengths.
@@ -34,7 +35,7 @@ class TensorDataset(Dataset[tuple[Any, ...]]):
     def __init__(self, *arrays: ArrayLike) -> None:
         if not arrays:
             raise ValueError("TensorDataset needs at least one array, e.g. TensorDataset(x, y)")
-        converted = [np.asarray(a) for a in arrays]
+        converted = [_as_array(a, position) for position, a in enumerate(arrays)]
         for position, a in enumerate(converted):
             if a.ndim == 0:
                 raise ValueError(
@@ -54,7 +55,12 @@ class TensorDataset(Dataset[tuple[Any, ...]]):
     def __len__(self) -> int:
         return self._length
 
-    def __getitem__(self, index: int) -> tuple[Any, ...]:
+    def __getitem__(self, index: Any) -> tuple[Any, ...]:
+        if isinstance(index, slice):
+            return tuple(a[index] for a in self.arrays)
+        if is_index_list(index):
+            idx = check_indices(index, self._length, owner="TensorDataset")
+            return tuple(np.take(a, idx, axis=0) for a in self.arrays)
         i = check_index(index, self._length, owner="TensorDataset")
         return tuple(a[i] for a in self.arrays)
 
@@ -65,3 +71,15 @@ class TensorDataset(Dataset[tuple[Any, ...]]):
     def __repr__(self) -> str:
         shapes = ", ".join(f"{a.shape} {a.dtype}" for a in self.arrays)
         return f"TensorDataset({shapes})"
+
+
+def _as_array(a: ArrayLike, position: int) -> np.ndarray[Any, Any]:
+    try:
+        return np.asarray(a)
+    except TypeError as e:  # e.g. a bfloat16 tensor: numpy has no such dtype
+        raise TypeError(
+            f"TensorDataset array {position} ({type(a).__name__} of dtype "
+            f"{getattr(a, 'dtype', '?')}) cannot be held as a numpy array: {e}. Convert it "
+            "first (e.g. tensor.float()), or return it from your own Dataset's __getitem__: "
+            "default_collate stacks torch tensors with torch.stack"
+        ) from e

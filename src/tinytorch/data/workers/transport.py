@@ -16,20 +16,30 @@ the consumer keeps is therefore never overwritten; a block is reused only when n
 to it any more. Memory is returned to the system when both sides have closed their mappings,
 at the latest when the processes exit.
 
+Every numpy dtype travels as itself (the layout carries the ``numpy.dtype``, not its string, so
+structured and subarray fields, byte order and datetime units survive), and so do torch CPU
+tensors: :func:`flatten` takes each tensor out as a numpy view of its memory (a dtype numpy
+lacks, such as bfloat16, as the integers of its width) and :func:`unflatten` rebuilds it with
+``torch.from_numpy``, so tensor batches also travel in shared memory and never through torch's
+own sharing (file descriptors per tensor). torch is never imported here unless a batch holds a
+tensor.
+
 Where ``os.memfd_create`` does not exist (macOS, Windows), batches are pickled instead.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
 import mmap
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -59,11 +69,24 @@ class _Leaf:
 
 
 @dataclass(frozen=True)
+class _TensorLeaf:
+    """A torch tensor moved as the numpy array ``index``.
+
+    ``dtype`` is the tensor's dtype name (``"bfloat16"``); ``raw``: the array holds the
+    tensor's bytes as integers of the same width (numpy has no such dtype).
+    """
+
+    index: int
+    dtype: str
+    raw: bool
+
+
+@dataclass(frozen=True)
 class ArraySpec:
-    """Where one array lies in a block: byte ``offset``, ``dtype`` string and ``shape``."""
+    """Where one array lies in a block: byte ``offset``, ``dtype`` and ``shape``."""
 
     offset: int
-    dtype: str
+    dtype: np.dtype[Any]
     shape: tuple[int, ...]
 
 
@@ -74,10 +97,13 @@ class Packed:
     Attributes:
         structure: the batch with arrays replaced by placeholders (pickled when sent).
         block: id of the worker's block holding the arrays, or ``None`` when the batch is
-            inline (``structure`` then holds the arrays themselves).
-        specs: layout of each array in the block.
+            inline: its arrays are then laid out in ``inline``, which travels in the message.
+        specs: layout of each array in the block (or in ``inline``).
         nbytes: bytes of the block used by this batch.
         new_block_size: set when the block is new: its size; its file descriptor follows.
+        inline: the bytes of an inline batch's arrays. Raw bytes, not pickled arrays: numpy
+            pickles a non-native byte order array as a native one with pickle's default
+            protocol (what ``Connection.send`` uses), so the dtype would not survive.
     """
 
     structure: Any
@@ -85,27 +111,96 @@ class Packed:
     specs: tuple[ArraySpec, ...]
     nbytes: int
     new_block_size: int | None = None
+    inline: bytearray | None = None
 
 
 def _map_containers(obj: Any, fn: Any) -> Any:
-    """``obj`` rebuilt with ``fn`` applied to each child when it is a container (namedtuple,
-    list, tuple, mapping: the same type where possible), else ``obj`` itself."""
+    """``obj`` rebuilt with ``fn(key, child)`` applied to each child when it is a container
+    (namedtuple, list, tuple, mapping: the same type where possible), else ``obj`` itself."""
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):
-        return type(obj)(*(fn(x) for x in obj))
+        return type(obj)(*(fn(i, x) for i, x in enumerate(obj)))
     if isinstance(obj, (list, tuple)):
-        return type(obj)(fn(x) for x in obj)
+        return type(obj)(fn(i, x) for i, x in enumerate(obj))
     if isinstance(obj, Mapping):
-        items = {k: fn(v) for k, v in obj.items()}
+        items = {k: fn(k, v) for k, v in obj.items()}
         return items if type(obj) is dict else _rebuild_mapping(obj, items)
     return obj
 
 
-def flatten(batch: Any, arrays: list[np.ndarray[Any, Any]]) -> Any:
-    """``batch`` with each numeric numpy array moved to ``arrays`` and replaced by a placeholder."""
-    if isinstance(batch, np.ndarray) and batch.dtype.kind in "biufcmMV" and not batch.dtype.hasobject:
+TensorMode = Literal["arrays", "send", "keep"]
+
+
+def flatten(batch: Any, arrays: list[Any], *, tensors: TensorMode = "arrays") -> Any:
+    """``batch`` with each array moved to ``arrays`` and replaced by a placeholder.
+
+    Numeric, string, bytes, datetime and structured numpy arrays (``ndarray`` and
+    ``memmap``; not object arrays, nor subclasses such as masked arrays, which stay in the
+    structure) are moved. torch CPU tensors with a strided layout are moved too: with
+    ``tensors="arrays"`` as numpy views of their memory (detached), with ``tensors="send"``
+    the same but refusing a tensor that requires grad, with ``tensors="keep"`` as the tensors
+    themselves. Other tensors (CUDA, sparse, quantized, subclasses) stay in the structure.
+
+    Raises:
+        RuntimeError: ``tensors="send"`` and a tensor requires grad (the message names its
+            field): its autograd graph cannot leave the worker process (torch's workers
+            raise a ``RuntimeError`` there too).
+    """
+    kind = type(batch)
+    if kind is np.ndarray or kind is np.memmap:
+        if batch.dtype.hasobject:
+            return batch
         arrays.append(batch)
         return _Leaf(len(arrays) - 1)
-    return _map_containers(batch, lambda x: flatten(x, arrays))
+    torch = sys.modules.get("torch")
+    if torch is not None and kind is torch.Tensor:
+        return _flatten_tensor(torch, batch, arrays, tensors)
+
+    def child(key: Any, x: Any) -> Any:
+        try:
+            return flatten(x, arrays, tensors=tensors)
+        except _RequiresGradError as e:  # the field's path is built on the way out only
+            e.path.insert(0, key)
+            raise
+
+    return _map_containers(batch, child)
+
+
+class _RequiresGradError(RuntimeError):
+    def __init__(self, path: list[Any] | None = None) -> None:
+        super().__init__()
+        self.path: list[Any] = path or []
+
+    def __reduce__(self) -> Any:  # the path travels with the error from the worker
+        return type(self), (list(self.path),)
+
+    def __str__(self) -> str:
+        field = "field " + "".join(f"[{p!r}]" for p in self.path) if self.path else "the batch"
+        return (
+            f"{field} is a tensor that requires grad; its autograd graph cannot leave a worker "
+            "process. Fix: return tensor.detach() from the dataset, or use worker_type='thread' "
+            "or num_workers=0 to keep the graph"
+        )
+
+
+def _flatten_tensor(torch: Any, tensor: Any, arrays: list[Any], mode: TensorMode) -> Any:
+    if tensor.device.type != "cpu" or tensor.layout != torch.strided or tensor.is_quantized:
+        return tensor
+    if mode == "keep":
+        arrays.append(tensor)
+        return _Leaf(len(arrays) - 1)
+    if mode == "send" and tensor.requires_grad:
+        raise _RequiresGradError
+    plain = tensor.detach().resolve_conj().resolve_neg()
+    raw = False
+    try:
+        view = plain.numpy()
+    except TypeError:  # a dtype numpy lacks (bfloat16, float8...): its bytes as integers
+        integer = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}.get(plain.element_size())
+        if integer is None:
+            return tensor
+        view, raw = plain.view(integer).numpy(), True
+    arrays.append(view)
+    return _TensorLeaf(len(arrays) - 1, str(tensor.dtype).removeprefix("torch."), raw)
 
 
 def _rebuild_mapping(original: Mapping[Any, Any], items: dict[Any, Any]) -> Any:
@@ -131,10 +226,20 @@ def batch_footprint(batch: Any) -> tuple[int, int]:
 
 
 def unflatten(structure: Any, arrays: list[Any]) -> Any:
-    """Inverse of :func:`flatten`."""
+    """Inverse of :func:`flatten`: tensors taken out as arrays come back as tensors viewing them."""
     if isinstance(structure, _Leaf):
         return arrays[structure.index]
-    return _map_containers(structure, lambda x: unflatten(x, arrays))
+    if isinstance(structure, _TensorLeaf):
+        return _rebuild_tensor(structure, arrays[structure.index])
+    return _map_containers(structure, lambda _, x: unflatten(x, arrays))
+
+
+def _rebuild_tensor(leaf: _TensorLeaf, array: Any) -> Any:
+    torch = sys.modules.get("torch") or importlib.import_module("torch")  # a tensor was sent: torch exists
+    if not isinstance(array, np.ndarray):  # already a tensor (tensors="keep", or converted)
+        return array
+    tensor = torch.from_numpy(array)
+    return tensor.view(getattr(torch, leaf.dtype)) if leaf.raw else tensor
 
 
 def _aligned(offset: int) -> int:
@@ -144,7 +249,7 @@ def _aligned(offset: int) -> int:
 def _layout(arrays: list[np.ndarray[Any, Any]]) -> tuple[tuple[ArraySpec, ...], int]:
     specs, offset = [], 0
     for a in arrays:
-        specs.append(ArraySpec(offset, a.dtype.str, a.shape))
+        specs.append(ArraySpec(offset, a.dtype, a.shape))
         offset = _aligned(offset + a.nbytes)
     return tuple(specs), offset
 
@@ -199,18 +304,19 @@ class BlockWriter:
         """The message for ``batch``, its arrays in one block; for a block the consumer has not
         mapped yet, also its file descriptor (which the caller sends and then closes)."""
         arrays: list[np.ndarray[Any, Any]] = []
-        structure = flatten(batch, arrays)
+        structure = flatten(batch, arrays, tensors="send")
         try:
-            return self._pack(batch, structure, arrays)
+            return self._pack(structure, arrays)
         finally:
             self.begin()
 
-    def _pack(
-        self, batch: Any, structure: Any, arrays: list[np.ndarray[Any, Any]]
-    ) -> tuple[Packed, int | None]:
+    def _pack(self, structure: Any, arrays: list[np.ndarray[Any, Any]]) -> tuple[Packed, int | None]:
         specs, nbytes = _layout(arrays)
         if nbytes < INLINE_BYTES or not shared_memory_supported():
-            return Packed(batch, None, (), 0), None
+            payload = bytearray(nbytes)
+            for spec, a in zip(specs, arrays, strict=True):
+                _array_in(payload, spec)[...] = a
+            return Packed(structure, None, specs, nbytes, inline=payload), None
         placed = [self._locate(a) for a in arrays]
         weights: dict[int, int] = {}
         for a, where in zip(arrays, placed, strict=True):
@@ -245,7 +351,7 @@ class BlockWriter:
                     return None
                 self._view(main, offset, a.shape, a.dtype)[...] = a
                 tail = offset + a.nbytes
-            specs.append(ArraySpec(offset, a.dtype.str, a.shape))
+            specs.append(ArraySpec(offset, a.dtype, a.shape))
             end = max(end, offset + a.nbytes)
         del self._lent[main]
         return self._packed(structure, main, tuple(specs), end)
@@ -325,14 +431,12 @@ class BlockReader:
     def read(self, worker_id: int, packed: Packed) -> Any:
         """The batch of ``packed``; its arrays view the block until they are garbage."""
         if packed.block is None:
-            return packed.structure
+            payload = packed.inline if packed.inline is not None else bytearray()
+            return unflatten(packed.structure, [_array_in(payload, s) for s in packed.specs])
         buffer = self._maps[(worker_id, packed.block)]
         base = np.frombuffer(buffer, dtype=np.uint8, count=packed.nbytes)
         weakref.finalize(base, self._release, worker_id, packed.block)
-        arrays = [
-            base[s.offset : s.offset + _nbytes(s)].view(np.dtype(s.dtype)).reshape(s.shape)
-            for s in packed.specs
-        ]
+        arrays = [base[s.offset : s.offset + _nbytes(s)].view(s.dtype).reshape(s.shape) for s in packed.specs]
         return unflatten(packed.structure, arrays)
 
     def discard(self, worker_id: int, packed: Packed) -> None:
@@ -358,5 +462,12 @@ class BlockReader:
         self._maps.clear()
 
 
+def _array_in(buffer: bytearray, spec: ArraySpec) -> np.ndarray[Any, Any]:
+    """The array ``spec`` describes in ``buffer`` (a view: writable, no copy)."""
+    count = math.prod(spec.shape)
+    flat: np.ndarray[Any, Any] = np.frombuffer(buffer, dtype=spec.dtype, count=count, offset=spec.offset)
+    return flat.reshape(spec.shape)
+
+
 def _nbytes(spec: ArraySpec) -> int:
-    return math.prod(spec.shape) * np.dtype(spec.dtype).itemsize
+    return math.prod(spec.shape) * spec.dtype.itemsize
