@@ -13,6 +13,7 @@ from tinytorch.data.collate.default import CollateError, default_collate, defaul
 from tinytorch.data.datasets.base import Dataset, IterableDataset
 from tinytorch.data.datasets.cifar import CIFAR10Dataset, CIFAR100Dataset
 from tinytorch.data.datasets.combine import ConcatDataset, Subset, random_split
+from tinytorch.data.datasets.image_folder import ImageFolder, SkippedImageWarning
 from tinytorch.data.datasets.packed import PackedSequence
 from tinytorch.data.datasets.sharded import ShardedDataset, write_shards
 from tinytorch.data.datasets.stacked import StackedSamples
@@ -30,6 +31,7 @@ from tinytorch.data.sampling.samplers import (
 from tinytorch.data.sampling.windowed import WindowedShuffleSampler, windowed_order
 from tinytorch.data.seeding import BatchContext, get_batch_context
 from tinytorch.data.storage.cifar_format import CorruptDatasetError
+from tinytorch.data.storage.decode import ImageDecodeError, ImageTooLargeError, decode_image, read_image
 from tinytorch.data.storage.download import ChecksumError, DownloadError
 from tinytorch.data.storage.extract import UnsafeArchiveError
 from tinytorch.data.storage.shards import ShardError
@@ -62,6 +64,9 @@ __all__ = [
     "Dataset",
     "DownloadError",
     "ForbiddenPickleError",
+    "ImageDecodeError",
+    "ImageFolder",
+    "ImageTooLargeError",
     "IndexShuffleSampler",
     "InsufficientSharedMemoryError",
     "IterableDataset",
@@ -76,6 +81,7 @@ __all__ = [
     "SequentialSampler",
     "ShardError",
     "ShardedDataset",
+    "SkippedImageWarning",
     "StackedSamples",
     "Subset",
     "SubsetRandomSampler",
@@ -90,11 +96,13 @@ __all__ = [
     "WorkerInfo",
     "WorkerStartError",
     "WorkerTimeoutError",
+    "decode_image",
     "default_collate",
     "default_convert",
     "get_batch_context",
     "get_worker_info",
     "random_split",
+    "read_image",
     "windowed_order",
     "write_shards",
 ]

@@ -147,6 +147,8 @@ class BatchContext:
     position: int | None = None
     sample_transform_seconds: float = 0.0
     """Time spent in per-sample transforms of this batch (statistics; see fetch/timing.py)."""
+    skipped: int = 0
+    """Samples the dataset left out of this batch (``ImageFolder(on_error="skip")``; statistics)."""
 
     @property
     def rng(self) -> np.random.Generator:

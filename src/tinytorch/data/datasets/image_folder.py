@@ -1,0 +1,427 @@
+"""``ImageFolder``: a folder of image files, one sub-folder per class (torchvision's layout).
+
+::
+
+    root/cat/001.jpg      -> (image, 0)
+    root/cat/x/002.png    -> (image, 0)    sub-folders of a class belong to it
+    root/dog/003.jpeg     -> (image, 1)
+
+The listing follows torchvision's ``find_classes`` and ``make_dataset`` exactly (same classes,
+same indices, same file order, same errors), so a torch script switches by changing its import.
+What differs is the read path: a batch's files are read and decoded in the dataset's own thread
+pool with the GIL released (:mod:`tinytorch.data.storage.decode`: simplejpeg for JPEG, Pillow
+for the rest), and a batch of images of one size comes back stacked, so ``default_collate`` has
+nothing left to do. Paths are stored packed (no Python object per file, so forked workers keep
+sharing them) and ``targets`` is an int64 array.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tinytorch.data.datasets.base import Dataset, timed_sample_transform
+from tinytorch.data.datasets.indexing import check_index, check_indices
+from tinytorch.data.datasets.packed import PackedSequence
+from tinytorch.data.datasets.stacked import StackedSamples
+from tinytorch.data.datasets.thread_map import ThreadMap, default_num_threads
+from tinytorch.data.seeding import get_batch_context
+from tinytorch.data.storage.decode import (
+    IMG_EXTENSIONS,
+    MAX_IMAGE_PIXELS,
+    DecoderName,
+    ImageDecodeError,
+    ImageDecoder,
+    image_to_chw,
+    read_file,
+)
+from tinytorch.data.validate import check_int
+
+__all__ = ["ImageFolder", "SkippedImageWarning", "find_classes", "make_dataset"]
+
+OnError = Literal["raise", "skip"]
+
+
+class SkippedImageWarning(UserWarning):
+    """A file that could not be decoded was left out of its batch (``on_error="skip"``)."""
+
+
+def find_classes(directory: str | os.PathLike[str]) -> tuple[list[str], dict[str, int]]:
+    """The class folders of ``directory``, sorted, and their indices (torchvision's rule).
+
+    Raises:
+        FileNotFoundError: ``directory`` does not exist or has no sub-folder.
+    """
+    try:
+        classes = sorted(entry.name for entry in os.scandir(directory) if entry.is_dir())
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{directory} does not exist; ImageFolder(root=...) takes a folder with one sub-folder per class"
+        ) from None
+    if not classes:
+        raise FileNotFoundError(
+            f"Couldn't find any class folder in {directory}. ImageFolder expects root/<class>/<image> "
+            "(e.g. root/cat/001.jpg, root/dog/002.jpg)"
+        )
+    return classes, {name: i for i, name in enumerate(classes)}
+
+
+def make_dataset(
+    directory: str | os.PathLike[str],
+    class_to_idx: dict[str, int],
+    extensions: str | tuple[str, ...] | None = None,
+    is_valid_file: Callable[[str], bool] | None = None,
+    allow_empty: bool = False,
+) -> list[tuple[str, int]]:
+    """``(path, class_index)`` for every valid file, in torchvision's order.
+
+    Classes in sorted order; within a class, ``os.walk`` (following links) with the
+    ``(dirpath, dirnames, filenames)`` tuples sorted and the file names sorted; a file is valid
+    when its lower-cased name ends with one of ``extensions`` or ``is_valid_file(path)`` says
+    so (exactly one of the two must be given).
+
+    Raises:
+        ValueError: ``class_to_idx`` is empty, or not exactly one of ``extensions`` and
+            ``is_valid_file`` is given.
+        FileNotFoundError: a class has no valid file and ``allow_empty`` is False; the message
+            names the classes ("Found no valid file for the classes ...", as torchvision's).
+    """
+    directory = os.path.expanduser(directory)
+    if not class_to_idx:
+        raise ValueError("'class_to_index' must have at least one entry to collect any samples.")
+    if (extensions is None) == (is_valid_file is None):
+        raise ValueError("Both extensions and is_valid_file cannot be None or not None at the same time")
+    if extensions is not None:
+        valid = _suffix_check(extensions if isinstance(extensions, str) else tuple(extensions))
+    else:
+        assert is_valid_file is not None
+        valid = is_valid_file
+    instances: list[tuple[str, int]] = []
+    found: set[str] = set()
+    for target_class in sorted(class_to_idx):
+        class_index = class_to_idx[target_class]
+        target_dir = os.path.join(directory, target_class)
+        if not os.path.isdir(target_dir):
+            continue
+        for root, _, fnames in sorted(os.walk(target_dir, followlinks=True)):
+            for fname in sorted(fnames):
+                path = os.path.join(root, fname)
+                if valid(path):
+                    instances.append((path, class_index))
+                    found.add(target_class)
+    empty = set(class_to_idx) - found
+    if empty and not allow_empty:
+        message = f"Found no valid file for the classes {', '.join(sorted(empty))}. "
+        if extensions is not None:
+            shown = extensions if isinstance(extensions, str) else ", ".join(extensions)
+            message += f"Supported extensions are: {shown}"
+        message += (
+            " (add image files to those folders, remove them, or pass allow_empty=True to keep "
+            "them as classes without samples)"
+        )
+        raise FileNotFoundError(message)
+    return instances
+
+
+def _suffix_check(suffixes: str | tuple[str, ...]) -> Callable[[str], bool]:
+    def valid(path: str) -> bool:
+        return path.lower().endswith(suffixes)
+
+    return valid
+
+
+class ImageFolder(Dataset[tuple[Any, Any]]):
+    """Images in ``root/<class>/**/<file>``, labelled by class folder (torchvision's ``ImageFolder``).
+
+    Args:
+        root: the folder of class folders.
+        transform: applied to each image ``(3, H, W)`` uint8 (per sample, in the loading
+            thread, with the sample's generator from :func:`get_batch_context`), as in torchvision.
+            For a vectorized pipeline, leave it ``None`` and give the loader a
+            ``batch_transform`` instead.
+        target_transform: applied to each label (an ``int``).
+        loader: ``loader(path) -> image`` replaces the built-in decoder. It may return a PIL
+            image (converted to an array as it is: its mode is the loader's choice, e.g.
+            torchvision's ``pil_loader`` gives RGB) or a ``(C, H, W)`` array / tensor. It is
+            called from the decode threads, so it must be thread-safe (``num_threads=0``
+            calls it in the loading thread). ``decode_size``, ``max_pixels`` and ``decoder``
+            do not apply to it.
+        is_valid_file: ``f(path) -> bool`` selects the files instead of ``extensions``.
+        allow_empty: keep class folders with no valid file (torchvision raises by default).
+        extensions: lower-case suffixes of the files to list; default
+            :data:`~tinytorch.data.storage.decode.IMG_EXTENSIONS` (torchvision's), or none
+            when ``is_valid_file`` is given.
+        decoder: ``"auto"`` (simplejpeg for JPEG when installed, else Pillow), ``"simplejpeg"``
+            or ``"pillow"`` (exactly torchvision's default loader): see
+            :mod:`tinytorch.data.storage.decode` for what each returns.
+        decode_size: ``h`` or ``(h, w)``: JPEGs may decode at 1/2, 1/4 or 1/8 scale, the smallest
+            still at least ``h x w`` (e.g. the output size of a later ``Resize`` or
+            ``RandomResizedCrop``): much faster for large photos, not the same pixels as a full
+            decode followed by a resize. ``None`` (default): full size.
+        max_pixels: images with more pixels are refused (decompression bombs); ``None``: no limit.
+        on_error: what a file that cannot be read or decoded does in a batch read
+            (``__getitems__``): ``"raise"`` (default) raises :class:`ImageDecodeError` naming the
+            file and the sample index; ``"skip"`` leaves the sample out, so the batch is shorter
+            (never filled with another sample), warns with :class:`SkippedImageWarning` and adds
+            the count to the batch context's ``skipped`` (the loader's statistics). ``ds[i]``
+            always raises: a single sample cannot be skipped.
+        num_threads: decode threads of this dataset (``None``: the CPUs available, at most 8;
+            ``0`` or ``1``: decode in the calling thread). Started at the first batch read, stopped
+            by :meth:`close` (or ``with``, or garbage collection); never pickled to workers.
+
+    Attributes:
+        classes: class names, sorted. ``class_to_idx``: name -> index.
+        samples / imgs: ``[(path, class_index), ...]`` in file order (built on first use;
+            assigning a new list re-labels the dataset, as with torchvision).
+        targets: ``(N,)`` int64 class indices.
+
+    ``ds[i]`` is ``(image, target)``: image ``(3, H, W)`` uint8 RGB (channels first, R, G, B;
+    a view of the decoder's channels-last buffer), target ``int``. ``ds.__getitems__(indices)``
+    decodes the files in parallel and returns :class:`StackedSamples` (images
+    ``(N, 3, H, W)`` uint8, targets ``(N,)`` int64) when all images share a shape and no
+    ``target_transform`` is set, else a list of ``(image, target)``. Decoding uses no random
+    numbers: a batch's bytes depend only on the files and the settings, never on
+    ``num_threads`` or the loader's workers.
+
+    Raises:
+        FileNotFoundError: ``root`` missing or without class folders, or a class without valid
+            files (unless ``allow_empty``).
+        ValueError: bad arguments; an extension Pillow cannot decode (without ``loader``).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        transform: Callable[[Any], Any] | None = None,
+        target_transform: Callable[[Any], Any] | None = None,
+        loader: Callable[[str], Any] | None = None,
+        is_valid_file: Callable[[str], bool] | None = None,
+        allow_empty: bool = False,
+        *,
+        extensions: str | Iterable[str] | None = None,
+        decoder: DecoderName = "auto",
+        decode_size: int | tuple[int, int] | None = None,
+        max_pixels: int | None = MAX_IMAGE_PIXELS,
+        on_error: OnError = "raise",
+        num_threads: int | None = None,
+    ) -> None:
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if extensions is None and is_valid_file is None:
+            extensions = IMG_EXTENSIONS
+        suffixes = _check_extensions(extensions, decodable=loader is None)
+        self.root = os.path.expanduser(os.fspath(root))
+        self.transform = transform
+        self.target_transform = target_transform
+        self.loader = loader
+        self.extensions = suffixes
+        self.on_error: OnError = on_error
+        self.decode = ImageDecoder.resolve(decoder, decode_size, max_pixels) if loader is None else None
+        threads = default_num_threads() if num_threads is None else check_int(num_threads, "num_threads")
+        self.classes, self.class_to_idx = find_classes(self.root)
+        self.samples = make_dataset(
+            self.root, self.class_to_idx, suffixes, is_valid_file=is_valid_file, allow_empty=allow_empty
+        )
+        self._threads = ThreadMap(threads)
+
+    _samples: list[tuple[str, int]] | None
+    _paths: PackedSequence
+    targets: NDArray[np.int64]
+
+    # -- torchvision's attributes -------------------------------------------------------
+
+    @property
+    def samples(self) -> list[tuple[str, int]]:
+        """``[(path, class_index), ...]``; built on first use, then kept."""
+        if self._samples is None:
+            self._samples = list(zip(self._paths, self.targets.tolist(), strict=True))
+        return self._samples
+
+    @samples.setter
+    def samples(self, samples: Sequence[tuple[str, int]]) -> None:
+        pairs = [(os.fspath(p), int(t)) for p, t in samples]
+        self._paths = PackedSequence([p for p, _ in pairs])
+        self.targets = np.array([t for _, t in pairs], dtype=np.int64)
+        self._samples = None
+
+    @property
+    def imgs(self) -> list[tuple[str, int]]:
+        """The same list as :attr:`samples` (torchvision's older name)."""
+        return self.samples
+
+    @imgs.setter
+    def imgs(self, samples: Sequence[tuple[str, int]]) -> None:
+        self.samples = samples
+
+    @property
+    def num_threads(self) -> int:
+        """Decode threads (``0``/``1``: the calling thread decodes)."""
+        return self._threads.num_threads
+
+    # -- reading --------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        i = check_index(index, len(self), owner="ImageFolder")
+        image = self._load(self._paths[i])
+        if isinstance(image, ImageDecodeError):
+            raise _with_index(image, i)
+        return self._sample(image, int(self.targets[i]))
+
+    def __getitems__(self, indices: Sequence[int] | NDArray[np.integer]) -> Any:
+        """Read a batch: files decoded in parallel, in order; see the class docs for the result.
+
+        Raises:
+            ImageDecodeError: with ``on_error="raise"``, for the first file of the batch (in
+                batch order) that cannot be read or decoded; names the file and sample index.
+        """
+        idx = check_indices(indices, len(self), owner="ImageFolder")
+        paths = [self._paths[i] for i in idx.tolist()]
+        images = self._threads.map(self._load, paths)
+        keep = [p for p, image in enumerate(images) if not isinstance(image, ImageDecodeError)]
+        if len(keep) < len(images):
+            images, idx = self._drop_failures(images, idx, keep)
+        targets = self.targets[idx]
+        if self.transform is not None:
+            images = self._per_sample(self.transform, images, keep)
+        if self.target_transform is not None:
+            labels = self._per_sample(self.target_transform, targets.tolist(), keep)
+            return list(zip(images, labels, strict=True))
+        stacked = _stack_if_uniform(images)
+        if stacked is not None:
+            return StackedSamples.of_tuples([stacked, targets])
+        return list(zip(images, targets.tolist(), strict=True))
+
+    def _load(self, path: str) -> Any:
+        """One file's image, or the :class:`ImageDecodeError` it raised (runs in the decode threads)."""
+        try:
+            if self.loader is not None:
+                return image_to_chw(self.loader(path), path)
+            assert self.decode is not None
+            return self.decode(read_file(path), path)
+        except ImageDecodeError as e:
+            return e
+        except Exception as e:  # a user loader's failure, e.g. PIL's UnidentifiedImageError
+            if self.loader is None:
+                raise
+            error = ImageDecodeError(f"the loader failed on {path}: {type(e).__name__}: {e}", path=path)
+            error.__cause__ = e
+            return error
+
+    def _drop_failures(
+        self, images: list[Any], idx: NDArray[np.intp], keep: list[int]
+    ) -> tuple[list[Any], NDArray[np.intp]]:
+        failures = [(p, image) for p, image in enumerate(images) if isinstance(image, ImageDecodeError)]
+        if self.on_error == "raise":
+            position, error = failures[0]
+            raise _with_index(error, int(idx[position]))
+        for position, error in failures:
+            warnings.warn(f"skipped sample {int(idx[position])}: {error}", SkippedImageWarning, stacklevel=3)
+        context = get_batch_context()
+        if context is not None:
+            context.skipped += len(failures)
+        return [images[p] for p in keep], idx[keep]
+
+    def _per_sample(self, fn: Callable[[Any], Any], values: list[Any], positions: list[int]) -> list[Any]:
+        """``fn`` per value, each in its sample's batch context (position in the requested batch)."""
+        context = get_batch_context()
+        if context is None or context.position is not None:
+            return [fn(v) for v in values]
+        out = []
+        try:
+            for position, value in zip(positions, values, strict=True):
+                context.position = position  # a skipped sample does not shift the others' randomness
+                out.append(timed_sample_transform(fn, value))
+        finally:
+            context.position = None
+        return out
+
+    def _sample(self, image: Any, target: int) -> tuple[Any, Any]:
+        if self.transform is not None:
+            image = timed_sample_transform(self.transform, image)
+        if self.target_transform is not None:
+            target = timed_sample_transform(self.target_transform, target)
+        return image, target
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the decode threads (they restart if the dataset is read again)."""
+        self._threads.close()
+
+    def __enter__(self) -> ImageFolder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_samples"] = None  # rebuilt on demand; the packed paths travel instead
+        return state
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageFolder(root={self.root!r}, {len(self)} images, {len(self.classes)} classes, "
+            f"decoder={'loader' if self.decode is None else self.decode.decoder!r}, "
+            f"num_threads={self.num_threads})"
+        )
+
+
+def _with_index(error: ImageDecodeError, index: int) -> ImageDecodeError:
+    """The same error, its message starting with the sample index."""
+    out = type(error)(f"sample {index}: {error}", path=error.path, index=index)
+    out.__cause__ = error.__cause__ or error
+    return out
+
+
+def _stack_if_uniform(images: list[Any]) -> NDArray[Any] | None:
+    """``(N, *shape)`` when every image is an array of one shape and dtype, else ``None``."""
+    if not images or not all(isinstance(image, np.ndarray) for image in images):
+        return None
+    first = images[0]
+    if any(image.shape != first.shape or image.dtype != first.dtype for image in images):
+        return None
+    return np.stack(images)
+
+
+def _check_extensions(
+    extensions: str | Iterable[str] | None, *, decodable: bool
+) -> str | tuple[str, ...] | None:
+    """The suffixes as given (torchvision's matching), each checked to be one Pillow decodes."""
+    if extensions is None:
+        return None
+    suffixes = extensions if isinstance(extensions, str) else tuple(extensions)
+    items = (suffixes,) if isinstance(suffixes, str) else suffixes
+    if not items or not all(isinstance(s, str) and s for s in items):
+        raise ValueError(f"extensions must be non-empty strings such as '.jpg', got {extensions!r}")
+    if decodable:
+        from PIL import Image
+
+        known = set(Image.registered_extensions())
+        unknown = [s for s in items if "." + s.lower().rsplit(".", 1)[-1] not in known]
+        if unknown:
+            raise ValueError(
+                f"ImageFolder cannot decode files ending in {', '.join(map(repr, unknown))}: Pillow "
+                f"{_pillow_version()} reads {', '.join(sorted(s for s in known if s in _COMMON))} and "
+                "more. Pass loader= a function that reads them (returning a PIL image or a "
+                "(C, H, W) array), install a Pillow plugin for the format, or leave them out of "
+                "extensions="
+            )
+    return suffixes
+
+
+_COMMON = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+def _pillow_version() -> str:
+    import PIL
+
+    return str(PIL.__version__)
