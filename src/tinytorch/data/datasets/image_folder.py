@@ -30,6 +30,7 @@ from tinytorch.data.datasets.indexing import check_index, check_indices
 from tinytorch.data.datasets.packed import PackedSequence
 from tinytorch.data.datasets.stacked import StackedSamples
 from tinytorch.data.datasets.thread_map import ThreadMap, default_num_threads
+from tinytorch.data.memory import batch_empty
 from tinytorch.data.seeding import get_batch_context
 from tinytorch.data.storage.decode import (
     IMG_EXTENSIONS,
@@ -301,19 +302,19 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
 
     def _load(self, path: str) -> Any:
         """One file's image, or the :class:`ImageDecodeError` it raised (runs in the decode threads)."""
-        try:
-            if self.loader is not None:
-                return image_to_chw(self.loader(path), path)
+        if self.loader is None:
             assert self.decode is not None
-            return self.decode(read_file(path), path)
-        except ImageDecodeError as e:
-            return e
-        except Exception as e:  # a user loader's failure, e.g. PIL's UnidentifiedImageError
-            if self.loader is None:
-                raise
+            try:
+                return self.decode(read_file(path), path)
+            except ImageDecodeError as e:
+                return e
+        try:
+            image = self.loader(path)
+        except (OSError, ValueError, SyntaxError, EOFError) as e:  # what Pillow raises for bad files
             error = ImageDecodeError(f"the loader failed on {path}: {type(e).__name__}: {e}", path=path)
             error.__cause__ = e
             return error
+        return image_to_chw(image, path)  # a wrong return type is a bug, never skipped
 
     def _drop_failures(
         self, images: list[Any], idx: NDArray[np.intp], keep: list[int]
@@ -389,7 +390,8 @@ def _stack_if_uniform(images: list[Any]) -> NDArray[Any] | None:
     first = images[0]
     if any(image.shape != first.shape or image.dtype != first.dtype for image in images):
         return None
-    return np.stack(images)
+    out = batch_empty((len(images), *first.shape), first.dtype)  # in the batch's shared memory
+    return np.stack(images, out=out)  # C-contiguous (N, C, H, W), whatever the decoder's layout
 
 
 def _check_extensions(
