@@ -16,7 +16,7 @@ from PIL import Image
 from support.images import bomb, broken, jpeg, pillow_rgb, variants, write_folder
 from tinytorch.data import DataLoader, ImageDecodeError, ImageFolder, ImageTooLargeError, SkippedImageWarning
 from tinytorch.data.datasets.stacked import StackedSamples
-from tinytorch.data.seeding import BatchContext, batch_context, get_batch_context
+from tinytorch.data.seeding import BatchContext, Stream, batch_context, derive_rng, get_batch_context
 from tinytorch.data.storage.decode import IMG_EXTENSIONS
 
 
@@ -246,6 +246,11 @@ def test_per_sample_transforms_get_their_samples_generator(same_size):
     for (a, ta), (b, tb) in zip(zero, two, strict=True):
         np.testing.assert_array_equal(a, b)
         assert ta == tb
+    # each sample drew from its own stream (seed, epoch 0, batch, position), in the decode threads
+    plain = ImageFolder(same_size, num_threads=0)
+    for i, (image, _) in enumerate(zero):
+        shift = derive_rng(1, Stream.SAMPLE, 0, i // 5, i % 5).integers(-3, 4)
+        np.testing.assert_array_equal(image, plain[i][0].astype(np.int16) + shift)
     assert [t for _, t in zero] == [0] * 5 + [10] * 4 + [20] * 3
 
 

@@ -20,6 +20,7 @@ from tinytorch.data.storage.decode import (
     decode_image,
     fast_decoder_available,
     image_to_chw,
+    read_file,
     read_image,
 )
 
@@ -118,6 +119,14 @@ def test_broken_files_raise_decode_errors_naming_the_file(decoder, name, tmp_pat
     assert str(path) in str(info.value)
     assert info.value.path == str(path)
     assert isinstance(info.value, OSError)  # as Pillow's UnidentifiedImageError is
+
+
+@pytest.mark.parametrize("size", [0, 1, 65_535, 65_536, 65_537, 200_000, 3 << 20])
+def test_read_file_returns_every_byte(tmp_path, size):
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    assert read_file(str(path)) == data
 
 
 def test_error_messages_say_what_is_wrong(tmp_path):

@@ -17,7 +17,9 @@ sharing them) and ``targets`` is an int64 array.
 
 from __future__ import annotations
 
+import contextvars
 import os
+import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
@@ -31,7 +33,7 @@ from tinytorch.data.datasets.packed import PackedSequence
 from tinytorch.data.datasets.stacked import StackedSamples
 from tinytorch.data.datasets.thread_map import ThreadMap, default_num_threads
 from tinytorch.data.memory import batch_empty
-from tinytorch.data.seeding import get_batch_context
+from tinytorch.data.seeding import BatchContext, batch_context, get_batch_context
 from tinytorch.data.storage.decode import (
     IMG_EXTENSIONS,
     MAX_IMAGE_PIXELS,
@@ -284,14 +286,17 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
                 batch order) that cannot be read or decoded; names the file and sample index.
         """
         idx = check_indices(indices, len(self), owner="ImageFolder")
-        paths = [self._paths[i] for i in idx.tolist()]
-        images = self._threads.map(self._load, paths)
+        context = get_batch_context()
+        jobs = [(p, self._paths[i], context) for p, i in enumerate(idx.tolist())]
+        start = time.perf_counter()
+        results = self._threads.map(self._read, jobs)
+        if context is not None and self.transform is not None:
+            _share_time(context, time.perf_counter() - start, results)
+        images = [image for image, _, _ in results]
         keep = [p for p, image in enumerate(images) if not isinstance(image, ImageDecodeError)]
         if len(keep) < len(images):
             images, idx = self._drop_failures(images, idx, keep)
         targets = self.targets[idx]
-        if self.transform is not None:
-            images = self._per_sample(self.transform, images, keep)
         if self.target_transform is not None:
             labels = self._per_sample(self.target_transform, targets.tolist(), keep)
             return list(zip(images, labels, strict=True))
@@ -299,6 +304,25 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
         if stacked is not None:
             return StackedSamples.of_tuples([stacked, targets])
         return list(zip(images, targets.tolist(), strict=True))
+
+    def _read(self, job: tuple[int, str, BatchContext | None]) -> tuple[Any, float, float]:
+        """Decode one file and apply ``transform`` (in a decode thread): (image, seconds, seconds).
+
+        The transform runs in a fresh ``contextvars`` context holding only the sample's batch
+        context (position = its place in the requested batch), so its randomness is the one it
+        would get in the loading thread, and nothing else of the caller's context (a worker's
+        shared-memory arena) is used from two threads.
+        """
+        position, path, context = job
+        start = time.perf_counter()
+        image = self._load(path)
+        decoded = time.perf_counter()
+        if self.transform is None or isinstance(image, ImageDecodeError):
+            return image, decoded - start, 0.0
+        if context is not None and context.position is None:
+            context = context.for_sample(position)
+        image = contextvars.Context().run(_transform_in, context, self.transform, image)
+        return image, decoded - start, time.perf_counter() - decoded
 
     def _load(self, path: str) -> Any:
         """One file's image, or the :class:`ImageDecodeError` it raised (runs in the decode threads)."""
@@ -331,7 +355,7 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
         return [images[p] for p in keep], idx[keep]
 
     def _per_sample(self, fn: Callable[[Any], Any], values: list[Any], positions: list[int]) -> list[Any]:
-        """``fn`` per value, each in its sample's batch context (position in the requested batch)."""
+        """``fn`` per value in the calling thread, each in its sample's batch context."""
         context = get_batch_context()
         if context is None or context.position is not None:
             return [fn(v) for v in values]
@@ -374,6 +398,25 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
             f"decoder={'loader' if self.decode is None else self.decode.decoder!r}, "
             f"num_threads={self.num_threads})"
         )
+
+
+def _transform_in(context: BatchContext | None, transform: Callable[[Any], Any], image: Any) -> Any:
+    if context is None:
+        return transform(image)
+    with batch_context(context):
+        return transform(image)
+
+
+def _share_time(context: BatchContext, wall: float, results: list[tuple[Any, float, float]]) -> None:
+    """Charge the per-sample transforms their share of the parallel section's wall time.
+
+    Decoding and transforms overlap in the threads, so their summed thread times exceed the
+    wall time; the statistics split the wall time in proportion (read = the rest).
+    """
+    decoding = sum(r[1] for r in results)
+    transforming = sum(r[2] for r in results)
+    if decoding + transforming > 0:
+        context.sample_transform_seconds += wall * transforming / (decoding + transforming)
 
 
 def _with_index(error: ImageDecodeError, index: int) -> ImageDecodeError:

@@ -130,7 +130,7 @@ def _register_fork_hook() -> None:
     global _hook_registered
     with _HOOK_LOCK:
         if not _hook_registered and hasattr(os, "register_at_fork"):
-            os.register_at_fork(before=_before_fork)
+            os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
             _hook_registered = True
 
 
@@ -143,3 +143,10 @@ def _before_fork() -> None:
                     pool._stop()
             finally:
                 pool._lock.release()
+
+
+def _after_fork_in_child() -> None:
+    """A pool whose lock another thread held at the fork must not stay locked in the child."""
+    for pool in list(_LIVE):
+        pool._lock = threading.Lock()
+        pool._executor = None
