@@ -97,6 +97,16 @@ def test_classes_samples_and_order_match_torchvision(tmp_path):
     assert ds.extensions == IMG_EXTENSIONS
 
 
+def test_file_names_that_are_not_utf8_are_kept(tmp_path):
+    (tmp_path / "cat").mkdir()
+    name = os.fsdecode(b"caf\xe9.jpg")  # Latin-1 bytes: a surrogate escape in Python's str
+    (tmp_path / "cat" / name).write_bytes(jpeg(8, 8))
+    ds = ImageFolder(tmp_path)
+    assert ds.samples == [(os.path.join(str(tmp_path), "cat", name), 0)]
+    assert ds[0][0].shape == (3, 8, 8)
+    assert ds.__getitems__([0]).collated()[0].shape == (1, 3, 8, 8)
+
+
 def test_is_valid_file_and_extensions_select_files(tmp_path):
     for name in ORDER_FILES:
         path = tmp_path / name

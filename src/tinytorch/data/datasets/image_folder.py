@@ -29,7 +29,6 @@ from numpy.typing import NDArray
 
 from tinytorch.data.datasets.base import Dataset, timed_sample_transform
 from tinytorch.data.datasets.indexing import check_index, check_indices
-from tinytorch.data.datasets.packed import PackedSequence
 from tinytorch.data.datasets.stacked import StackedSamples
 from tinytorch.data.datasets.thread_map import ThreadMap, default_num_threads
 from tinytorch.data.memory import batch_empty
@@ -233,7 +232,8 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
         self._threads = ThreadMap(threads)
 
     _samples: list[tuple[str, int]] | None
-    _paths: PackedSequence
+    _path_bytes: bytes
+    _path_offsets: NDArray[np.int64]
     targets: NDArray[np.int64]
 
     # -- torchvision's attributes -------------------------------------------------------
@@ -242,13 +242,20 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
     def samples(self) -> list[tuple[str, int]]:
         """``[(path, class_index), ...]``; built on first use, then kept."""
         if self._samples is None:
-            self._samples = list(zip(self._paths, self.targets.tolist(), strict=True))
+            paths = [self._path(i) for i in range(len(self))]
+            self._samples = list(zip(paths, self.targets.tolist(), strict=True))
         return self._samples
 
     @samples.setter
     def samples(self, samples: Sequence[tuple[str, int]]) -> None:
         pairs = [(os.fspath(p), int(t)) for p, t in samples]
-        self._paths = PackedSequence([p for p, _ in pairs])
+        # All paths in one bytes object plus offsets: no Python object per file, so forked
+        # workers keep sharing the pages (docs/architecture.md, "Copy-on-read"); os.fsencode
+        # keeps names that are not valid UTF-8.
+        encoded = [os.fsencode(p) for p, _ in pairs]
+        self._path_bytes = b"".join(encoded)
+        self._path_offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=self._path_offsets[1:])
         self.targets = np.array([t for _, t in pairs], dtype=np.int64)
         self._samples = None
 
@@ -269,11 +276,14 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
     # -- reading --------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._paths)
+        return len(self._path_offsets) - 1
+
+    def _path(self, i: int) -> str:
+        return os.fsdecode(self._path_bytes[self._path_offsets[i] : self._path_offsets[i + 1]])
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         i = check_index(index, len(self), owner="ImageFolder")
-        image = self._load(self._paths[i])
+        image = self._load(self._path(i))
         if isinstance(image, ImageDecodeError):
             raise _with_index(image, i)
         return self._sample(image, int(self.targets[i]))
@@ -287,7 +297,11 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
         """
         idx = check_indices(indices, len(self), owner="ImageFolder")
         context = get_batch_context()
-        jobs = [(p, self._paths[i], context) for p, i in enumerate(idx.tolist())]
+        starts, ends = self._path_offsets[idx].tolist(), self._path_offsets[idx + 1].tolist()
+        blob = self._path_bytes
+        jobs = [
+            (p, os.fsdecode(blob[a:b]), context) for p, (a, b) in enumerate(zip(starts, ends, strict=True))
+        ]
         start = time.perf_counter()
         results = self._threads.map(self._read, jobs)
         if context is not None and self.transform is not None:

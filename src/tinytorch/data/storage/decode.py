@@ -179,12 +179,16 @@ class ImageDecoder:
         import simplejpeg
 
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
-        self._check_pixels(width, height, where, path)
+        if self.max_pixels is not None and width * height > self.max_pixels:
+            self._check_pixels(width, height, where, path)
         if colorspace in ("CMYK", "YCCK"):
             return None  # Pillow's CMYK conversion is the reference (torchvision's loader)
-        size = self._scaled_size(width, height)
-        kwargs = {} if size is None else {"min_width": size[0], "min_height": size[1]}
-        out: NDArray[np.uint8] = simplejpeg.decode_jpeg(data, "RGB", **kwargs)
+        out: NDArray[np.uint8]
+        size = None if self.decode_size is None else self._scaled_size(width, height)
+        if size is None:
+            out = simplejpeg.decode_jpeg(data, "RGB")
+        else:
+            out = simplejpeg.decode_jpeg(data, "RGB", min_width=size[0], min_height=size[1])
         return out
 
     def _pillow(self, data: Any, where: str, path: str | None, fast_error: Exception | None) -> Any:
