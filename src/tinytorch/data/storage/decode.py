@@ -14,7 +14,8 @@ Two decoders, chosen per file by its content (never by its extension):
 What both return is what torchvision's default loader gives (``Image.open(f).convert("RGB")``)
 as a ``(3, H, W)`` uint8 array: channels in R, G, B order; grayscale is repeated into the three
 channels; an alpha channel (RGBA, LA, a palette's transparency) is dropped, not composited; CMYK
-is converted by Pillow's formula; 16-bit images follow Pillow's ``convert("RGB")``. The array is
+is converted by Pillow's formula; 16-bit images follow Pillow's ``convert("RGB")``; an EXIF
+orientation tag is not applied (torchvision's loader does not apply it either). The array is
 a channels-first *view* of a channels-last buffer (``np.transpose``): index it as ``(C, H, W)``;
 ``np.stack`` of a batch of them is C-contiguous ``(N, C, H, W)``. Both decoders use
 libjpeg-turbo's accurate integer IDCT and fancy upsampling, so a JPEG decodes to the same bytes
