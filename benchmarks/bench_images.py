@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -125,7 +126,12 @@ def crop_box(rng: np.random.Generator, height: int, width: int) -> tuple[int, in
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-def tinytorch_loader(task: str, root: Path, workers: int, kind: str, threads: int | None) -> Any:
+def tinytorch_loader(
+    task: str, root: Path, workers: int, kind: str, threads: int | None, per_sample: bool = False
+) -> Any:
+    """(a): decode -> stacked uint8 -> batch crop/flip/normalize. (b): RandomResizedCrop per sample
+    (in the decode threads) -> stacked uint8 -> batch flip/normalize; ``per_sample``: flip and
+    normalize per sample too (all of it in the decode threads, float32 images stacked)."""
     import tinytorch as tt
 
     if task == "a":
@@ -139,29 +145,41 @@ def tinytorch_loader(task: str, root: Path, workers: int, kind: str, threads: in
             ]
         )
     else:
-        dataset = tt.ImageFolder(root, transform=RandomResizedCropStandIn(224), num_threads=threads)
-        augment = tt.Compose(
-            [tt.RandomHorizontalFlip(), tt.ToFloat(), tt.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-        )
+        normalize = [tt.RandomHorizontalFlip(), tt.ToFloat(), tt.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+        crop = RandomResizedCropStandIn(224)
+        if per_sample:
+            dataset = tt.ImageFolder(root, transform=tt.Compose([crop, *normalize]), num_threads=threads)
+            augment = None
+        else:
+            dataset = tt.ImageFolder(root, transform=crop, num_threads=threads)
+            augment = tt.Compose(normalize)
     kwargs: dict[str, Any] = {"num_workers": workers, "worker_type": kind} if workers else {}
     return tt.DataLoader(dataset, batch_size=BATCH, shuffle=True, seed=0, batch_transform=augment, **kwargs)
 
 
-def epoch_rate(loader: Any, n: int) -> float:
-    start = time.perf_counter()
+def cpu_seconds() -> float:
+    """CPU time of this process and of its children that have been waited for."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
+def epoch_rate(loader: Any, n: int) -> tuple[float, float]:
+    """(images/s, CPU ms per 1000 images) for one epoch; the CPU time is exact only without
+    process workers (per-epoch workers are waited for after the epoch ends)."""
+    start, cpu = time.perf_counter(), cpu_seconds()
     seen = 0
     for images, _ in loader:
         assert images.dtype == np.float32
         assert images.ndim == 4
         seen += len(images)
     assert seen == n, (seen, n)
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - start), 1e6 * (cpu_seconds() - cpu) / n
 
 
 # -- torchvision, in its own interpreter -------------------------------------------------------
 
 
-def peer_epoch(task: str, root: str, workers: int) -> float:
+def peer_epoch(task: str, root: str, workers: int) -> tuple[float, float]:
     """One epoch of torchvision ImageFolder + PIL transforms + torch DataLoader (run in the peer)."""
     import torch
     import torchvision.transforms as T
@@ -175,21 +193,24 @@ def peer_epoch(task: str, root: str, workers: int) -> float:
     transform = T.Compose([*first, T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)])
     dataset = ImageFolder(root, transform=transform)
     loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=workers)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     seen = sum(len(x) for x, _ in loader)
     assert seen == len(dataset)
-    return seen / (time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    del loader  # its workers have been joined at the end of the epoch: their CPU time is counted
+    return seen / wall, 1e6 * (cpu_seconds() - cpu) / seen
 
 
-def peer_measure(task: str, root: Path, workers: int) -> Callable[[], float]:
-    def run() -> float:
+def peer_measure(task: str, root: Path, workers: int) -> Callable[[], tuple[float, float]]:
+    def run() -> tuple[float, float]:
         out = subprocess.run(
             [str(PEER_PYTHON), __file__, "--peer", task, "--root", str(root), "--workers", str(workers)],
             capture_output=True,
             text=True,
             check=True,
         )
-        return float(json.loads(out.stdout.strip().splitlines()[-1])["rate"])
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        return float(result["rate"]), float(result["cpu"])
 
     return run
 
@@ -216,7 +237,12 @@ def run_task(task: str, root: Path, n: int, rounds: int, threads: int | None, sk
         "tinytorch, 2 process workers": tinytorch_loader(task, root, 2, "process", threads),
         "tinytorch, 2 thread workers": tinytorch_loader(task, root, 2, "thread", threads),
     }
-    measures: dict[str, Callable[[], float]] = {
+    if task == "b":
+        ours["tinytorch, 0 workers, all per sample"] = tinytorch_loader(task, root, 0, "", threads, True)
+        ours["tinytorch, 2 process workers, all per sample"] = tinytorch_loader(
+            task, root, 2, "process", threads, True
+        )
+    measures: dict[str, Callable[[], tuple[float, float]]] = {
         name: (lambda lo=lo: epoch_rate(lo, n)) for name, lo in ours.items()
     }
     if not skip_peer:
@@ -225,21 +251,43 @@ def run_task(task: str, root: Path, n: int, rounds: int, threads: int | None, sk
     for name, measure in measures.items():  # warm-up (page cache, imports); the peer's once
         if not name.endswith("0 workers") or name in ours:
             measure()
-    results: dict[str, list[float]] = {name: [] for name in measures}
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in measures}
     names = list(measures)
     for r in range(rounds):
         for name in names if r % 2 == 0 else names[::-1]:
             results[name].append(measures[name]())
-    rates = {name: statistics.median(v) for name, v in results.items()}
+    rates = {name: statistics.median(rate for rate, _ in v) for name, v in results.items()}
+    cpu = {name: statistics.median(c for _, c in v) for name, v in results.items()}
     peer = rates.get("torchvision + PIL, 2 workers")
+    peer_cpu = cpu.get("torchvision + PIL, 0 workers")
     rows = []
     for name, rate in rates.items():
         share = stage_shares(ours[name]) if name in ours else ""
-        rows.append((name, f"{rate:,.0f}", f"{rate / peer:.1f}x" if peer else "-", share))
+        exact = "process" not in name
+        rows.append(
+            (
+                name,
+                f"{rate:,.0f}",
+                f"{rate / peer:.1f}x" if peer else "-",
+                f"{cpu[name]:,.0f}" if exact else "-",
+                f"{peer_cpu / cpu[name]:.1f}x" if exact and peer_cpu else "-",
+                share,
+            )
+        )
     print(
         f"\n({task}) {n} images, batch {BATCH}, median of {rounds} interleaved rounds; load {os.getloadavg()}"
     )
-    print_table(rows, ("pipeline", "images/s", "vs torchvision 2 workers", "stage shares (loader.stats)"))
+    print_table(
+        rows,
+        (
+            "pipeline",
+            "images/s",
+            "vs torchvision 2 workers",
+            "CPU ms / 1000 images",
+            "CPU: torchvision 0 workers / this",
+            "stage shares (loader.stats)",
+        ),
+    )
     for loader in ours.values():
         loader.close()
         loader.dataset.close()
@@ -262,7 +310,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peer:
-        print(json.dumps({"rate": peer_epoch(args.peer, args.root, args.workers)}))
+        rate, cpu = peer_epoch(args.peer, args.root, args.workers)
+        print(json.dumps({"rate": rate, "cpu": cpu}))
         return
 
     print(f"{os.cpu_count()} cores, load {os.getloadavg()}, {time.strftime('%Y-%m-%d %H:%M')}")

@@ -3,9 +3,10 @@
 The files are read into memory first (the disk is not measured). Each decoder turns JPEG bytes
 into an RGB uint8 array (OpenCV's BGR is converted, as a user of it must); the rounds take turns
 and the median is reported. "2 threads" runs the same decoder in a pool of two threads, which is
-faster only when the decoder releases the GIL. "decode_size=224" asks the decoder for an image
-at least 224x224, which libjpeg-turbo produces by DCT scaling (5/8 for 500x375 with simplejpeg
-and PyTurboJPEG; Pillow's ``draft`` only has 1/2, 1/4 and 1/8, so it decodes 500x375 in full).
+faster only when the decoder releases the GIL. "at 1/2 scale" decodes 500x375 to 250x188 by
+libjpeg-turbo's DCT scaling (what ``decode_size`` asks for when the target is at most half the
+image's size; finer factors such as 5/8, which simplejpeg and PyTurboJPEG also offer, measured
+slower than a full decode here, so the library does not use them).
 
 Run with the interpreter that has the candidates (benchmarks/bench_images.py --help says how):
 
@@ -54,19 +55,22 @@ def large_jpegs(sources: list[bytes], size: tuple[int, int] = (500, 375), qualit
     return out
 
 
-def candidates(decode_size: int | None) -> dict[str, Decoder]:
-    """Every decoder that imports here, as ``bytes -> RGB uint8 (H, W, 3)`` (or CHW for torchvision)."""
+def candidates(half: bool) -> dict[str, Decoder]:
+    """Every decoder that imports here, as ``bytes -> RGB uint8`` (HWC, or CHW for torchvision).
+
+    ``half``: decode at 1/2 scale by DCT scaling, the way each library offers it (what
+    ``decode_size`` does for a request at most half the image's size).
+    """
     found: dict[str, Decoder] = {}
     try:
+        import PIL
         from PIL import Image
 
         def pillow(data: bytes) -> Any:
             image = Image.open(io.BytesIO(data))
-            if decode_size:
-                image.draft("RGB", (decode_size, decode_size))
+            if half:
+                image.draft("RGB", (image.size[0] // 2, image.size[1] // 2))
             return np.asarray(image.convert("RGB"))
-
-        import PIL
 
         found[f"Pillow {PIL.__version__}"] = pillow
     except ImportError:
@@ -75,8 +79,12 @@ def candidates(decode_size: int | None) -> dict[str, Decoder]:
         import simplejpeg
 
         def simple(data: bytes) -> Any:
-            size = decode_size or 0
-            return simplejpeg.decode_jpeg(data, "RGB", min_height=size, min_width=size)
+            if half:  # as the library does: the header, then the size the 1/2 scale gives
+                height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+                return simplejpeg.decode_jpeg(
+                    data, "RGB", min_height=-(-height // 2), min_width=-(-width // 2)
+                )
+            return simplejpeg.decode_jpeg(data, "RGB")
 
         found[f"simplejpeg {simplejpeg.__version__}"] = simple
     except ImportError:
@@ -87,15 +95,8 @@ def candidates(decode_size: int | None) -> dict[str, Decoder]:
         tj = turbojpeg.TurboJPEG()
 
         def pyturbo(data: bytes) -> Any:
-            if decode_size:
-                width, height, _, _ = tj.decode_header(data)
-                factor = max(
-                    (f for f in tj.scaling_factors if _scaled(width, f) >= decode_size <= _scaled(height, f)),
-                    key=lambda f: -f[0] / f[1],
-                    default=(1, 1),
-                )
-                return tj.decode(data, pixel_format=turbojpeg.TJPF_RGB, scaling_factor=factor)
-            return tj.decode(data, pixel_format=turbojpeg.TJPF_RGB)
+            factor = (1, 2) if half else None
+            return tj.decode(data, pixel_format=turbojpeg.TJPF_RGB, scaling_factor=factor)
 
         found[f"PyTurboJPEG {turbojpeg.__version__}"] = pyturbo
     except (ImportError, RuntimeError, OSError):
@@ -104,19 +105,15 @@ def candidates(decode_size: int | None) -> dict[str, Decoder]:
         import cv2
 
         cv2.setNumThreads(1)
+        flags = cv2.IMREAD_REDUCED_COLOR_2 if half else cv2.IMREAD_COLOR
 
         def opencv(data: bytes) -> Any:
-            flags = cv2.IMREAD_COLOR
-            if decode_size:  # OpenCV only offers fixed factors: 1/2 when both sides stay >= the size
-                image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_COLOR_2)
-                if min(image.shape[:2]) >= decode_size:
-                    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
             return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), flags), cv2.COLOR_BGR2RGB)
 
         found[f"OpenCV {cv2.__version__}"] = opencv
     except ImportError:
         pass
-    if not decode_size:
+    if not half:  # torchvision.io has no scaled decode
         try:
             import torch
             import torchvision
@@ -131,10 +128,6 @@ def candidates(decode_size: int | None) -> dict[str, Decoder]:
         except ImportError:
             pass
     return found
-
-
-def _scaled(size: int, factor: tuple[int, int]) -> int:
-    return -(-size * factor[0] // factor[1])
 
 
 def rate(decode: Decoder, files: list[bytes], pool: ThreadPoolExecutor | None) -> float:
@@ -171,14 +164,10 @@ def main() -> None:
         f"(mean {statistics.mean(map(len, large)):,.0f} B); median of {args.rounds} interleaved rounds"
     )
     rows = []
-    for label, files, decode_size in (
-        ("32x32", small, None),
-        ("500x375", large, None),
-        ("500x375", large, 224),
-    ):
+    for label, files, half in (("32x32", small, False), ("500x375", large, False), ("500x375", large, True)):
         decoders = {
             name: d
-            for name, d in candidates(decode_size).items()
+            for name, d in candidates(half).items()
             if not args.only or name.lower().startswith(args.only.lower())
         }
         with ThreadPoolExecutor(2) as pool:
@@ -189,7 +178,7 @@ def main() -> None:
             }
             rates = in_turns(measures, args.rounds)  # type: ignore[arg-type]
         for name in decoders:
-            setting = label + (f", decode_size={decode_size}" if decode_size else "")
+            setting = label + (" at 1/2 scale" if half else "")
             one, two = rates[(name, 1)], rates[(name, 2)]  # type: ignore[index]
             rows.append((setting, name, f"{one:,.0f}", f"{two:,.0f}", f"{two / one:.2f}"))
     print_table(rows, ("images", "decoder", "1 thread /s", "2 threads /s", "2 / 1"))

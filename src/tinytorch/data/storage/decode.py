@@ -160,41 +160,43 @@ class ImageDecoder:
             ImageTooLargeError: more than ``max_pixels`` pixels.
             ImageDecodeError: empty, truncated, corrupt, or not an image; names ``path``.
         """
-        where = path if path is not None else "image data"
-        if len(data) == 0:
-            raise ImageDecodeError(f"{where} is empty (0 bytes): not an image", path=path)
-        fast_error: Exception | None = None
-        if self.decoder == "simplejpeg" and bytes(data[:2]) == _JPEG_MAGIC:
+        if self.decoder == "simplejpeg" and data[:2] == _JPEG_MAGIC:
             try:
-                hwc = self._simplejpeg(data, where, path)
+                hwc = self._simplejpeg(data, path)
             except ImageTooLargeError:
                 raise
             except ValueError as e:  # unusual or damaged JPEG: Pillow is more lenient
-                fast_error = e
-            else:
-                if hwc is not None:
-                    return _channels_first(hwc)
-        return _channels_first(self._pillow(data, where, path, fast_error))
+                return _channels_first(self._pillow(data, path, e))
+            if hwc is not None:
+                chw: NDArray[np.uint8] = hwc.transpose(2, 0, 1)
+                return chw
+        if len(data) == 0:
+            where = path if path is not None else "image data"
+            raise ImageDecodeError(f"{where} is empty (0 bytes): not an image", path=path)
+        return _channels_first(self._pillow(data, path, None))
 
-    def _simplejpeg(self, data: Any, where: str, path: str | None) -> NDArray[np.uint8] | None:
-        import simplejpeg
-
+    def _simplejpeg(self, data: Any, path: str | None) -> NDArray[np.uint8] | None:
+        """``(H, W, 3)``, or ``None`` for a JPEG that Pillow is to decode (CMYK, YCCK)."""
+        simplejpeg = _simplejpeg_module()
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
         if self.max_pixels is not None and width * height > self.max_pixels:
-            self._check_pixels(width, height, where, path)
-        if colorspace in ("CMYK", "YCCK"):
+            self._check_pixels(width, height, path)
+        if colorspace == "CMYK" or colorspace == "YCCK":
             return None  # Pillow's CMYK conversion is the reference (torchvision's loader)
-        out: NDArray[np.uint8]
-        size = None if self.decode_size is None else self._scaled_size(width, height)
+        if self.decode_size is None:
+            out: NDArray[np.uint8] = simplejpeg.decode_jpeg(data, "RGB")
+            return out
+        size = self._scaled_size(width, height)
         if size is None:
             out = simplejpeg.decode_jpeg(data, "RGB")
         else:
             out = simplejpeg.decode_jpeg(data, "RGB", min_width=size[0], min_height=size[1])
         return out
 
-    def _pillow(self, data: Any, where: str, path: str | None, fast_error: Exception | None) -> Any:
+    def _pillow(self, data: Any, path: str | None, fast_error: Exception | None) -> Any:
         from PIL import Image, UnidentifiedImageError
 
+        where = path if path is not None else "image data"
         try:
             image = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as e:
@@ -208,7 +210,7 @@ class ImageDecoder:
         except (OSError, ValueError, SyntaxError) as e:
             raise _decode_error(where, path, f"{type(e).__name__}: {e}", fast_error) from e
         with image:
-            self._check_pixels(*image.size, where, path)
+            self._check_pixels(*image.size, path)
             if self.decode_size is not None and image.format == "JPEG" and self._scaled_size(*image.size):
                 image.draft("RGB", self.decode_size[::-1])  # Pillow's rule is _scaled_size's
             try:
@@ -217,8 +219,9 @@ class ImageDecoder:
             except (OSError, ValueError, SyntaxError, EOFError) as e:
                 raise _decode_error(where, path, f"{type(e).__name__}: {e}", fast_error) from e
 
-    def _check_pixels(self, width: int, height: int, where: str, path: str | None) -> None:
+    def _check_pixels(self, width: int, height: int, path: str | None) -> None:
         if self.max_pixels is not None and width * height > self.max_pixels:
+            where = path if path is not None else "image data"
             raise ImageTooLargeError(
                 f"{where} declares {width}x{height} = {width * height:,} pixels, more than the "
                 f"limit of {self.max_pixels:,} (a possible decompression bomb); if the file is "
@@ -235,6 +238,19 @@ class ImageDecoder:
             if width // want_w >= denom and height // want_h >= denom:
                 return -(-width // denom), -(-height // denom)
         return None
+
+
+_SIMPLEJPEG: Any = None
+
+
+def _simplejpeg_module() -> Any:
+    """simplejpeg, imported on first use (importing this module imports no decoder)."""
+    global _SIMPLEJPEG
+    if _SIMPLEJPEG is None:
+        import simplejpeg
+
+        _SIMPLEJPEG = simplejpeg
+    return _SIMPLEJPEG
 
 
 def _channels_first(hwc: NDArray[np.uint8]) -> NDArray[np.uint8]:
