@@ -132,6 +132,23 @@ def test_samples_can_be_reassigned_as_in_torchvision(same_size):
     np.testing.assert_array_equal(image, pillow_rgb((same_size / "dog" / "000.jpg").read_bytes()))
 
 
+def test_samples_and_targets_cannot_drift_apart(same_size):
+    ds = ImageFolder(same_size)
+    with pytest.raises(TypeError, match="assign a new list"):
+        ds.samples[0] = (ds.samples[0][0], 2)  # torchvision would silently keep reading label 0
+    with pytest.raises(TypeError, match="assign a new list"):
+        ds.samples.append(ds.samples[0])
+    with pytest.raises(ValueError, match="read-only"):
+        ds.targets[0] = 2
+    ds.targets = [9] * len(ds)  # relabelling takes effect in reads and in samples
+    assert ds[0][1] == 9
+    assert ds.__getitems__([0, 11]).collated()[1].tolist() == [9, 9]
+    assert ds.samples[0][1] == 9
+    with pytest.raises(ValueError, match="one label per sample"):
+        ds.targets = [1, 2]
+    assert isinstance(ds.samples, list)  # still a list to read
+
+
 def test_listing_errors_say_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ImageFolder(tmp_path / "nowhere")
@@ -238,6 +255,15 @@ def test_loader_batches_are_the_same_for_any_workers(same_size):
         for (a, ya), (b, yb) in zip(epoch(**kwargs), reference, strict=True):
             np.testing.assert_array_equal(a, b)
             np.testing.assert_array_equal(ya, yb)
+
+
+def test_spawned_workers_get_the_dataset_without_its_threads(same_size):
+    with ImageFolder(same_size, num_threads=2) as ds:
+        reference = ds.__getitems__(list(range(len(ds)))).collated()[0]  # threads running here
+        loader = DataLoader(ds, batch_size=4, num_workers=1, multiprocessing_context="spawn")
+        images = np.concatenate([x for x, _ in loader])
+        loader.close()
+    np.testing.assert_array_equal(images, reference)
 
 
 def test_per_sample_transforms_get_their_samples_generator(same_size):

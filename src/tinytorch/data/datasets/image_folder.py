@@ -234,16 +234,20 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
     _samples: list[tuple[str, int]] | None
     _path_bytes: bytes
     _path_offsets: NDArray[np.int64]
-    targets: NDArray[np.int64]
+    _targets: NDArray[np.int64]
 
     # -- torchvision's attributes -------------------------------------------------------
 
     @property
     def samples(self) -> list[tuple[str, int]]:
-        """``[(path, class_index), ...]``; built on first use, then kept."""
+        """``[(path, class_index), ...]``: a read-only list, built on first use.
+
+        Changing it in place raises (the dataset would not see the change); assign a new list
+        instead (``ds.samples = [s for s in ds.samples if ...]``), as with torchvision.
+        """
         if self._samples is None:
             paths = [self._path(i) for i in range(len(self))]
-            self._samples = list(zip(paths, self.targets.tolist(), strict=True))
+            self._samples = _ReadOnlyList(zip(paths, self._targets.tolist(), strict=True))
         return self._samples
 
     @samples.setter
@@ -256,7 +260,28 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
         self._path_bytes = b"".join(encoded)
         self._path_offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(e) for e in encoded], out=self._path_offsets[1:])
-        self.targets = np.array([t for _, t in pairs], dtype=np.int64)
+        labels = np.array([t for _, t in pairs], dtype=np.int64)
+        labels.setflags(write=False)
+        self._targets = labels
+        self._samples = None
+
+    @property
+    def targets(self) -> NDArray[np.int64]:
+        """``(N,)`` int64 class indices (read-only array; assign a new sequence to relabel)."""
+        return self._targets
+
+    @targets.setter
+    def targets(self, targets: Sequence[int] | NDArray[np.integer]) -> None:
+        # Unlike torchvision (whose reads use samples[i][1] and ignore a new targets), the
+        # labels read are these, so relabelling works as it reads.
+        labels = np.array(targets, dtype=np.int64)
+        if labels.shape != (len(self),):
+            raise ValueError(
+                f"ImageFolder.targets needs one label per sample, shape ({len(self)},); got shape "
+                f"{labels.shape}"
+            )
+        labels.setflags(write=False)
+        self._targets = labels
         self._samples = None
 
     @property
@@ -286,7 +311,7 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
         image = self._load(self._path(i))
         if isinstance(image, ImageDecodeError):
             raise _with_index(image, i)
-        return self._sample(image, int(self.targets[i]))
+        return self._sample(image, int(self._targets[i]))
 
     def __getitems__(self, indices: Sequence[int] | NDArray[np.integer]) -> Any:
         """Read a batch: files decoded in parallel, in order; see the class docs for the result.
@@ -311,7 +336,7 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
         keep = [p for p, image in enumerate(images) if not isinstance(image, ImageDecodeError)]
         if len(keep) < len(images):
             images, idx = self._drop_failures(images, idx, keep)
-        targets = self.targets[idx]
+        targets = self._targets[idx]
         if self.target_transform is not None:
             labels = self._per_sample(self.target_transform, targets.tolist(), keep)
             return list(zip(images, labels, strict=True))
@@ -414,6 +439,19 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
             f"decoder={'loader' if self.decode is None else self.decode.decoder!r}, "
             f"num_threads={self.num_threads})"
         )
+
+
+class _ReadOnlyList(list):  # type: ignore[type-arg]
+    """A list that refuses changes in place, saying what to do instead."""
+
+    def _refuse(self, *args: object, **kwargs: object) -> Any:
+        raise TypeError(
+            "ImageFolder.samples cannot be changed in place (the dataset would not see it); "
+            "assign a new list instead: ds.samples = [s for s in ds.samples if ...]"
+        )
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse
 
 
 def _transform_in(context: BatchContext | None, transform: Callable[[Any], Any], image: Any) -> Any:
