@@ -142,10 +142,12 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
 
     Args:
         root: the folder of class folders.
-        transform: applied to each image ``(3, H, W)`` uint8 (per sample, in the loading
-            thread, with the sample's generator from :func:`get_batch_context`), as in torchvision.
-            For a vectorized pipeline, leave it ``None`` and give the loader a
-            ``batch_transform`` instead.
+        transform: applied to each image ``(3, H, W)`` uint8, per sample, as in torchvision. It
+            runs in the decode threads right after its file is decoded (so it must be
+            thread-safe; ``num_threads=0`` runs it in the loading thread), with the sample's own
+            generator from :func:`get_batch_context` (position = its place in the batch). Use
+            it to bring images of different sizes to one (a resize or crop); for work on
+            same-size images, the loader's vectorized ``batch_transform`` is cheaper.
         target_transform: applied to each label (an ``int``).
         loader: ``loader(path) -> image`` replaces the built-in decoder. It may return a PIL
             image (converted to an array as it is: its mode is the loader's choice, e.g.
@@ -178,9 +180,11 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
 
     Attributes:
         classes: class names, sorted. ``class_to_idx``: name -> index.
-        samples / imgs: ``[(path, class_index), ...]`` in file order (built on first use;
-            assigning a new list re-labels the dataset, as with torchvision).
-        targets: ``(N,)`` int64 class indices.
+        samples / imgs: ``[(path, class_index), ...]`` in file order (a read-only list built
+            on first use; assigning a new list re-labels the dataset, as with torchvision).
+        targets: ``(N,)`` int64 class indices, a read-only array (torchvision: a list).
+            Assigning a new sequence relabels the samples that are read (torchvision's reads
+            keep using ``samples`` and ignore it).
 
     ``ds[i]`` is ``(image, target)``: image ``(3, H, W)`` uint8 RGB (channels first, R, G, B;
     a view of the decoder's channels-last buffer), target ``int``. ``ds.__getitems__(indices)``
