@@ -19,8 +19,10 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["ThreadMap", "default_num_threads"]
 
@@ -92,6 +94,8 @@ class ThreadMap:
         if self._executor is not None and self._pid == os.getpid():
             return self._executor
         # Absent, closed, or inherited through a fork (its threads do not exist here): new one.
+        from concurrent.futures import ThreadPoolExecutor  # imported with the first pool, not before
+
         _register_fork_hook()
         executor = ThreadPoolExecutor(self.num_threads, thread_name_prefix="tinytorch-decode")
         self._executor, self._pid = executor, os.getpid()
