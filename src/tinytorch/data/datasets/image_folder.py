@@ -163,10 +163,11 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
         decoder: ``"auto"`` (simplejpeg for JPEG when installed, else Pillow), ``"simplejpeg"``
             or ``"pillow"`` (exactly torchvision's default loader): see
             :mod:`tinytorch.data.storage.decode` for what each returns.
-        decode_size: ``h`` or ``(h, w)``: JPEGs may decode at 1/2, 1/4 or 1/8 scale, the smallest
-            still at least ``h x w`` (e.g. the output size of a later ``Resize`` or
-            ``RandomResizedCrop``): much faster for large photos, not the same pixels as a full
-            decode followed by a resize. ``None`` (default): full size.
+        decode_size: ``h`` or ``(h, w)``: a JPEG of ``H x W`` decodes at 1/k scale, the largest
+            ``k`` of 2, 4, 8 with ``H >= k * h`` and ``W >= k * w`` (e.g. ``h, w`` the output
+            size of a later ``Resize`` or ``RandomResizedCrop``): much faster for large photos,
+            not the same pixels as a full decode followed by a resize. ``None`` (default): full
+            size.
         max_pixels: images with more pixels are refused (decompression bombs); ``None``: no limit.
         on_error: what a file that cannot be read or decoded does in a batch read
             (``__getitems__``): ``"raise"`` (default) raises :class:`ImageDecodeError` naming the

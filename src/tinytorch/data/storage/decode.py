@@ -5,7 +5,7 @@ Two decoders, chosen per file by its content (never by its extension):
 * **simplejpeg** (libjpeg-turbo; the ``images`` extra: ``pip install "tinytorch-data[images]"``)
   for JPEG files in YCbCr or grayscale, baseline or progressive. Measured on this project's
   machine (``benchmarks/image_decoders.py``, docs/benchmarks.md) it was the fastest of Pillow,
-  Pillow-SIMD, simplejpeg, PyTurboJPEG, OpenCV and torchvision.io: 5.7x Pillow on 32x32 CIFAR
+  Pillow-SIMD, simplejpeg, PyTurboJPEG, OpenCV and torchvision.io: 5.8x Pillow on 32x32 CIFAR
   JPEGs, 1.6x on 500x375 ones, and it releases the GIL while it decodes.
 * **Pillow** for everything else (PNG, BMP, TIFF, WebP, GIF..., CMYK/YCCK JPEGs), for JPEGs
   simplejpeg refuses (it is strict about damaged data Pillow accepts), and for every file when
@@ -23,8 +23,9 @@ on either path when their libjpeg-turbo versions agree (tested); the pixels may 
 unit or two across libjpeg-turbo versions, as they do for Pillow itself.
 
 **Decode-time downscaling** (``decode_size=(h, w)``): a JPEG is decoded at 1/2, 1/4 or 1/8 of
-its size by libjpeg-turbo's DCT scaling, the smallest of these that is still at least ``h x w``
-(Pillow's ``Image.draft`` rule, applied on both paths, so both give the same size). It is much
+its size by libjpeg-turbo's DCT scaling: the largest ``k`` of 2, 4, 8 with ``H >= k * h`` and
+``W >= k * w`` (Pillow's ``Image.draft`` rule, applied on both paths, so both give the same
+size, ``ceil(H / k) x ceil(W / k)``; e.g. 375x500 with ``decode_size=187`` gives 188x250). It is much
 cheaper than decoding in full and resizing, but the pixels are not those of a full decode
 followed by a resize (the IDCT does the filtering): training and evaluation should use the same
 setting. Other formats are decoded in full. Finer factors (5/8...) were slower than a full
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -102,12 +104,8 @@ class ImageTooLargeError(ImageDecodeError):
 
 
 def fast_decoder_available() -> bool:
-    """Whether simplejpeg (the ``images`` extra) is installed."""
-    try:
-        import simplejpeg  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether simplejpeg (the ``images`` extra) is installed (looked up once per process)."""
+    return _simplejpeg_module() is not None
 
 
 @dataclass(frozen=True)
@@ -117,8 +115,8 @@ class ImageDecoder:
     Attributes:
         decoder: ``"simplejpeg"`` (JPEGs with simplejpeg, the rest with Pillow) or
             ``"pillow"`` (every file with Pillow). Resolve ``"auto"`` with :meth:`resolve`.
-        decode_size: ``(h, w)``: decode JPEGs at 1/2, 1/4 or 1/8 scale, the smallest still at
-            least ``h x w`` (module docs); ``None`` decodes in full.
+        decode_size: ``(h, w)``: decode JPEGs at 1/k scale, the largest ``k`` of 2, 4, 8 with
+            ``H >= k * h`` and ``W >= k * w`` (module docs); ``None`` decodes in full.
         max_pixels: refuse images with more pixels than this; ``None``: no limit of ours.
 
     Thread-safe and picklable; calls release the GIL while pixels are decoded.
@@ -240,16 +238,28 @@ class ImageDecoder:
         return None
 
 
-_SIMPLEJPEG: Any = None
+_NOT_LOOKED_UP: Any = object()
+_SIMPLEJPEG: Any = _NOT_LOOKED_UP
+_SIMPLEJPEG_LOCK = threading.Lock()
 
 
 def _simplejpeg_module() -> Any:
-    """simplejpeg, imported on first use (importing this module imports no decoder)."""
-    global _SIMPLEJPEG
-    if _SIMPLEJPEG is None:
-        import simplejpeg
+    """simplejpeg, or ``None`` when it cannot be imported; imported once, on first use.
 
-        _SIMPLEJPEG = simplejpeg
+    Importing this module imports no decoder. The lookup is cached (a failed import costs
+    ~0.1 ms, too much per file) and made under a lock, so decode threads starting together
+    all see one outcome.
+    """
+    global _SIMPLEJPEG
+    if _SIMPLEJPEG is _NOT_LOOKED_UP:
+        with _SIMPLEJPEG_LOCK:
+            if _SIMPLEJPEG is _NOT_LOOKED_UP:
+                try:
+                    import simplejpeg
+                except ImportError:
+                    _SIMPLEJPEG = None
+                else:
+                    _SIMPLEJPEG = simplejpeg
     return _SIMPLEJPEG
 
 
