@@ -101,3 +101,38 @@ def pillow_rgb(data: bytes) -> np.ndarray:
     """torchvision's default loader on ``data`` (``Image.open(f).convert("RGB")``) as ``(3, H, W)``."""
     with Image.open(io.BytesIO(data)) as image:
         return np.asarray(image.convert("RGB")).transpose(2, 0, 1)
+
+
+# A class-folder tree for the listing order (file contents do not matter).
+ORDER_FILES = [
+    "b_class/z.jpg",
+    "b_class/A.JPG",
+    "b_class/sub/y.png",
+    "b_class/sub2/x.jpeg",
+    "b_class/sub/deeper/w.jpg",
+    "b_class/notes.txt",
+    "b_class/a.jpg",
+    "b_class/sub-dash/v.jpg",
+    "a_class/2.png",
+    "a_class/10.png",
+    "a_class/.hidden.jpg",
+    "C_upper/k.bmp",
+    "C_upper/k.gif",
+    "readme.jpg",
+]
+# torchvision 0.29.1's ImageFolder(root, loader=lambda p: p).samples on ORDER_FILES, paths made
+# relative (computed once in /work/venv-bench): sorted classes (upper case first), sorted
+# os.walk tuples ("sub" < "sub-dash" < "sub/deeper"), sorted names, case-insensitive suffixes.
+TORCHVISION_ORDER = [
+    ("C_upper/k.bmp", 0),
+    ("a_class/.hidden.jpg", 1),
+    ("a_class/10.png", 1),
+    ("a_class/2.png", 1),
+    ("b_class/A.JPG", 2),
+    ("b_class/a.jpg", 2),
+    ("b_class/z.jpg", 2),
+    ("b_class/sub/y.png", 2),
+    ("b_class/sub-dash/v.jpg", 2),
+    ("b_class/sub/deeper/w.jpg", 2),
+    ("b_class/sub2/x.jpeg", 2),
+]

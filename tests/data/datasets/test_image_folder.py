@@ -13,7 +13,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support.images import bomb, broken, jpeg, pillow_rgb, variants, write_folder
+from support.images import (
+    ORDER_FILES,
+    TORCHVISION_ORDER,
+    bomb,
+    broken,
+    jpeg,
+    pillow_rgb,
+    variants,
+    write_folder,
+)
 from tinytorch.data import DataLoader, ImageDecodeError, ImageFolder, ImageTooLargeError, SkippedImageWarning
 from tinytorch.data.datasets.stacked import StackedSamples
 from tinytorch.data.seeding import BatchContext, Stream, batch_context, derive_rng, get_batch_context
@@ -43,40 +52,7 @@ def mixed(tmp_path):
     return write_folder(tmp_path / "mixed", files)
 
 
-# -- listing: torchvision's rules --------------------------------------------------------------
-
-ORDER_FILES = [
-    "b_class/z.jpg",
-    "b_class/A.JPG",
-    "b_class/sub/y.png",
-    "b_class/sub2/x.jpeg",
-    "b_class/sub/deeper/w.jpg",
-    "b_class/notes.txt",
-    "b_class/a.jpg",
-    "b_class/sub-dash/v.jpg",
-    "a_class/2.png",
-    "a_class/10.png",
-    "a_class/.hidden.jpg",
-    "C_upper/k.bmp",
-    "C_upper/k.gif",
-    "readme.jpg",
-]
-# torchvision 0.29.1's ImageFolder(root, loader=lambda p: p).samples on ORDER_FILES, paths made
-# relative (computed once in /work/venv-bench): sorted classes (upper case first), sorted
-# os.walk tuples ("sub" < "sub-dash" < "sub/deeper"), sorted names, case-insensitive suffixes.
-TORCHVISION_ORDER = [
-    ("C_upper/k.bmp", 0),
-    ("a_class/.hidden.jpg", 1),
-    ("a_class/10.png", 1),
-    ("a_class/2.png", 1),
-    ("b_class/A.JPG", 2),
-    ("b_class/a.jpg", 2),
-    ("b_class/z.jpg", 2),
-    ("b_class/sub/y.png", 2),
-    ("b_class/sub-dash/v.jpg", 2),
-    ("b_class/sub/deeper/w.jpg", 2),
-    ("b_class/sub2/x.jpeg", 2),
-]
+# -- listing: torchvision's rules (the rules themselves: test_folder_listing.py) ------------------
 
 
 def test_classes_samples_and_order_match_torchvision(tmp_path):
