@@ -14,6 +14,7 @@ from tinytorch.data.datasets.base import Dataset, IterableDataset
 from tinytorch.data.datasets.chain import ChainDataset
 from tinytorch.data.datasets.cifar import CIFAR10Dataset, CIFAR100Dataset
 from tinytorch.data.datasets.combine import ConcatDataset, Subset, random_split
+from tinytorch.data.datasets.image_folder import ImageFolder, SkippedImageWarning
 from tinytorch.data.datasets.packed import PackedSequence
 from tinytorch.data.datasets.sharded import ShardedDataset, write_shards
 from tinytorch.data.datasets.stack import StackDataset
@@ -34,6 +35,7 @@ from tinytorch.data.sampling.streams import split_stream
 from tinytorch.data.sampling.windowed import WindowedShuffleSampler, windowed_order
 from tinytorch.data.seeding import BatchContext, get_batch_context
 from tinytorch.data.storage.cifar_format import CorruptDatasetError
+from tinytorch.data.storage.decode import ImageDecodeError, ImageTooLargeError, decode_image, read_image
 from tinytorch.data.storage.download import ChecksumError, DownloadError
 from tinytorch.data.storage.extract import UnsafeArchiveError
 from tinytorch.data.storage.shards import CorruptShardError, ShardError
@@ -73,6 +75,9 @@ __all__ = [
     "DistributedSampler",
     "DownloadError",
     "ForbiddenPickleError",
+    "ImageDecodeError",
+    "ImageFolder",
+    "ImageTooLargeError",
     "IndexShuffleSampler",
     "InsufficientSharedMemoryError",
     "IterableDataset",
@@ -89,6 +94,7 @@ __all__ = [
     "SequentialSampler",
     "ShardError",
     "ShardedDataset",
+    "SkippedImageWarning",
     "StackDataset",
     "StackedSamples",
     "Subset",
@@ -104,11 +110,13 @@ __all__ = [
     "WorkerInfo",
     "WorkerStartError",
     "WorkerTimeoutError",
+    "decode_image",
     "default_collate",
     "default_convert",
     "get_batch_context",
     "get_worker_info",
     "random_split",
+    "read_image",
     "split_stream",
     "windowed_order",
     "write_shards",

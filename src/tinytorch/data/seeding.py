@@ -157,6 +157,8 @@ class BatchContext:
     """Whether the loader makes batches (``False`` with ``batch_size=None``: the batch stage
     then sees one sample). Transforms read it to know whether their input is one sample or a
     batch without guessing from its rank (transforms/base.py)."""
+    skipped: int = 0
+    """Samples the dataset left out of this batch (``ImageFolder(on_error="skip")``; statistics)."""
 
     @property
     def rng(self) -> np.random.Generator:
