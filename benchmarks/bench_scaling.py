@@ -90,7 +90,7 @@ def _bare_main(conn: Any, w: int, n: int, images: np.ndarray, labels: np.ndarray
         count = 0
         for k in range(w, batches, n):
             idx = order[k * BATCH : (k + 1) * BATCH]
-            x, y = aug(
+            x, _ = aug(
                 [np.take(images, idx, axis=0), np.take(labels, idx)], derive_rng(0, Stream.BATCH, epoch, k)
             )
             count += len(x)
@@ -245,7 +245,7 @@ def growth(backend: str, rounds: int) -> dict[str, float]:
             shuffle=True,
             seed=0,
             batch_transform=augmentation(backend),
-        )  # fmt: skip
+        )
         for name, x in (("10k", small), ("1M", large))
     }
     for r in range(rounds):
@@ -314,7 +314,8 @@ def main() -> None:
             measures[f"[{backend}] bare, {n} process{'es' * (n > 1)}"] = lambda b=bare, e=epoch: rate(
                 lambda: b.epoch(next(e))
             )
-    measures["float32 write bound"] = lambda w=write_bound(images): rate(w)  # type: ignore[misc]
+    bound = write_bound(images)
+    measures["float32 write bound"] = lambda: rate(bound)
 
     results: dict[str, list[float]] = {name: [] for name in measures}
     peers: dict[str, list[float]] = {}

@@ -141,7 +141,8 @@ def test_in_process_advice_names_the_worker_type_that_helps():
 def test_no_further_thread_worker_when_no_core_is_left_for_the_loading_thread():
     d = diagnose(input_bound_stats(1, busy_seconds=9.5), cores=2)  # one busy thread worker, 2 cores
     assert "num_workers=" not in d.advice
-    assert "GIL" in d.advice and "would not help" in d.advice
+    assert "GIL" in d.advice
+    assert "would not help" in d.advice
     assert "num_workers=3" in diagnose(input_bound_stats(2, busy_seconds=9.5), cores=4).advice
 
 

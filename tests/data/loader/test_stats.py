@@ -68,7 +68,9 @@ def test_utilization_is_each_workers_busy_share_of_the_epoch():
     assert s.utilization == {0: 0.75, 1: 0.25}
     assert s.mean_utilization == 0.5
     text = str(s)
-    assert "worker 0" in text and "75% of the epoch" in text and "25% of the epoch" in text
+    assert "worker 0" in text
+    assert "75% of the epoch" in text
+    assert "25% of the epoch" in text
     assert LoaderStats(0, 0, "in-process").utilization == {}
     assert LoaderStats(0, 0, "in-process", wall_seconds=1.0).mean_utilization is None
 

@@ -3,9 +3,11 @@
 Threads share the process's memory, so batches need no transport at all, start-up is
 instant, and nothing has to be picklable. A batch's large arrays are allocated from the pool's
 :class:`~tinytorch.data.memory.RecycledArena`: buffers the consumer has dropped are reused,
-warm, instead of being handed back to the system and faulted in again every batch. They run in parallel where the work releases the
-GIL (numpy's copies, gathers and arithmetic do). Randomness: global RNGs are shared between
-threads and are not seeded; random code must use ``get_batch_context().rng``.
+warm, instead of being handed back to the system and faulted in again every batch. They run in
+parallel where the work releases the GIL (numpy's copies, gathers and arithmetic do; the
+compiled kernels of the ``fast`` extra release it for the whole batch). Randomness: global
+RNGs are shared between threads and are not seeded; random code must use
+``get_batch_context().rng``.
 
 A worker thread holds the pool's spec (dataset, collate function, user callbacks) only while
 it makes a batch: idle, it holds a weak reference. A running thread is a garbage-collection
