@@ -18,7 +18,8 @@ The rules, in order:
    goes"): for a vectorized batch (collate, batch transform) one *thread* worker beside the
    training loop gave 1.1-1.2x in-process loading, while one process worker was slower than
    none (0.73-0.87x: moving each batch between processes costs more than the overlap gains);
-   for per-sample Python, process workers (a second process worker gave 1.2-1.3x the first). Thread workers share the GIL with the loading thread, so another
+   for per-sample Python, process workers (a second process worker gave 1.2-1.3x the first).
+   Thread workers share the GIL with the loading thread, so another
    thread worker is advised only while a core is left for the loading thread (a second thread
    worker on 2 cores gained nothing).
 """
