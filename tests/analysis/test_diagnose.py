@@ -129,3 +129,24 @@ def test_default_cores_are_this_process_affinity(monkeypatch):
     d = diagnose(input_bound_stats(1, busy_seconds=9.9))
     assert "all 1 core this process may use" in d.advice
     assert "num_workers=" not in d.advice
+
+
+def test_in_process_advice_names_the_worker_type_that_helps():
+    vectorized = diagnose(input_bound_stats(0, busy_seconds=0.0), cores=2).advice
+    assert "num_workers=1, worker_type='thread'" in vectorized
+    per_sample = diagnose(input_bound_stats(0, 0.0, bottleneck="sample_transform"), cores=2).advice
+    assert "worker_type='process'" in per_sample
+
+
+def test_no_further_thread_worker_when_no_core_is_left_for_the_loading_thread():
+    d = diagnose(input_bound_stats(1, busy_seconds=9.5), cores=2)  # one busy thread worker, 2 cores
+    assert "num_workers=" not in d.advice
+    assert "GIL" in d.advice
+    assert "would not help" in d.advice
+    assert "num_workers=3" in diagnose(input_bound_stats(2, busy_seconds=9.5), cores=4).advice
+
+
+def test_busy_share_comes_from_the_loader_statistics():
+    stats = input_bound_stats(2, busy_seconds=5.0)
+    assert stats.mean_utilization == pytest.approx(0.5)
+    assert "busy only 50%" in diagnose(stats, cores=8).advice

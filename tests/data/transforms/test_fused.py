@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from tinytorch.data.transforms.compose import Compose
 from tinytorch.data.transforms.fused import CropFlipNormalize
 from tinytorch.data.transforms.image import RandomCrop, RandomHorizontalFlip
+from tinytorch.data.transforms.kernels import crop_flip_normalize_kernel
 from tinytorch.data.transforms.normalize import Normalize, ToFloat
 
 
@@ -97,3 +98,64 @@ def test_pickles_for_process_workers():
     copy = pickle.loads(pickle.dumps(composed))
     np.testing.assert_array_equal(copy(x, np.random.default_rng(1)), first)
     assert "CropFlipNormalize" in repr(copy.steps[0])
+
+
+needs_numba = pytest.mark.skipif(
+    crop_flip_normalize_kernel() is None, reason="numba (the 'fast' extra) is not installed"
+)
+
+
+@needs_numba
+@settings(max_examples=80, deadline=None)
+@given(
+    n=st.integers(1, 6),
+    c=st.integers(1, 4),
+    height=st.integers(1, 9),
+    width=st.integers(1, 17),
+    padding=st.integers(0, 20),  # wider than the image too: whole rows and columns of fill
+    fill=st.integers(0, 255),
+    p=st.sampled_from([0.0, 0.5, 1.0]),
+    to_float=st.booleans(),
+    seed=st.integers(0, 2**32),
+)
+def test_the_compiled_kernel_gives_the_numpy_paths_bytes(
+    n, c, height, width, padding, fill, p, to_float, seed
+):
+    x = np.random.default_rng(seed).integers(0, 256, (n, c, height, width), dtype=np.uint8)
+    mean = np.linspace(0.2, 0.6, c) * (1 if to_float else 255)
+    std = np.linspace(0.1, 0.3, c) * (1 if to_float else 255)
+    steps = [
+        RandomCrop((height, width), padding=padding, fill=fill),
+        RandomHorizontalFlip(p),
+        *([ToFloat()] if to_float else []),
+        Normalize(mean, std),
+    ]
+    fused = Compose(steps).steps[0]
+    assert fused.backend == "numba"
+    params = fused.draw(np.random.default_rng(seed), n)
+    compiled = fused.apply(x, params)
+    fused.backend = "numpy"
+    planes = fused.apply(x, params)
+    parts = fused.normalize.apply(fused.crop_flip.apply(x, params), None)
+    np.testing.assert_array_equal(compiled.view(np.uint32), planes.view(np.uint32))
+    np.testing.assert_array_equal(compiled.view(np.uint32), parts.view(np.uint32))
+
+
+@needs_numba
+def test_the_compiled_kernel_reads_non_contiguous_batches_and_keeps_the_input():
+    composed = Compose([RandomCrop(8, padding=3), RandomHorizontalFlip(), Normalize([1, 2, 3], [4, 5, 6])])
+    x = np.random.default_rng(0).integers(0, 256, (6, 3, 8, 16), dtype=np.uint8)[:, :, :, ::2]
+    before = x.copy()
+    got = composed(x, np.random.default_rng(4))
+    np.testing.assert_array_equal(got, stepwise(composed.transforms, x, 4))
+    np.testing.assert_array_equal(x, before)
+
+
+def test_without_numba_the_numpy_path_is_used(monkeypatch):
+    from tinytorch.data.transforms import fused as fused_module
+
+    monkeypatch.setattr(fused_module, "crop_flip_normalize_kernel", lambda: None)
+    composed = Compose([RandomCrop(8, padding=2), RandomHorizontalFlip(), Normalize(0, 1)])
+    assert composed.steps[0].backend == "numpy"
+    x = np.random.default_rng(0).integers(0, 256, (4, 1, 8, 8), dtype=np.uint8)
+    np.testing.assert_array_equal(composed(x, np.random.default_rng(2)), stepwise(composed.transforms, x, 2))

@@ -43,6 +43,10 @@ class LoaderStats:
             ``sample_transform``, ``collate``, ``batch_transform``, ``transport``.
         per_worker: per worker id (``-1`` for the loading process).
         finished: whether the epoch ran to its end.
+
+    A worker's *utilization* (:attr:`utilization`) is the share of the epoch's wall time it
+    spent making batches: well under 1 with the consumer waiting means something other than
+    the workers' own work limits delivery (see docs/benchmarks.md, "Where the second core goes").
     """
 
     epoch: int
@@ -73,6 +77,22 @@ class LoaderStats:
         return self.wait_seconds / total if total else 0.0
 
     @property
+    def utilization(self) -> dict[int, float]:
+        """Per worker id: busy seconds / the epoch's wall seconds, in ``[0, 1]`` (the loading
+        process is ``-1``, its share is that of ``num_workers=0``'s batch making)."""
+        if self.wall_seconds <= 0:
+            return {}
+        return {worker: min(1.0, w.busy_seconds / self.wall_seconds) for worker, w in self.per_worker.items()}
+
+    @property
+    def mean_utilization(self) -> float | None:
+        """Mean :attr:`utilization` of the workers (``None`` without workers or batches)."""
+        shares = [share for worker, share in self.utilization.items() if worker >= 0]
+        if not shares or self.num_workers == 0:
+            return None
+        return sum(shares) / self.num_workers
+
+    @property
     def step_seconds(self) -> float:
         """Mean consumer time per batch (the training step, as the loader saw it)."""
         return self.consumer_seconds / max(1, self.batches - 1)
@@ -93,9 +113,12 @@ class LoaderStats:
             f"{'consumer step':<22}{ms(self.consumer_seconds)}",
             f"waiting for data: {100 * self.wait_share:.1f}% of the consumer's time",
         ]
+        utilization = self.utilization
         for worker, w in sorted(self.per_worker.items()):
             name = "loading process" if worker < 0 else f"worker {worker}"
-            lines.append(f"{name:<22}{w.batches:>6} batches, busy {w.busy_seconds:.2f} s")
+            share = utilization.get(worker)
+            busy = f" ({100 * share:.0f}% of the epoch)" if share is not None else ""
+            lines.append(f"{name:<22}{w.batches:>6} batches, busy {w.busy_seconds:.2f} s{busy}")
         return "\n".join(lines)
 
 

@@ -18,6 +18,11 @@ gathering windows, mirroring. This stage works on flattened planes instead:
 The output is byte-identical to running the crop+flip and then the normalization (``x * 0 +
 v == v`` in float32), from the same random draws. Other inputs take that two-step path.
 Measured on 256 CIFAR images, one core: 345 us instead of 629 us.
+
+With numba installed (the ``fast`` extra) the same planes are made by one compiled kernel
+(:mod:`tinytorch.data.transforms.kernels`) that holds no GIL for the whole batch: ~106 us
+instead of ~420 us for 256 CIFAR images on one core, the same bytes (a property test compares
+the two paths), and thread workers run it in parallel.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from numpy.typing import NDArray
 from tinytorch.data.memory import batch_empty
 from tinytorch.data.transforms.base import Transform
 from tinytorch.data.transforms.image import CropThenFlip, mirror_columns
+from tinytorch.data.transforms.kernels import crop_flip_normalize_kernel
 from tinytorch.data.transforms.normalize import Normalize
 
 __all__ = ["CropFlipNormalize"]
@@ -44,12 +50,18 @@ class CropFlipNormalize(Transform):
 
     Built by ``Compose`` from adjacent steps; draws what ``CropThenFlip`` draws. Output
     float32 ``(N, C, H, W)``.
+
+    Attributes:
+        backend: ``"numba"`` (the compiled kernel, when numba is installed: building the step
+            loads it, ~0.3 s once per process, so forked workers inherit it) or ``"numpy"``.
+            Both give the same bytes; assign ``"numpy"`` to use the numpy path.
     """
 
     random = True
 
     def __init__(self, crop_flip: CropThenFlip, normalize: Normalize) -> None:
         self.crop_flip, self.normalize = crop_flip, normalize
+        self.backend = "numba" if crop_flip_normalize_kernel() is not None else "numpy"
         self._tables: dict[tuple[int, int, int], tuple[NDArray[np.float32], NDArray[np.float32]]] = {}
         # Scratch buffer sets not in use. list.pop() and list.append() are atomic, so worker
         # threads share the pool without a lock (one a forked worker could inherit held).
@@ -70,6 +82,9 @@ class CropFlipNormalize(Transform):
         )
         if not fast:
             return self.normalize.apply(self.crop_flip.apply(batch, params), None)
+        kernel = crop_flip_normalize_kernel() if self.backend == "numba" else None
+        if kernel is not None:
+            return self._compiled(kernel, np.ascontiguousarray(batch), params)
         try:
             scratch = self._spare.pop()
         except IndexError:
@@ -78,6 +93,27 @@ class CropFlipNormalize(Transform):
             return self._planes(np.ascontiguousarray(batch), params, scratch)
         finally:
             self._spare.append(scratch)
+
+    def _compiled(self, kernel: Any, batch: NDArray[np.uint8], params: Any) -> NDArray[np.float32]:
+        crop_params, flips = params
+        n, c, height, width = batch.shape
+        crop = self.crop_flip.crop
+        at = crop.offsets(crop_params, *crop.positions(height, width))
+        scale, shift = self.normalize.coefficients(c, np.dtype(np.uint8))
+        out = batch_empty((n, c, height, width), np.float32)
+        kernel(
+            batch,
+            np.ascontiguousarray(at.top, dtype=np.int64),
+            np.ascontiguousarray(at.left, dtype=np.int64),
+            np.ascontiguousarray(flips, dtype=np.bool_),
+            scale.reshape(-1),
+            shift.reshape(-1),
+            np.float32(crop.fill),
+            crop.padding,
+            out,
+            np.empty(height * width, np.uint8),
+        )
+        return out
 
     def _planes(
         self, batch: NDArray[np.uint8], params: Any, scratch: dict[str, NDArray[Any]]

@@ -38,6 +38,7 @@ from tinytorch.data.workers.loop import PoolSpec, worker_loop
 from tinytorch.data.workers.messages import Done, Job, Reply, Started
 from tinytorch.data.workers.startup import (
     announce_start,
+    c_library,
     current_cpu,
     limit_thread_pools,
     openmp_runtimes,
@@ -85,13 +86,13 @@ def _process_main(
     (a dataset importing torch inside ``__getitem__`` would otherwise draw its first numbers
     from torch's default seed).
     """
-    limits = prepare_worker_process(loader_ends, openmp)
+    prepare_worker_process(loader_ends, openmp)
     try:
         if spec is None:  # spawn / forkserver: see ProcessPool.start
             if import_torch:
                 import torch  # noqa: F401
             spec = pickle.loads(conn.recv_bytes())
-            limits = limit_thread_pools()  # torch may have come with the spec
+            limit_thread_pools()  # torch may have come with the spec
     except (EOFError, OSError):
         return  # the loader stopped before this worker was up
     if not announce_start(conn, announce):
@@ -101,7 +102,6 @@ def _process_main(
         worker_loop(channel, lambda: spec, worker_id, "process", seed_globals=True)
     finally:
         channel.close()
-        del limits
 
 
 @dataclass
@@ -235,6 +235,8 @@ class ProcessPool:
         forked = self.method == "fork"
         handles = self._handles
         openmp = openmp_runtimes() if forked else None
+        if forked:
+            c_library()  # resolved here once, inherited by every forked worker
         if forked:
             gc.freeze()  # keep the children's garbage collector off the parent's objects' pages
         try:

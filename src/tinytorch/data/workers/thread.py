@@ -1,9 +1,13 @@
 """Worker threads: the same worker loop, in this process, results handed over as objects.
 
 Threads share the process's memory, so batches need no transport at all, start-up is
-instant, and nothing has to be picklable. They run in parallel where the work releases the
-GIL (numpy's copies, gathers and arithmetic do). Randomness: global RNGs are shared between
-threads and are not seeded; random code must use ``get_batch_context().rng``.
+instant, and nothing has to be picklable. A batch's large arrays are allocated from the pool's
+:class:`~tinytorch.data.memory.RecycledArena`: buffers the consumer has dropped are reused,
+warm, instead of being handed back to the system and faulted in again every batch. They run in
+parallel where the work releases the GIL (numpy's copies, gathers and arithmetic do; the
+compiled kernels of the ``fast`` extra release it for the whole batch). Randomness: global
+RNGs are shared between threads and are not seeded; random code must use
+``get_batch_context().rng``.
 
 A worker thread holds the pool's spec (dataset, collate function, user callbacks) only while
 it makes a batch: idle, it holds a weak reference. A running thread is a garbage-collection
@@ -23,6 +27,7 @@ from typing import Any
 
 from tinytorch.data.fetch.fetcher import BatchTask
 from tinytorch.data.fetch.timing import StageTimes
+from tinytorch.data.memory import RecycledArena, allocating_in
 from tinytorch.data.workers.loop import PoolSpec, worker_loop
 from tinytorch.data.workers.messages import Done, Job, Reply
 
@@ -39,15 +44,17 @@ class _ThreadChannel:
         results: queue.SimpleQueue[tuple[int, Reply]],
         worker_id: int,
         stop: threading.Event,
+        arena: RecycledArena,
     ) -> None:
         self.jobs, self.results, self.worker_id, self.stop = jobs, results, worker_id, stop
+        self.arena = arena
 
     def receive(self) -> Job | None:
         job = self.jobs.get()
         return None if self.stop.is_set() else job
 
     def making(self) -> contextlib.AbstractContextManager[Any]:
-        return contextlib.nullcontext()
+        return allocating_in(self.arena)
 
     def package(self, job: Job, batch: Any, times: StageTimes) -> Done:
         return Done(job.generation, job.task.index, batch, times)
@@ -87,6 +94,7 @@ class ThreadPool:
         self.num_workers = spec.num_workers
         self._results: queue.SimpleQueue[tuple[int, Reply]] = queue.SimpleQueue()
         self._threads = _Threads()
+        self._arena = RecycledArena()
 
     @property
     def pids(self) -> list[int]:
@@ -99,7 +107,7 @@ class ThreadPool:
         spec_ref = weakref.ref(self.spec)
         for worker_id in range(self.num_workers):
             jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-            channel = _ThreadChannel(jobs, self._results, worker_id, self._threads.stop)
+            channel = _ThreadChannel(jobs, self._results, worker_id, self._threads.stop, self._arena)
             thread = threading.Thread(
                 target=worker_loop,
                 args=(channel, spec_ref, worker_id, "thread"),
@@ -135,6 +143,7 @@ class ThreadPool:
         """Ask every thread to stop (threads stop in well under a millisecond; ``wait`` changes
         nothing); a thread stuck inside user code is left as a daemon."""
         self._threads.shutdown()
+        self._arena.close()
 
     def reap(self, *, block: bool) -> bool:
         """Nothing to collect: :meth:`shutdown` has stopped the threads."""

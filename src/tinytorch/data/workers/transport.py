@@ -273,22 +273,25 @@ class BlockWriter:
         self._maps: dict[int, mmap.mmap] = {}
         self._addresses: dict[int, int] = {}
         self._unsent: dict[int, int] = {}  # block -> descriptor the consumer has not received
-        self._free: set[int] = set()
+        # Free blocks, most recently released last: reused first, as the one most likely still
+        # in the cache (writing a batch into a cold block cost ~80 us more per CIFAR batch).
+        self._free: list[int] = []
+        self._bases: dict[int, np.ndarray[Any, Any]] = {}  # block -> uint8 view of all of it
         self._lent: dict[int, int] = {}  # block -> bytes used by the batch being made
         self._next_id = 0
 
     def release(self, block_ids: list[int]) -> None:
         """The consumer no longer refers to these blocks: they may be overwritten."""
-        self._free.update(b for b in block_ids if b in self._maps)
+        self._free.extend(b for b in block_ids if b in self._maps and b not in self._free)
 
     def begin(self) -> None:
         """A new batch is about to be made (blocks lent to a failed one are free again)."""
-        self._free.update(self._lent)
+        self._free.extend(b for b in self._lent if b not in self._free)
         self._lent.clear()
 
     def empty(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
         """An array for the batch being made; large ones are placed in a lent block."""
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize
         if nbytes < INLINE_BYTES or not shared_memory_supported():
             return np.empty(shape, dtype)
         for block, used in self._lent.items():
@@ -377,15 +380,19 @@ class BlockWriter:
     def _view(
         self, block: int, offset: int, shape: tuple[int, ...], dtype: np.dtype[Any]
     ) -> np.ndarray[Any, Any]:
-        count = int(np.prod(shape, dtype=np.int64))
-        flat: np.ndarray[Any, Any] = np.frombuffer(self._maps[block], dtype=dtype, count=count, offset=offset)
-        return flat.reshape(shape)
+        nbytes = math.prod(shape) * dtype.itemsize
+        view: np.ndarray[Any, Any] = self._bases[block][offset : offset + nbytes].view(dtype).reshape(shape)
+        return view
 
     def _take_block(self, nbytes: int) -> int:
-        fitting = [b for b in self._free if len(self._maps[b]) >= nbytes]
+        free = self._free
+        for i in range(len(free) - 1, -1, -1):  # the most recently released that fits
+            if nbytes <= len(self._maps[free[i]]) <= 2 * nbytes + SLACK:
+                return free.pop(i)
+        fitting = [b for b in free if len(self._maps[b]) >= nbytes]
         if fitting:
             block = min(fitting, key=lambda b: len(self._maps[b]))
-            self._free.discard(block)
+            free.remove(block)
             return block
         size = max(mmap.PAGESIZE, -(-nbytes // mmap.PAGESIZE) * mmap.PAGESIZE)
         block = self._next_id
@@ -397,13 +404,15 @@ class BlockWriter:
         except OSError:
             os.close(fd)
             raise
-        self._addresses[block] = np.frombuffer(self._maps[block], np.uint8, count=1).ctypes.data
+        self._bases[block] = np.frombuffer(self._maps[block], np.uint8)
+        self._addresses[block] = self._bases[block].ctypes.data
         self._unsent[block] = fd
         return block
 
     def close(self) -> None:
         for fd in self._unsent.values():
             os.close(fd)
+        self._bases.clear()
         for m in self._maps.values():
             with contextlib.suppress(BufferError):  # an array of the last batch may still view it
                 m.close()
