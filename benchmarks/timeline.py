@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tinytorch.data.workers.info import get_worker_info
 
 import tinytorch as tt
 from tinytorch.data.seeding import get_batch_context
-from tinytorch.data.workers.info import get_worker_info
 
 FIELDS = ("sent", "started", "finished", "received", "delivered", "worker", "cpu", "main_cpu")
 _COLUMN = {name: i for i, name in enumerate(FIELDS)}
