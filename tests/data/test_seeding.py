@@ -104,3 +104,35 @@ def test_resolve_seed_refuses_both_and_foreign_generators():
         resolve_seed(3, torch.Generator(), owner="RandomSampler")
     with pytest.raises(TypeError, match="takes a torch.Generator .* got Generator. Pass seed=<int>"):
         resolve_seed(None, np.random.default_rng(0), owner="DataLoader")
+
+
+def test_only_the_librarys_own_objects_declare_they_draw_no_global_numbers():
+    from tinytorch import Compose, ConcatDataset, Normalize, RandomCrop, Subset, TensorDataset, Transform
+    from tinytorch.data.seeding import draws_from_global_rngs
+
+    class Mine(TensorDataset):
+        pass
+
+    class MyTransform(Transform):
+        pass
+
+    ours = TensorDataset(np.arange(4))
+    assert not draws_from_global_rngs(None)
+    assert not draws_from_global_rngs(ours)
+    assert not draws_from_global_rngs(Subset(ours, [0, 1]))
+    assert not draws_from_global_rngs(Compose([RandomCrop(2), Normalize(0.5, 0.5)]))
+    assert draws_from_global_rngs(Mine(np.arange(4)))  # a subclass of yours may call anything
+    assert draws_from_global_rngs(ConcatDataset([ours, Mine(np.arange(4))]))
+    assert draws_from_global_rngs(Compose([RandomCrop(2), MyTransform()]))
+    assert draws_from_global_rngs(lambda batch, rng: batch)
+    assert draws_from_global_rngs([1, 2, 3])
+
+
+def test_a_library_only_pipeline_leaves_the_global_generators_alone(monkeypatch):
+    from tinytorch import DataLoader, TensorDataset
+    from tinytorch.data import seeding
+
+    calls = []
+    monkeypatch.setattr(seeding, "seed_global_rngs", lambda *a: calls.append(a))
+    list(DataLoader(TensorDataset(np.arange(8)), batch_size=4))
+    assert calls == []

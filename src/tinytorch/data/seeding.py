@@ -32,6 +32,7 @@ __all__ = [
     "batch_context",
     "check_seed",
     "derive_rng",
+    "draws_from_global_rngs",
     "fresh_seed",
     "get_batch_context",
     "global_rngs_seeded",
@@ -201,6 +202,23 @@ def batch_context(context: BatchContext) -> Iterator[BatchContext]:
         _CURRENT.reset(token)
 
 
+def draws_from_global_rngs(obj: object) -> bool:
+    """Whether code that makes a batch with ``obj`` may draw from a global random generator.
+
+    ``False`` only for ``None`` and for this library's own objects that declare
+    ``uses_global_rngs = False`` (a property on objects that wrap others, such as ``Subset`` or
+    ``Compose``: ``False`` when everything they wrap says so). Anything else (a dataset, collate
+    function or transform of yours, or a subclass of ours) may: then the loader seeds the global
+    generators for every batch (:func:`seed_global_rngs`) and, in the loading process, restores
+    them afterwards. A pipeline made only of this library's objects skips that work.
+    """
+    if obj is None:
+        return False
+    if not type(obj).__module__.startswith("tinytorch."):
+        return True
+    return bool(getattr(obj, "uses_global_rngs", True))
+
+
 def seed_global_rngs(seed: int, epoch: int, batch_index: int) -> None:
     """Seed the global generators user code may draw from, for batch ``batch_index`` of ``epoch``.
 
@@ -208,11 +226,12 @@ def seed_global_rngs(seed: int, epoch: int, batch_index: int) -> None:
     already imported, torch's default CPU generator (``torch.rand`` and torchvision's v1
     transforms) all restart from one 32-bit value derived from ``(seed, WORKER_GLOBALS, epoch,
     batch_index)``, so code that calls them inside ``__getitem__`` makes the same batch whichever
-    process makes it. torch is never imported here. Cost: ~12 us per batch (the derivation
-    ~6 us, numpy ~1 us, random ~3 us, torch's CPU generator ~1 us; ``torch.manual_seed`` would
-    also seed every CUDA device, ~90 us, which a data worker does not use).
+    process makes it. torch is never imported here. Cost: ~11 us per batch (docs/benchmarks.md,
+    "Global generators"): ``torch.manual_seed`` would also seed every CUDA device (~90 us), which
+    a data worker does not use, so only torch's CPU generator is seeded.
     """
-    value = int(derive_rng(seed, Stream.WORKER_GLOBALS, epoch, batch_index).integers(2**32))
+    keys = (int(Stream.WORKER_GLOBALS), int(epoch), int(batch_index))
+    value = int(np.random.SeedSequence(seed, spawn_key=keys).generate_state(1)[0])  # no Generator needed
     np.random.seed(value)
     random.seed(value)
     torch = sys.modules.get("torch")
@@ -227,8 +246,8 @@ def global_rngs_seeded(seed: int, epoch: int, batch_index: int) -> Iterator[None
     Used where the global generators belong to the user (the loading process: ``num_workers=0``):
     user code inside the block draws exactly what it would draw in a process worker, and after
     the block numpy's, Python's and torch's CPU generators are as they were, so the user's own
-    draws between batches (dropout masks, say) are not changed by the loader. Cost: ~60 us per
-    batch on top of the seeding (saving and restoring numpy's state is most of it).
+    draws between batches (dropout masks, say) are not changed by the loader. Saving and restoring
+    numpy's state is most of its cost (docs/benchmarks.md, "Global generators").
     """
     torch = sys.modules.get("torch")
     saved_numpy = np.random.get_state()

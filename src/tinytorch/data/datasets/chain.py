@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 from tinytorch.data.datasets.base import Dataset, IterableDataset
+from tinytorch.data.seeding import draws_from_global_rngs
 
 __all__ = ["ChainDataset"]
 
@@ -40,6 +41,10 @@ class ChainDataset(IterableDataset[T]):
                     "is map-style. Combine map-style datasets with ConcatDataset (or `a + b`)"
                 )
         self.datasets: tuple[IterableDataset[T], ...] = parts  # type: ignore[assignment]
+
+    @property
+    def uses_global_rngs(self) -> bool:
+        return any(draws_from_global_rngs(d) for d in self.datasets)
 
     def __iter__(self) -> Iterator[T]:
         for d in self.datasets:

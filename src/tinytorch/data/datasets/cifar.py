@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from tinytorch.data.datasets.base import Dataset, map_samples, timed_sample_transform
 from tinytorch.data.datasets.indexing import check_index, check_indices
 from tinytorch.data.datasets.stacked import StackedSamples
+from tinytorch.data.seeding import draws_from_global_rngs
 from tinytorch.data.storage.cifar_format import CIFAR10, CIFAR100, CifarSpec, CifarSplit
 from tinytorch.data.storage.cifar_prepare import (
     CACHE_DIR,
@@ -175,6 +176,11 @@ class CIFAR10Dataset(Dataset[tuple[NDArray[np.uint8], int]]):
     def labels(self) -> NDArray[np.int64]:
         """The same array as :attr:`targets` (the seed's name)."""
         return self.targets
+
+    @property
+    def uses_global_rngs(self) -> bool:
+        """Whether reading may draw from global generators: only through your transforms."""
+        return draws_from_global_rngs(self.transform) or draws_from_global_rngs(self.target_transform)
 
     def __len__(self) -> int:
         return len(self.data)

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from tinytorch.data.datasets.base import Dataset, IterableDataset, read_batch
 from tinytorch.data.datasets.indexing import check_index, check_indices, is_index_list
 from tinytorch.data.datasets.stacked import StackedSamples
-from tinytorch.data.seeding import Stream, derive_rng, resolve_seed
+from tinytorch.data.seeding import Stream, derive_rng, draws_from_global_rngs, resolve_seed
 from tinytorch.data.validate import check_float, check_int
 
 __all__ = ["ConcatDataset", "Subset", "random_split"]
@@ -39,6 +39,10 @@ class Subset(Dataset[T]):
     def __init__(self, dataset: Dataset[T], indices: Sequence[int] | NDArray[np.integer]) -> None:
         self.dataset = dataset
         self.indices: NDArray[np.intp] = check_indices(indices, len(dataset), owner="Subset's parent dataset")
+
+    @property
+    def uses_global_rngs(self) -> bool:
+        return draws_from_global_rngs(self.dataset)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -76,6 +80,10 @@ class ConcatDataset(Dataset[T]):
                     "itertools.chain inside an IterableDataset instead"
                 )
         self.cumulative_sizes: NDArray[np.intp] = np.cumsum([len(d) for d in self.datasets], dtype=np.intp)
+
+    @property
+    def uses_global_rngs(self) -> bool:
+        return any(draws_from_global_rngs(d) for d in self.datasets)
 
     def __len__(self) -> int:
         return int(self.cumulative_sizes[-1])

@@ -44,6 +44,9 @@ class PackedSequence(Sequence[Any]):
         np.cumsum([len(e) for e in encoded], out=self.offsets[1:])
         self.data: NDArray[np.uint8] = np.frombuffer(b"".join(encoded), dtype=np.uint8).copy()
 
+    uses_global_rngs = False
+    """Reads draw no random numbers (see :func:`tinytorch.data.seeding.draws_from_global_rngs`)."""
+
     def __len__(self) -> int:
         return len(self.offsets) - 1
 

@@ -211,6 +211,9 @@ class ShardedDataset(Dataset[Any]):
         """``(num_shards + 1,)`` int64: first sample index of each shard, then ``len(self)``."""
         return self.index.starts
 
+    uses_global_rngs = False
+    """Reads draw no random numbers (see :func:`tinytorch.data.seeding.draws_from_global_rngs`)."""
+
     def __len__(self) -> int:
         return self.index.total
 

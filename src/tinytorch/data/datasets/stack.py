@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 
 from tinytorch.data.datasets.base import Dataset, read_batch
 from tinytorch.data.datasets.stacked import StackedSamples
+from tinytorch.data.seeding import draws_from_global_rngs
 
 __all__ = ["StackDataset"]
 
@@ -58,6 +59,10 @@ class StackDataset(Dataset[Any]):
         if isinstance(self.datasets, dict):
             return list(self.datasets.items())
         return list(enumerate(self.datasets))
+
+    @property
+    def uses_global_rngs(self) -> bool:
+        return any(draws_from_global_rngs(d) for _, d in self._parts())
 
     def __len__(self) -> int:
         return self._length

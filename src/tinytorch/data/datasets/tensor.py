@@ -52,6 +52,9 @@ class TensorDataset(Dataset[tuple[Any, ...]]):
         self.arrays: tuple[np.ndarray[Any, Any], ...] = tuple(converted)
         self._length = lengths[0]
 
+    uses_global_rngs = False
+    """Reads draw no random numbers (see :func:`tinytorch.data.seeding.draws_from_global_rngs`)."""
+
     def __len__(self) -> int:
         return self._length
 

@@ -28,7 +28,7 @@ from tinytorch.data.datasets.base import IterableDataset
 from tinytorch.data.fetch.fetcher import BatchTransform
 from tinytorch.data.sampling.batching import BatchSampler
 from tinytorch.data.sampling.samplers import RandomSampler, SequentialSampler
-from tinytorch.data.seeding import resolve_seed
+from tinytorch.data.seeding import draws_from_global_rngs, resolve_seed
 from tinytorch.data.validate import check_bool, check_float, check_int
 
 __all__ = [
@@ -106,6 +106,16 @@ class Batching:
     def index_source(self) -> Iterable[Any] | None:
         """What an epoch's plan is drawn from: the batch sampler, or the sampler when unbatched."""
         return self.batch_sampler if self.batched else self.sampler
+
+    @property
+    def draws_from_global_rngs(self) -> bool:
+        """Whether making a batch may draw from numpy's, Python's or torch's global generators:
+        the loader then seeds them per batch (see :func:`~tinytorch.data.seeding.draws_from_global_rngs`)."""
+        return (
+            draws_from_global_rngs(self.dataset)
+            or not self.library_collate
+            or draws_from_global_rngs(self.batch_transform)
+        )
 
     @property
     def library_collate(self) -> bool:

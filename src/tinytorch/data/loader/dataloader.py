@@ -340,7 +340,9 @@ class DataLoader(Generic[T_co]):
             batches = (
                 stream_batches(self._fetcher_for(b), epoch, start=start)  # type: ignore[arg-type]
                 if b.iterable
-                else in_process(self._fetcher_for(b).make, self._tasks(epoch, start), seed=b.seed)
+                else in_process(
+                    self._fetcher_for(b).make, self._tasks(epoch, start), seed=self._globals_seed()
+                )
             )
             return Epoch(
                 batches, epoch, length=length, deliver=self._pin, recorder=recorder, progress=progress
@@ -365,6 +367,12 @@ class DataLoader(Generic[T_co]):
             recorder=recorder,
             progress=progress,
         )
+
+    def _globals_seed(self) -> int | None:
+        """The seed for the global generators, or ``None`` when nothing in the batch path draws
+        from them (only this library's code runs), so the loader leaves them alone."""
+        b = self._batching
+        return b.seed if b.draws_from_global_rngs else None
 
     def _tasks(self, epoch: int, start: int) -> Iterator[BatchTask]:
         b = self._batching
@@ -491,7 +499,12 @@ class DataLoader(Generic[T_co]):
         if self._spec is None:
             b, options = self._batching, self._options
             self._spec = PoolSpec(
-                self._fetcher_for(b).make, b.dataset, options.num_workers, b.seed, options.worker_init_fn
+                self._fetcher_for(b).make,
+                b.dataset,
+                options.num_workers,
+                b.seed,
+                options.worker_init_fn,
+                seed_globals=b.draws_from_global_rngs,
             )
         return self._spec
 

@@ -85,18 +85,22 @@ def stream_batches(fetcher: StreamFetcher, epoch: int, *, start: int = 0) -> Ite
 
 
 def in_process(
-    make: Callable[[BatchTask], tuple[Any, StageTimes]], tasks: Iterator[BatchTask], *, seed: int
+    make: Callable[[BatchTask], tuple[Any, StageTimes]], tasks: Iterator[BatchTask], *, seed: int | None
 ) -> Iterator[Made]:
     """Make every task in the calling thread.
 
-    Each batch is made with numpy's, Python's and torch's global generators seeded from
-    ``(seed, epoch, batch index)``, exactly as a process worker seeds them, and restored
+    With ``seed``, each batch is made with numpy's, Python's and torch's global generators seeded
+    from ``(seed, epoch, batch index)``, exactly as a process worker seeds them, and restored
     afterwards: code that draws from them in ``__getitem__`` gives the same bytes as with process
-    workers, and the user's own global state is as it was between batches.
+    workers, and the user's own global state is as it was between batches. ``None``: nothing
+    that makes a batch draws from them (only this library's code), so they are left alone.
     """
     for task in tasks:
-        with global_rngs_seeded(seed, task.epoch, task.index):
+        if seed is None:
             batch, times = make(task)
+        else:
+            with global_rngs_seeded(seed, task.epoch, task.index):
+                batch, times = make(task)
         yield Made(batch, times)
 
 

@@ -187,6 +187,11 @@ class Transform:
             (otherwise such a list is stacked first, which needs one size).
     """
 
+    uses_global_rngs = False
+    """The library's transforms draw only from the generator they are given. A subclass of
+    yours counts as drawing from the global generators anyway (see
+    :func:`tinytorch.data.seeding.draws_from_global_rngs`): the loader cannot know what it calls."""
+
     random: ClassVar[bool] = False
     sample_ndim: ClassVar[int] = 3
     takes_lists: ClassVar[bool] = False

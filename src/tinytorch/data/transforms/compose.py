@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from tinytorch.data.seeding import draws_from_global_rngs
 from tinytorch.data.transforms.base import Transform, resolve_batched, resolve_rng
 from tinytorch.data.transforms.fused import CropFlipNormalize
 from tinytorch.data.transforms.image import CropThenFlip, RandomCrop, RandomHorizontalFlip
@@ -111,6 +112,10 @@ class Compose(Transform):
                 raise TypeError(f"Compose takes callables, got {type(t).__name__} {t!r}")
         self.transforms: list[Any] = flat
         self._steps: tuple[Any, ...] = tuple(fuse(flat))
+
+    @property
+    def uses_global_rngs(self) -> bool:  # type: ignore[override]
+        return any(draws_from_global_rngs(step) for step in self.transforms)
 
     @property
     def steps(self) -> tuple[Any, ...]:

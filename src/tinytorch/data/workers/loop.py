@@ -32,6 +32,8 @@ class PoolSpec:
         num_workers: how many workers.
         seed: the loader's seed.
         worker_init_fn: called in each worker with its id before its first batch.
+        seed_globals: process workers seed the global generators per batch (``False`` when
+            only this library's code makes a batch: nothing draws from them).
     """
 
     make_batch: Callable[[BatchTask], tuple[Any, StageTimes]]
@@ -39,6 +41,7 @@ class PoolSpec:
     num_workers: int
     seed: int
     worker_init_fn: Callable[[int], None] | None = None
+    seed_globals: bool = True
 
     def info(self, worker_id: int, kind: str, pid: int) -> WorkerInfo:
         """What :func:`get_worker_info` returns in worker ``worker_id``."""
@@ -121,7 +124,7 @@ def worker_loop(
             return
         try:
             with _as_worker(current, worker_id, kind, pid), channel.making():
-                if seed_globals:
+                if seed_globals and current.seed_globals:
                     seed_global_rngs(current.seed, job.task.epoch, job.task.index)
                 batch, times = current.make_batch(job.task)
                 message: Reply = channel.package(job, batch, times)
