@@ -31,9 +31,13 @@ from dataclasses import dataclass
 from tinytorch.analysis.machine import available_cores
 from tinytorch.data.loader.stats import STAGES, LoaderStats
 
-__all__ = ["Diagnosis", "diagnose"]
+__all__ = ["Diagnosis", "diagnose", "memory_note"]
 
 INPUT_BOUND_SHARE = 0.10
+PRIVATE_MEMORY_NOTE = 32 << 20
+"""A process worker holding more private memory than this gets a note on copy-on-read. A worker
+of a numpy pipeline holds 8-20 MB (the CIFAR augmentation; docs/benchmarks.md, "Copy-on-read");
+one reading a list of 300,000 str held 46 MB."""
 BUSY_SHARE = 0.8
 """Workers busy less than this share of the epoch are not what limits delivery."""
 
@@ -142,13 +146,40 @@ class Diagnosis:
     bottleneck: str
     advice: str
 
+    memory: str = ""
+    """A note on the workers' private memory, when it is large (else empty)."""
+
     def __str__(self) -> str:
         verdict = "INPUT-BOUND" if self.input_bound else "not input-bound"
-        return (
+        text = (
             f"{verdict}: the training loop waits for data {100 * self.wait_share:.0f}% of the "
             f"time (step {1000 * self.step_seconds:.2f} ms per batch). Bottleneck: "
             f"{self.bottleneck}. {self.advice}"
         )
+        return f"{text}\n{self.memory}" if self.memory else text
+
+
+def memory_note(stats: LoaderStats) -> str:
+    """What to say about the process workers' private memory (empty when it is small).
+
+    A forked worker shares the loading process's memory until it writes to it, and reading a
+    Python object writes its reference count: a dataset of Python objects (a list of str,
+    dicts, per-sample arrays in a list) ends up copied into every worker as an epoch reads it.
+    numpy arrays (``TensorDataset``, ``ShardedDataset``) and ``PackedSequence`` hold no
+    per-item objects and stay shared (docs/architecture.md, "Copy-on-read").
+    """
+    private = {w: s.private_bytes for w, s in stats.per_worker.items() if w >= 0 and s.private_bytes}
+    if not private or max(private.values()) < PRIVATE_MEMORY_NOTE:
+        return ""
+    mb = max(private.values()) / (1 << 20)
+    total = sum(private.values()) / (1 << 20)
+    return (
+        f"Memory: each process worker holds up to {mb:,.0f} MB of its own ({total:,.0f} MB for "
+        f"{len(private)} workers). If the dataset keeps Python objects (lists of str, dicts, a list "
+        "of arrays), every worker copies them as it reads them (reference counts are writes): "
+        "store them in numpy arrays (TensorDataset, ShardedDataset) or PackedSequence, which "
+        "workers share, or use worker_type='thread'."
+    )
 
 
 def diagnose(stats: LoaderStats, step_seconds: float | None = None, *, cores: int | None = None) -> Diagnosis:
@@ -169,6 +200,7 @@ def diagnose(stats: LoaderStats, step_seconds: float | None = None, *, cores: in
     step = stats.step_seconds if step_seconds is None else step_seconds
     wait = stats.wait_seconds / stats.batches
     share = wait / (wait + step) if wait + step > 0 else 0.0
+    memory = memory_note(stats)
     if share < INPUT_BOUND_SHARE:
         return Diagnosis(
             False,
@@ -177,9 +209,10 @@ def diagnose(stats: LoaderStats, step_seconds: float | None = None, *, cores: in
             "consumer",
             "The training step itself dominates; the loader keeps up and a faster loader would "
             "not speed training up. Make the model step faster, or use a larger batch.",
+            memory,
         )
     per_batch = {name: stats.stage_seconds[name] / stats.batches for name in STAGES}
     bottleneck = max(per_batch, key=lambda name: per_batch[name])
     cores = available_cores() if cores is None else cores
     advice = _ADVICE[bottleneck] + _workers_advice(stats, bottleneck, cores)
-    return Diagnosis(True, share, step, bottleneck, advice)
+    return Diagnosis(True, share, step, bottleneck, advice, memory)

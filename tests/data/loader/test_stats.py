@@ -3,7 +3,8 @@ import time
 import numpy as np
 import pytest
 
-from tinytorch import DataLoader, TensorDataset
+from tinytorch import DataLoader, Dataset, PackedSequence, TensorDataset
+from tinytorch.data.loader.stats import LoaderStats, WorkerStats
 
 
 def loader(**kwargs):
@@ -83,3 +84,48 @@ def test_a_loader_reports_its_workers_utilization(kind):
     assert set(shares) == {0, 1}
     assert all(0 < share <= 1 for share in shares.values())
     assert "% of the epoch" in str(ld.stats())
+
+
+class Words(Dataset):
+    """Issue 13 item 13: a dataset holding Python objects (a list of str, or PackedSequence)."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return len(self.items[i])
+
+
+def test_process_workers_report_their_private_memory_and_python_objects_show_up():
+    words = [f"sample-{i:07d}-" + "x" * 80 for i in range(200_000)]
+    private = {}
+    for name, items in (("list", words), ("packed", PackedSequence(words))):
+        loader = DataLoader(
+            Words(items), batch_size=2048, shuffle=True, seed=0, num_workers=2, persistent_workers=True
+        )
+        list(loader)
+        list(loader)  # its first batches report what the first epoch copied
+        private[name] = max(w.private_bytes for w in loader.stats().per_worker.values())
+        assert "MB private" in str(loader.stats())
+        loader.close()
+    # a forked worker copies every str it reads (reference counts are writes): ~30 MB here
+    assert private["list"] > private["packed"] + (15 << 20), private
+
+
+def test_diagnose_points_to_packed_storage_when_workers_hold_much_private_memory():
+    from tinytorch.analysis.diagnose import PRIVATE_MEMORY_NOTE, diagnose
+
+    stats = LoaderStats(0, 2, "process")
+    stats.batches, stats.wait_seconds, stats.consumer_seconds = 10, 1.0, 0.01
+    stats.per_worker = {
+        0: WorkerStats(5, 0.5, PRIVATE_MEMORY_NOTE + (1 << 20)),
+        1: WorkerStats(5, 0.5, 1 << 20),
+    }
+    text = str(diagnose(stats, cores=2))
+    assert "each process worker holds up to 33 MB of its own" in text
+    assert "PackedSequence" in text
+    stats.per_worker[0].private_bytes = 1 << 20
+    assert "Memory:" not in str(diagnose(stats, cores=2))

@@ -95,6 +95,24 @@ def test_a_kept_batch_is_never_overwritten_and_blocks_are_reused_once_released()
     writer.close()
 
 
+def test_a_worker_keeps_a_bounded_number_of_free_blocks_and_both_sides_let_go_of_the_rest():
+    from tinytorch.data.workers.transport import MAX_FREE_BLOCKS
+
+    writer, reader = BlockWriter(0), BlockReader()
+    kept = [transfer(writer, reader, sample_batch(float(k)))[1] for k in range(10)]  # list(loader)
+    assert len(writer._maps) == 10
+    del kept
+    gc.collect()
+    writer.release(reader.take_released(0))
+    assert len(writer._maps) == MAX_FREE_BLOCKS  # six given back at once
+    packed, batch = transfer(writer, reader, sample_batch(5.0))
+    assert len(packed.retired) == 10 - MAX_FREE_BLOCKS
+    assert len(reader._maps) == MAX_FREE_BLOCKS  # the consumer dropped its mappings too
+    np.testing.assert_array_equal(batch["x"], 5.0)
+    reader.close()
+    writer.close()
+
+
 def test_batches_without_arrays_travel_inline():
     writer = BlockWriter(0)
     packed, fd = writer.write(["a", 1, np.zeros(10)])

@@ -10,21 +10,27 @@ __all__ = ["Made", "StageTimes"]
 
 @dataclass(frozen=True)
 class StageTimes:
-    """Seconds spent on one batch in each stage (``read`` excludes per-sample transforms)."""
+    """Seconds spent on one batch in each stage (``read`` excludes per-sample transforms).
+
+    ``private_bytes``: the memory private to the process worker that made the batch, when it
+    measured it with this batch (about once a second), else 0.
+    """
 
     read: float = 0.0
     sample_transform: float = 0.0
     collate: float = 0.0
     batch_transform: float = 0.0
     transport: float = 0.0
+    private_bytes: int = 0
 
-    def with_transport(self, seconds: float) -> StageTimes:
+    def with_transport(self, seconds: float, private_bytes: int = 0) -> StageTimes:
         return StageTimes(
             self.read,
             self.sample_transform,
             self.collate,
             self.batch_transform,
             self.transport + seconds,
+            private_bytes or self.private_bytes,
         )
 
 

@@ -21,10 +21,13 @@ STAGES = ("read", "sample_transform", "collate", "batch_transform", "transport")
 
 @dataclass
 class WorkerStats:
-    """Batches one worker made and the seconds it spent making them."""
+    """Batches one worker made, the seconds it spent making them, and (process workers) the
+    most memory private to it that it reported (``private_bytes``: what it does not share with
+    the loading process; see ``workers.capacity.private_memory``)."""
 
     batches: int = 0
     busy_seconds: float = 0.0
+    private_bytes: int = 0
 
 
 @dataclass
@@ -118,7 +121,8 @@ class LoaderStats:
             name = "loading process" if worker < 0 else f"worker {worker}"
             share = utilization.get(worker)
             busy = f" ({100 * share:.0f}% of the epoch)" if share is not None else ""
-            lines.append(f"{name:<22}{w.batches:>6} batches, busy {w.busy_seconds:.2f} s{busy}")
+            private = f", {w.private_bytes / (1 << 20):,.0f} MB private" if w.private_bytes else ""
+            lines.append(f"{name:<22}{w.batches:>6} batches, busy {w.busy_seconds:.2f} s{busy}{private}")
         return "\n".join(lines)
 
 
@@ -156,6 +160,8 @@ class StatsRecorder:
             worker = s.per_worker.setdefault(-1 if made.worker is None else made.worker, WorkerStats())
         worker.batches += 1
         worker.busy_seconds += t.read + t.sample_transform + t.collate + t.batch_transform + t.transport
+        if t.private_bytes > worker.private_bytes:
+            worker.private_bytes = t.private_bytes
         s.wall_seconds = now - self._start
         self._delivered_at = now
 

@@ -6,7 +6,13 @@ from typing import Any
 
 from tinytorch.data.workers.transport import batch_footprint
 
-__all__ = ["InsufficientSharedMemoryError", "available_memory", "batch_nbytes", "check_window"]
+__all__ = [
+    "InsufficientSharedMemoryError",
+    "available_memory",
+    "batch_nbytes",
+    "check_window",
+    "private_memory",
+]
 
 
 class InsufficientSharedMemoryError(MemoryError):
@@ -16,6 +22,25 @@ class InsufficientSharedMemoryError(MemoryError):
 def batch_nbytes(batch: Any) -> int:
     """Bytes of all numpy arrays in ``batch``."""
     return batch_footprint(batch)[1]
+
+
+def private_memory(pid: int | str = "self") -> int | None:
+    """Bytes of memory private to process ``pid`` (``Private_Clean + Private_Dirty`` of
+    ``/proc/<pid>/smaps_rollup``), ``None`` where that cannot be read.
+
+    For a forked worker this is what it does not share with the loading process: memory it
+    allocated, and pages of the parent it wrote to, such as the reference counts of a dataset
+    made of Python objects (each object read is copied into the worker: copy-on-read).
+    """
+    total = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith(("Private_Clean:", "Private_Dirty:", "Private_Hugetlb:")):
+                    total += int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
 
 
 def available_memory() -> int | None:

@@ -20,10 +20,15 @@ from typing import Any
 
 from tinytorch.data.fetch.timing import StageTimes
 from tinytorch.data.memory import allocating_in
+from tinytorch.data.workers.capacity import private_memory
 from tinytorch.data.workers.messages import Done, Job, Reply, Started
 from tinytorch.data.workers.transport import BlockReader, BlockWriter, Packed
 
-__all__ = ["WorkerChannel", "encode_job", "receive"]
+__all__ = ["PROBE_SECONDS", "WorkerChannel", "encode_job", "receive"]
+
+PROBE_SECONDS = 0.25
+"""How often a process worker reports its private memory with a batch (``loader.stats()``; ~0.1 ms),
+besides the first batch of every epoch."""
 
 
 def encode_job(job: Job | None) -> bytes:
@@ -39,6 +44,8 @@ class WorkerChannel:
         self.conn = conn
         self.writer = BlockWriter(worker_id)
         self._pending_fd: int | None = None
+        self._probed_at = -PROBE_SECONDS
+        self._probed_generation = -1  # the first batch of every epoch reports the worker's memory
 
     def receive(self) -> Job | None:
         job: Job | None = pickle.loads(self.conn.recv_bytes())  # see encode_job
@@ -57,7 +64,12 @@ class WorkerChannel:
         start = time.perf_counter()
         packed, fd = self.writer.write(batch)
         self._pending_fd = fd
-        return Done(job.generation, job.task.index, packed, times.with_transport(time.perf_counter() - start))
+        private = 0
+        if start - self._probed_at >= PROBE_SECONDS or job.generation != self._probed_generation:
+            self._probed_at, self._probed_generation = start, job.generation  # ~0.1 ms each
+            private = private_memory() or 0
+        times = times.with_transport(time.perf_counter() - start, private)
+        return Done(job.generation, job.task.index, packed, times)
 
     def send(self, message: Reply) -> None:
         fd, self._pending_fd = self._pending_fd, None

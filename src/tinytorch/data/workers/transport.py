@@ -104,6 +104,8 @@ class Packed:
         inline: the bytes of an inline batch's arrays. Raw bytes, not pickled arrays: numpy
             pickles a non-native byte order array as a native one with pickle's default
             protocol (what ``Connection.send`` uses), so the dtype would not survive.
+        retired: blocks the worker has given up (see ``BlockWriter.release``): the consumer
+            drops its mappings of them.
     """
 
     structure: Any
@@ -112,6 +114,7 @@ class Packed:
     nbytes: int
     new_block_size: int | None = None
     inline: bytearray | None = None
+    retired: tuple[int, ...] = ()
 
 
 def _map_containers(obj: Any, fn: Any) -> Any:
@@ -257,6 +260,13 @@ def _layout(arrays: list[np.ndarray[Any, Any]]) -> tuple[tuple[ArraySpec, ...], 
 SLACK = 64 << 10
 """Room left after an array placed in a new block, for the batch's small arrays (labels)."""
 
+MAX_FREE_BLOCKS = 4
+"""Free blocks a worker keeps for reuse (its prefetch window's worth); more are given back.
+
+A consumer that keeps many batches (``list(loader)``) makes a worker create a block per batch;
+once those batches are dropped, a persistent worker would otherwise keep every block (300 MB
+per worker after one CIFAR epoch kept whole) for as long as it lives."""
+
 
 class BlockWriter:
     """Worker side: the worker's shared-memory blocks, reused once the consumer releases them.
@@ -278,11 +288,30 @@ class BlockWriter:
         self._free: list[int] = []
         self._bases: dict[int, np.ndarray[Any, Any]] = {}  # block -> uint8 view of all of it
         self._lent: dict[int, int] = {}  # block -> bytes used by the batch being made
+        self._retired: list[int] = []  # given back; the consumer is told with the next batch
         self._next_id = 0
 
     def release(self, block_ids: list[int]) -> None:
-        """The consumer no longer refers to these blocks: they may be overwritten."""
+        """The consumer no longer refers to these blocks: they may be overwritten.
+
+        Beyond :data:`MAX_FREE_BLOCKS` free blocks, the least recently released are given back
+        (unmapped and closed here, and the consumer drops its mapping when the next batch tells
+        it), so memory is returned to the system once both sides let go.
+        """
         self._free.extend(b for b in block_ids if b in self._maps and b not in self._free)
+        while len(self._free) > MAX_FREE_BLOCKS:
+            self._retire(self._free.pop(0))
+
+    def _retire(self, block: int) -> None:
+        self._bases.pop(block, None)
+        self._addresses.pop(block, None)
+        fd = self._unsent.pop(block, None)
+        if fd is not None:
+            os.close(fd)  # never sent: the consumer never mapped it
+        else:
+            self._retired.append(block)
+        with contextlib.suppress(BufferError):
+            self._maps.pop(block).close()
 
     def begin(self) -> None:
         """A new batch is about to be made (blocks lent to a failed one are free again)."""
@@ -319,7 +348,7 @@ class BlockWriter:
             payload = bytearray(nbytes)
             for spec, a in zip(specs, arrays, strict=True):
                 _array_in(payload, spec)[...] = a
-            return Packed(structure, None, specs, nbytes, inline=payload), None
+            return Packed(structure, None, specs, nbytes, inline=payload, retired=self._take_retired()), None
         placed = [self._locate(a) for a in arrays]
         weights: dict[int, int] = {}
         for a, where in zip(arrays, placed, strict=True):
@@ -364,7 +393,11 @@ class BlockWriter:
     ) -> tuple[Packed, int | None]:
         fd = self._unsent.pop(block, None)
         size = len(self._maps[block]) if fd is not None else None
-        return Packed(structure, block, specs, nbytes, size), fd
+        return Packed(structure, block, specs, nbytes, size, retired=self._take_retired()), fd
+
+    def _take_retired(self) -> tuple[int, ...]:
+        retired, self._retired = tuple(self._retired), []
+        return retired
 
     def _locate(self, a: np.ndarray[Any, Any]) -> tuple[int, int] | None:
         """``(block, offset)`` of an array lying in a lent block, else ``None``."""
@@ -439,6 +472,7 @@ class BlockReader:
 
     def read(self, worker_id: int, packed: Packed) -> Any:
         """The batch of ``packed``; its arrays view the block until they are garbage."""
+        self.forget(worker_id, packed.retired)
         if packed.block is None:
             payload = packed.inline if packed.inline is not None else bytearray()
             return unflatten(packed.structure, [_array_in(payload, s) for s in packed.specs])
@@ -450,8 +484,17 @@ class BlockReader:
 
     def discard(self, worker_id: int, packed: Packed) -> None:
         """A result nobody will read: release its block at once."""
+        self.forget(worker_id, packed.retired)
         if packed.block is not None:
             self._release(worker_id, packed.block)
+
+    def forget(self, worker_id: int, blocks: tuple[int, ...]) -> None:
+        """Drop the mappings of blocks ``worker_id`` gave back (no array views them any more)."""
+        for block in blocks:
+            mapping = self._maps.pop((worker_id, block), None)
+            if mapping is not None:
+                with contextlib.suppress(BufferError):
+                    mapping.close()
 
     def _release(self, worker_id: int, block: int) -> None:
         with self._lock:
