@@ -2,7 +2,7 @@
 
 import json
 
-from tinytorch.analysis.profile import MemoryFit, MemoryPoint, fit_memory, largest_batch_within
+from tinytorch.analysis.profile import MemoryFit, MemoryPoint, fit_memory
 from tinytorch.cli.main import main
 from tinytorch.cli.profile import verdict
 
@@ -40,8 +40,8 @@ def test_profile_end_to_end(tmp_path, capsys):
 
 def test_largest_batch_from_a_linear_fit():
     points = [MemoryPoint(100, 0, 10_000 + 100 * 50), MemoryPoint(200, 0, 10_000 + 200 * 50)]
-    assert largest_batch_within(points, 10_000 + 1000 * 50) == 1000
-    assert largest_batch_within(points, 5_000) is None
+    assert fit_memory(points).largest_within(10_000 + 1000 * 50) == 1000
+    assert fit_memory(points).largest_within(5_000) is None
 
 
 def test_an_answer_beyond_the_measured_batches_says_it_is_extrapolated():

@@ -22,7 +22,7 @@ import numpy as np
 from tinytorch.analysis.sources import augmentation
 from tinytorch.data import DataLoader
 
-__all__ = ["MemoryFit", "MemoryPoint", "fit_memory", "largest_batch_within", "profile_memory", "pss_bytes"]
+__all__ = ["MemoryFit", "MemoryPoint", "fit_memory", "profile_memory", "pss_bytes"]
 
 
 PIPELINE_FIELDS = ("Pss_Anon", "Pss_Shmem")
@@ -139,11 +139,3 @@ def fit_memory(points: list[MemoryPoint]) -> MemoryFit:
     else:
         per_sample, fixed = memory[0] / sizes[0], 0.0
     return MemoryFit(float(fixed), float(per_sample), (int(sizes.min()), int(sizes.max())))
-
-
-def largest_batch_within(points: list[MemoryPoint], budget_bytes: int) -> int | None:
-    """The largest batch size whose fitted pipeline memory stays within ``budget_bytes``.
-
-    ``None`` when even a batch of one does not fit (see :meth:`MemoryFit.largest_within`).
-    """
-    return fit_memory(points).largest_within(budget_bytes)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -153,8 +152,3 @@ def add_cifar_options(parser: argparse.ArgumentParser, *, downloads: bool, env: 
         help=f"the archive's MD5, for a mirror's copy (default $TINYTORCH_{env}_MD5, else the official "
         "archive's)",
     )
-
-
-def stderr_is_terminal() -> bool:
-    """Whether progress bars are worth drawing (stderr is a terminal)."""
-    return sys.stderr.isatty()

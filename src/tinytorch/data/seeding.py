@@ -226,9 +226,10 @@ def seed_global_rngs(seed: int, epoch: int, batch_index: int) -> None:
     already imported, torch's default CPU generator (``torch.rand`` and torchvision's v1
     transforms) all restart from one 32-bit value derived from ``(seed, WORKER_GLOBALS, epoch,
     batch_index)``, so code that calls them inside ``__getitem__`` makes the same batch whichever
-    process makes it. torch is never imported here. Cost: ~11 us per batch (docs/benchmarks.md,
-    "Global generators"): ``torch.manual_seed`` would also seed every CUDA device (~90 us), which
-    a data worker does not use, so only torch's CPU generator is seeded.
+    process makes it. torch is never imported here. ``torch.manual_seed`` would also seed every
+    CUDA device, which a data worker does not use and which costs more than seeding everything
+    else together, so only torch's CPU generator is seeded (costs: docs/benchmarks.md, "Global
+    generators").
     """
     keys = (int(Stream.WORKER_GLOBALS), int(epoch), int(batch_index))
     value = int(np.random.SeedSequence(seed, spawn_key=keys).generate_state(1)[0])  # no Generator needed

@@ -82,11 +82,9 @@ class ReadAheadShards(Shards):
 
 
 def test_the_next_window_is_read_ahead_as_planning_reaches_each_window():
-    from tinytorch.data.sampling.windowed import window_shards
-
     dataset = ReadAheadShards([5, 5, 5, 5, 5])
     sampler = WindowedShuffleSampler(dataset, 2, seed=3)
-    windows = [w.tolist() for w in window_shards(dataset.shard_starts, 2, 3, 1)]
+    windows = [list(w.shards) for w in plan_windows(dataset.shard_starts, 2, 3, 1)]
     seen = []
     for k, chunk in enumerate(sampler.index_chunks(1)):
         # before window k's indices are handed out, window k + 1 is on its way

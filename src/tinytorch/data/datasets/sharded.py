@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tinytorch.data.datasets.base import Dataset, IterableDataset, read_batch
+from tinytorch.data.datasets.base import Dataset, IterableDataset, has_len, read_batch
 from tinytorch.data.datasets.indexing import check_index, check_indices
 from tinytorch.data.datasets.stacked import StackedSamples
 from tinytorch.data.storage.shard_checks import Verifier, resolve_verify
@@ -112,7 +112,7 @@ def write_shards(
         bytes_per_shard = check_int(bytes_per_shard, "bytes_per_shard", minimum=1)
     overwrite = check_bool(overwrite, "overwrite")
     show = sys.stderr.isatty() if progress is None else check_bool(progress, "progress")
-    total = len(source) if hasattr(source, "__len__") else None  # type: ignore[arg-type]
+    total = len(source) if has_len(source) else None  # type: ignore[arg-type]
     with replacing_directory(target, overwrite=overwrite) as temporary:
         writer = ShardWriter(temporary, samples_per_shard=samples_per_shard, bytes_per_shard=bytes_per_shard)
         try:

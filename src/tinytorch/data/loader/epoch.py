@@ -11,13 +11,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
 from tinytorch.data.fetch.fetcher import BatchTask, StreamExhausted, StreamFetcher
 from tinytorch.data.fetch.timing import Made, StageTimes
 from tinytorch.data.loader.stats import StatsRecorder
 from tinytorch.data.sampling.batching import plan_batches, plan_samples
+from tinytorch.data.sampling.samplers import IndexArray
 from tinytorch.data.seeding import global_rngs_seeded
 
 __all__ = ["Epoch", "EpochProgress", "in_process", "plan_tasks", "stream_batches"]
@@ -49,7 +47,7 @@ def plan_tasks(
         TypeError, ValueError: the sampler produced something that is not an index.
     """
     if batched:
-        plan: Iterator[tuple[NDArray[np.int64], bool]] = (
+        plan: Iterator[tuple[IndexArray, bool]] = (
             (indices, False) for indices in plan_batches(index_source, epoch, start=start)
         )
     else:

@@ -12,9 +12,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
-from tinytorch.data.sampling.samplers import ArraySampler, Sampler
+from tinytorch.data.sampling.samplers import ArraySampler, IndexArray, Sampler
 from tinytorch.data.validate import check_bool, check_int
 
 __all__ = ["BatchSampler", "chunk", "index_array", "plan_batches", "plan_samples", "rebatch"]
@@ -39,7 +38,7 @@ class BatchSampler(Sampler):
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
-    def batches(self, epoch: int, *, start: int = 0) -> Iterator[NDArray[np.int64]]:
+    def batches(self, epoch: int, *, start: int = 0) -> Iterator[IndexArray]:
         """The batches of ``epoch`` from batch ``start`` on, as 1-D integer arrays.
 
         A pure function when the sampler is. With one of this package's samplers nothing before
@@ -77,7 +76,7 @@ class BatchSampler(Sampler):
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
-def chunk(order: NDArray[np.int64], batch_size: int, drop_last: bool) -> Iterator[NDArray[np.int64]]:
+def chunk(order: IndexArray, batch_size: int, drop_last: bool) -> Iterator[IndexArray]:
     """Consecutive slices of ``order`` of length ``batch_size`` (views, no copies).
 
     The last slice is shorter when ``len(order)`` is not a multiple of
@@ -89,9 +88,7 @@ def chunk(order: NDArray[np.int64], batch_size: int, drop_last: bool) -> Iterato
         yield order[start : start + batch_size]
 
 
-def rebatch(
-    pieces: Iterable[NDArray[np.int64]], batch_size: int, drop_last: bool
-) -> Iterator[NDArray[np.int64]]:
+def rebatch(pieces: Iterable[IndexArray], batch_size: int, drop_last: bool) -> Iterator[IndexArray]:
     """Batches of ``batch_size`` across consecutive pieces of an order (a batch may span two).
 
     Equal to ``chunk(np.concatenate(pieces), ...)`` without holding the whole order.
@@ -113,7 +110,7 @@ def rebatch(
         yield carry
 
 
-def index_array(values: Any, source: str) -> NDArray[np.int64]:
+def index_array(values: Any, source: str) -> IndexArray:
     """``values`` (a list of indices a sampler produced) as a 1-D int64 array, checked.
 
     Nothing is coerced: ``1.7`` is not ``1``, ``"3"`` is not ``3``, ``True`` is not ``1``, and
@@ -144,7 +141,7 @@ def _shorten(values: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def plan_batches(batch_sampler: Iterable[Any], epoch: int, *, start: int = 0) -> Iterator[NDArray[np.int64]]:
+def plan_batches(batch_sampler: Iterable[Any], epoch: int, *, start: int = 0) -> Iterator[IndexArray]:
     """The index batches of ``epoch`` from batch ``start`` on, in order, each a 1-D int array.
 
     Args:
@@ -165,9 +162,7 @@ def plan_batches(batch_sampler: Iterable[Any], epoch: int, *, start: int = 0) ->
             yield index_array(batch, source)
 
 
-def plan_samples(
-    sampler: Iterable[Any], epoch: int, *, start: int = 0
-) -> Iterator[tuple[NDArray[np.int64], bool]]:
+def plan_samples(sampler: Iterable[Any], epoch: int, *, start: int = 0) -> Iterator[tuple[IndexArray, bool]]:
     """What each step of ``epoch`` reads when batching is off, from step ``start`` on.
 
     Yields ``(indices, bulk)``: one index as a length-1 array (``bulk`` False), or, when the

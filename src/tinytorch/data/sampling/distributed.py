@@ -86,7 +86,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tinytorch.data.sampling.samplers import ArraySampler, index_dtype, permutation
+from tinytorch.data.sampling.samplers import ArraySampler, IndexArray, index_dtype, permutation
 from tinytorch.data.seeding import Stream, derive_rng
 from tinytorch.data.validate import check_bool, check_int
 
@@ -217,7 +217,7 @@ class Partition:
         """Length of the padded or cut order: ``num_samples(n) * num_replicas``."""
         return self.num_samples(n) * self.num_replicas
 
-    def strided(self, n: int, start: int = 0, stop: int | None = None) -> NDArray[np.int64]:
+    def strided(self, n: int, start: int = 0, stop: int | None = None) -> IndexArray:
         """This rank's positions ``start..stop`` of the order, strided as torch splits it.
 
         Returns:
@@ -308,7 +308,7 @@ class DistributedSampler(ArraySampler):
     def __len__(self) -> int:
         return self.num_samples
 
-    def indices(self, epoch: int) -> NDArray[np.int64]:
+    def indices(self, epoch: int) -> IndexArray:
         n = len(self.dataset)
         order = _order(n, self.shuffle, self.seed, epoch)
         return order[self._partition.strided(n)]
@@ -360,9 +360,9 @@ class DistributedEvalSampler(ArraySampler):
     def __len__(self) -> int:
         return self.num_samples
 
-    def indices(self, epoch: int) -> NDArray[np.int64]:
+    def indices(self, epoch: int) -> IndexArray:
         order = _order(len(self.dataset), self.shuffle, self.seed, epoch)
-        part: NDArray[np.int64] = order[self.rank :: self.num_replicas].copy()
+        part: IndexArray = order[self.rank :: self.num_replicas].copy()
         return part
 
 

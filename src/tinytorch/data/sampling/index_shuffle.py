@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tinytorch.data.sampling.distributed import Partition
-from tinytorch.data.sampling.samplers import ArraySampler, index_dtype
+from tinytorch.data.sampling.samplers import ArraySampler, IndexArray, index_dtype
 from tinytorch.data.seeding import Stream, check_seed, derive_rng, resolve_seed
 from tinytorch.data.validate import check_int
 
@@ -147,12 +147,12 @@ class IndexShuffleSampler(ArraySampler):
     def __len__(self) -> int:
         return self.partition.num_samples(len(self.data_source))
 
-    def indices(self, epoch: int) -> NDArray[np.int64]:
+    def indices(self, epoch: int) -> IndexArray:
         parts = list(self.index_chunks(epoch))
         n = len(self.data_source)
         return np.concatenate(parts) if parts else np.empty(0, dtype=index_dtype(n))
 
-    def index_chunks(self, epoch: int, *, start: int = 0) -> Iterator[NDArray[np.int64]]:
+    def index_chunks(self, epoch: int, *, start: int = 0) -> Iterator[IndexArray]:
         n = len(self.data_source)
         count = self.partition.num_samples(n)
         for first in range(check_int(start, "start"), count, self.chunk):

@@ -31,12 +31,18 @@ from tinytorch.data.validate import check_bool, check_int
 
 __all__ = [
     "ArraySampler",
+    "IndexArray",
     "RandomSampler",
     "Sampler",
     "SequentialSampler",
     "SubsetRandomSampler",
     "WeightedRandomSampler",
 ]
+
+
+IndexArray = NDArray[np.signedinteger[Any]]
+"""An epoch's plan of dataset indices: 1-D, int32 when every index of the dataset fits (half the
+memory of int64 for the plan of a large epoch; see :func:`index_dtype`), else int64."""
 
 
 class Sampler(abc.ABC):
@@ -61,13 +67,13 @@ class ArraySampler(Sampler):
     """A sampler whose epoch is planned as one array: implement :meth:`indices`."""
 
     @abc.abstractmethod
-    def indices(self, epoch: int) -> NDArray[np.int64]:
+    def indices(self, epoch: int) -> IndexArray:
         """The indices of ``epoch``: a 1-D integer array, a pure function of the settings.
 
         int64, or int32 where every index fits (half the memory an epoch's plan takes).
         """
 
-    def index_chunks(self, epoch: int, *, start: int = 0) -> Iterator[NDArray[np.int64]]:
+    def index_chunks(self, epoch: int, *, start: int = 0) -> Iterator[IndexArray]:
         """The indices of ``epoch`` from position ``start`` on, in consecutive pieces.
 
         Together the pieces equal ``indices(epoch)[start:]``. Samplers whose order is
@@ -95,7 +101,7 @@ class SequentialSampler(ArraySampler):
     def __len__(self) -> int:
         return len(self.data_source)
 
-    def indices(self, epoch: int) -> NDArray[np.int64]:
+    def indices(self, epoch: int) -> IndexArray:
         n = len(self.data_source)
         return np.arange(n, dtype=index_dtype(n))
 
@@ -137,7 +143,7 @@ class RandomSampler(ArraySampler):
     def __len__(self) -> int:
         return self.num_samples
 
-    def indices(self, epoch: int) -> NDArray[np.int64]:
+    def indices(self, epoch: int) -> IndexArray:
         n, k = len(self.data_source), self.num_samples
         rng = derive_rng(self.seed, Stream.SHUFFLE, epoch)
         if n == 0:
@@ -172,7 +178,7 @@ class SubsetRandomSampler(ArraySampler):
     def __len__(self) -> int:
         return len(self.subset)
 
-    def indices(self, epoch: int) -> NDArray[np.int64]:
+    def indices(self, epoch: int) -> IndexArray:
         rng = derive_rng(self.seed, Stream.SHUFFLE, epoch)
         return self.subset[rng.permutation(len(self.subset))]
 
@@ -221,7 +227,7 @@ class WeightedRandomSampler(ArraySampler):
     def __len__(self) -> int:
         return self.num_samples
 
-    def indices(self, epoch: int) -> NDArray[np.int64]:
+    def indices(self, epoch: int) -> IndexArray:
         rng = derive_rng(self.seed, Stream.SHUFFLE, epoch)
         p = self.weights / self.weights.sum()
         drawn = rng.choice(len(p), size=self.num_samples, replace=self.replacement, p=p)
@@ -233,7 +239,7 @@ def index_dtype(n: int) -> type[np.signedinteger[Any]]:
     return np.int32 if n < 2**31 else np.int64
 
 
-def permutation(rng: np.random.Generator, n: int) -> NDArray[np.int64]:
+def permutation(rng: np.random.Generator, n: int) -> IndexArray:
     """``rng.permutation(n)`` (the very same order), stored as int32 when ``n`` fits."""
     out = np.arange(n, dtype=index_dtype(n))
     rng.shuffle(out)

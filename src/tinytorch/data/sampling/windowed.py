@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tinytorch.data.sampling.distributed import Partition
-from tinytorch.data.sampling.samplers import ArraySampler, index_dtype
+from tinytorch.data.sampling.samplers import ArraySampler, IndexArray, index_dtype
 from tinytorch.data.seeding import Stream, check_seed, derive_rng, resolve_seed
 from tinytorch.data.validate import check_int
 
@@ -41,7 +41,6 @@ __all__ = [
     "WindowedShuffleSampler",
     "plan_windows",
     "window_chunks",
-    "window_shards",
     "windowed_order",
 ]
 
@@ -68,7 +67,7 @@ class Window:
         """The shards the window reads from, in reading order."""
         return [shard for shard, _, _ in self.pieces]
 
-    def order(self, seed: int, epoch: int, dtype: Any = np.int64) -> NDArray[np.int64]:
+    def order(self, seed: int, epoch: int, dtype: Any = np.int64) -> IndexArray:
         """The window's samples (dataset indices) in their shuffled order, ``(size,)`` ``dtype``."""
         indices = np.concatenate([np.arange(first, stop, dtype=dtype) for _, first, stop in self.pieces])
         rng = derive_rng(seed, Stream.STREAM_ORDER, epoch, self.position)
@@ -120,18 +119,6 @@ def plan_windows(
     ]
 
 
-def window_shards(
-    shard_starts: NDArray[np.int64],
-    window: int,
-    seed: int,
-    epoch: int,
-    partition: Partition | None = None,
-) -> list[NDArray[np.int64]]:
-    """The shards of each window of the epoch, in reading order."""
-    windows = plan_windows(shard_starts, window, seed, epoch, partition)
-    return [np.asarray(w.shards, dtype=np.int64) for w in windows]
-
-
 def window_chunks(
     shard_starts: NDArray[np.int64],
     window: int,
@@ -141,7 +128,7 @@ def window_chunks(
     *,
     start: int = 0,
     ahead: Callable[[list[int]], Any] | None = None,
-) -> Iterator[NDArray[np.int64]]:
+) -> Iterator[IndexArray]:
     """:func:`windowed_order` one window at a time (memory for one window only).
 
     Args:
@@ -175,7 +162,7 @@ def windowed_order(
     num_replicas: int = 1,
     rank: int = 0,
     drop_last: bool = False,
-) -> NDArray[np.int64]:
+) -> IndexArray:
     """The streaming order of an epoch (for one rank of ``num_replicas``; default: all of it).
 
     Args:
@@ -259,11 +246,11 @@ class WindowedShuffleSampler(ArraySampler):
         """Whether the stream is cut (``True``) or padded to a multiple of ``num_replicas``."""
         return self.partition.drop_last
 
-    def indices(self, epoch: int) -> NDArray[np.int64]:
+    def indices(self, epoch: int) -> IndexArray:
         parts = list(self.index_chunks(epoch))
         return np.concatenate(parts) if parts else np.empty(0, dtype=index_dtype(self._total()))
 
-    def index_chunks(self, epoch: int, *, start: int = 0) -> Iterator[NDArray[np.int64]]:
+    def index_chunks(self, epoch: int, *, start: int = 0) -> Iterator[IndexArray]:
         starts = np.asarray(self.dataset.shard_starts)
         ahead = getattr(self.dataset, "read_ahead", None)
         start = check_int(start, "start")

@@ -10,8 +10,8 @@ file over its slot with ``MAP_FIXED`` (through ``ctypes``, since Python's ``mmap
 cannot choose an address). Mappings are read-only and filled lazily by page faults: mapping
 costs nothing up front, and data larger than RAM is never read in whole. The range is marked
 for transparent huge pages, so data read from disk through it lands in the page cache as 2 MiB
-folios that are mapped with one page-table entry each (measured on 1 GB of CIFAR records: a
-first pass of random batches 98 instead of 154 us per batch). A reader that knows which shards
+folios that are mapped with one page-table entry each (a first random pass over 1 GB is a third
+faster: docs/benchmarks.md, "Streaming vs in-memory"). A reader that knows which shards
 it is about to use reads them in whole (:meth:`ShardSpan.prefetch`) and drops the page-table
 entries of shards it is done with (:meth:`ShardSpan.release`); the
 range is unmapped when the span is garbage-collected. Only used on Linux; elsewhere the caller

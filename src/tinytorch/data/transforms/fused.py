@@ -16,13 +16,13 @@ gathering windows, mirroring. This stage works on flattened planes instead:
    fill there.
 
 The output is byte-identical to running the crop+flip and then the normalization (``x * 0 +
-v == v`` in float32), from the same random draws. Other inputs take that two-step path.
-Measured on 256 CIFAR images, one core: 345 us instead of 629 us.
+v == v`` in float32), from the same random draws. Other inputs take that two-step path, about
+twice as slow (docs/benchmarks.md, "Augmented CIFAR epoch").
 
 With numba installed (the ``fast`` extra) the same planes are made by one compiled kernel
-(:mod:`tinytorch.data.transforms.kernels`) that holds no GIL for the whole batch: ~106 us
-instead of ~420 us for 256 CIFAR images on one core, the same bytes (a property test compares
-the two paths), and thread workers run it in parallel.
+(:mod:`tinytorch.data.transforms.kernels`) that holds no GIL for the whole batch, about four
+times faster on one core (docs/benchmarks.md, "Where the second core goes"), the same bytes (a
+property test compares the two paths), and thread workers run it in parallel.
 """
 
 from __future__ import annotations
@@ -140,9 +140,7 @@ class CropFlipNormalize(Transform):
         # itself starts `margin` bytes into its padded row: at top * W + left.
         start = at.top * width + left
         # Cast and normalize a few samples at a time, so the coefficient planes and the output
-        # stay in cache between the passes. 64 CIFAR images at a time against the whole batch,
-        # medians of 12 interleaved epochs: 394k vs 311k images/s with two process workers,
-        # 414k vs 402k with two thread workers, 451k vs 441k in-process.
+        # stay in cache between the passes (faster in every worker setup: docs/benchmarks.md).
         chunk = max(1, _CHUNK_BYTES // (c * plane * 4))
         for a in range(0, n, chunk):
             b = min(n, a + chunk)

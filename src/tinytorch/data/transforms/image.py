@@ -275,7 +275,7 @@ def mirror_columns(batch: NDArray[Any]) -> NDArray[Any]:
 
     numpy reverses a row element by element; when rows are a multiple of 8 bytes, reversing
     them as 8-byte words and then the bytes within each word is the same permutation at a
-    third of the cost (32-pixel uint8 rows: 37 us instead of 133 us for 128 CIFAR images).
+    fraction of the cost for rows of up to 128 bytes (docs/benchmarks.md, "Augmented CIFAR epoch").
     """
     row = batch.shape[-1] * batch.itemsize if batch.ndim else 0
     if batch.itemsize != 1 or not 0 < row <= 128 or row % 8 or not batch.flags.c_contiguous:

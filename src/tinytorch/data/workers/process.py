@@ -350,8 +350,8 @@ class ProcessPool:
         With ``wait=False`` the workers are asked to stop and the loader's side is closed at
         once, but their exit is not awaited: :meth:`reap` collects them later. A per-epoch
         pool whose epoch ran to its end (its workers idle) is stopped so, and the next epoch
-        does not wait on the workers' teardown (~8 ms with torch imported); unmapping the
-        blocks before they exit also leaves freeing the memory to them (~3 ms).
+        does not wait on the workers' teardown (milliseconds with torch imported); unmapping the
+        blocks before they exit also leaves freeing the memory to them.
         """
         self._unstarted, self._held, self._pinned = [], {}, {}
         self._handles.shutdown(wait)

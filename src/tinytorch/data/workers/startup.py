@@ -51,8 +51,8 @@ def c_library() -> Any:
     """The C library already loaded in this process (``ctypes.CDLL(None)``), or ``None``.
 
     Resolved once, in the loading process before it forks (with the functions workers call:
-    ``mallopt``, ``sched_getcpu``), so a forked worker inherits it: loading it in each worker
-    cost ~0.17 ms of worker 0's start, which is on the path to the first batch.
+    ``mallopt``, ``sched_getcpu``), so a forked worker inherits it instead of loading it again on
+    the path to the first batch (docs/benchmarks.md, "Time to first batch").
     """
     try:
         library = ctypes.CDLL(None)
@@ -139,8 +139,8 @@ def openmp_runtimes() -> Any:
     """threadpoolctl's controller of the OpenMP runtimes loaded in this process, or ``None``.
 
     Called in the loading process before forking, so a forked worker only has to apply the
-    limit (~0.4 ms) instead of importing threadpoolctl and scanning the loaded libraries itself
-    (5-25 ms per worker start on a busy machine). Cached for as long as no module is imported
+    limit instead of importing threadpoolctl and scanning the loaded libraries itself (many
+    milliseconds per worker start on a busy machine). Cached for as long as no module is imported
     (native libraries come with modules).
     """
     key = len(sys.modules)
@@ -167,8 +167,8 @@ def limit_thread_pools(openmp: Any = None) -> None:
     thread per worker is also what a worker should use: ``num_workers`` workers each running a
     pool as wide as the machine would oversubscribe the CPUs. The limit is set directly on each
     runtime (``omp_set_num_threads``), not through ``ThreadpoolController.limit``, which also
-    records the old values to restore (a worker process never restores them): 0.18 -> ~0.02 ms
-    of worker 0's start.
+    records the old values to restore (a worker process never restores them), for a fraction
+    of the time on worker 0's start.
     """
     torch = sys.modules.get("torch")
     if torch is not None:
@@ -189,9 +189,8 @@ def watch_parent(interval: float = PARENT_CHECK_SECONDS) -> int:
     the fork server, which exits when the loading process does.
 
     The thread is started with ``_thread.start_new_thread``, which does not wait for it to run
-    (``threading.Thread.start`` does: 0.47 ms median, up to 2.5 ms on a busy machine, of worker
-    0's start, on the path to the first batch). It is a daemon: it never delays the worker's
-    exit. Returns the thread's identifier.
+    (``threading.Thread.start`` does, on worker 0's path to the first batch). It is a daemon: it
+    never delays the worker's exit. Returns the thread's identifier.
     """
     parent_pid = os.getppid()
 
