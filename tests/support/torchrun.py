@@ -18,13 +18,13 @@ DDP_TRAIN = TESTS_DIR / "support" / "ddp_train.py"
 
 
 def torchrun(
-    script: pathlib.Path, args: list[str], log: pathlib.Path, nproc: int = 2
+    script: pathlib.Path, args: list[str], log: pathlib.Path, nproc: int = 2, cwd: pathlib.Path | None = None
 ) -> subprocess.Popen[bytes]:
     """Start ``torchrun --standalone --nproc_per_node=nproc script args`` in its own session.
 
     ``--standalone`` binds the rendezvous store to ``localhost:0``, so the kernel picks a free
     port; gloo is kept on the loopback interface. The ranks import the tinytorch this test
-    imports. Output (torchrun's and the ranks') goes to ``log``.
+    imports. Output (torchrun's and the ranks') goes to ``log``; the job runs in ``cwd``.
     """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC_DIR), env.get("PYTHONPATH")) if p)
@@ -42,7 +42,7 @@ def torchrun(
     ]
     with open(log, "wb") as out:
         return subprocess.Popen(
-            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd
         )
 
 
