@@ -32,6 +32,7 @@ import json
 import os
 import pathlib
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -99,7 +100,7 @@ def main() -> None:
 
     workers = {"num_workers": args.workers, "worker_type": args.worker_type}
     if args.data == "map":
-        train = samples(args.samples)
+        train: TensorDataset | ShardedDataset = samples(args.samples)
         sampler: DistributedSampler | WindowedShuffleSampler = DistributedSampler(train, seed=SEED)
     else:
         train = ShardedDataset(args.shards)
@@ -153,7 +154,9 @@ def main() -> None:
     loader.close()
 
 
-def evaluate(model: torch.nn.Module, args: argparse.Namespace, epoch: int, rank: int, log: object) -> None:
+def evaluate(
+    model: torch.nn.Module, args: argparse.Namespace, epoch: int, rank: int, log: Callable[..., None]
+) -> None:
     """Each evaluation sample exactly once across the ranks; ranks may differ by one batch.
 
     The unwrapped model runs no collective, so the rank with fewer batches does not wait; the
@@ -172,9 +175,9 @@ def evaluate(model: torch.nn.Module, args: argparse.Namespace, epoch: int, rank:
             ids += i.tolist()
             batches += 1
     dist.all_reduce(totals)
-    log(event="eval", epoch=epoch, ids=ids, batches=batches)  # type: ignore[operator]
+    log(event="eval", epoch=epoch, ids=ids, batches=batches)
     if rank == 0:
-        log(event="eval-total", epoch=epoch, count=int(totals[1]))  # type: ignore[operator]
+        log(event="eval-total", epoch=epoch, count=int(totals[1]))
 
 
 if __name__ == "__main__":
