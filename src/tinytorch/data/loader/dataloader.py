@@ -442,7 +442,9 @@ class DataLoader(Generic[T_co]):
 
         Returns:
             ``{"format", "version", "seed", "epoch", "batches_delivered", "dataset",
-            "dataset_length", "batch_size", "drop_last", "num_workers", "streams", "sampler"}``;
+            "dataset_length", "batch_size", "drop_last", "num_workers", "num_replicas",
+            "streams", "sampler"}`` (``num_replicas``: the world size of a distributed sampler,
+            else ``None``; the state names no rank, as ranks run in lockstep);
             ``epoch``/``batches_delivered`` are the running epoch's (or the next epoch and 0
             once it finished or ``set_epoch`` chose another). ``sampler`` is your sampler's own
             ``state_dict()`` at the start of the epoch when it has one.
@@ -474,6 +476,7 @@ class DataLoader(Generic[T_co]):
             num_workers=self._options.num_workers,
             streams=streams,
             sampler_state=sampler_state,
+            num_replicas=_num_replicas(b),
         )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -481,8 +484,9 @@ class DataLoader(Generic[T_co]):
 
         Raises:
             TypeError, ValueError: ``state`` is not a loader state, of another format version, or
-                from a loader with another seed, dataset length, batch size or ``drop_last``
-                (for a stream read by workers: another ``num_workers``); the message names the field.
+                from a loader with another seed, dataset length, batch size, ``drop_last`` or
+                sampler world size (for a stream read by workers: another ``num_workers``); the
+                message names the field.
         """
         resume = check_state(state, self._state(0, 0, None, None))
         self._resume = resume
@@ -628,6 +632,15 @@ def _current_epoch(owner: Any) -> int | None:
     if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
         return None
     return int(epoch)
+
+
+def _num_replicas(b: Batching) -> int | None:
+    """The world size of a sampler that splits epochs between processes (its ``num_replicas``)."""
+    sampler = b.sampler if b.sampler is not None else getattr(b.batch_sampler, "sampler", None)
+    world = getattr(sampler, "num_replicas", None)
+    if isinstance(world, bool) or not isinstance(world, (int, np.integer)):
+        return None
+    return int(world)
 
 
 def _available_cpus() -> int | None:

@@ -6,6 +6,11 @@ dictionary ``DataLoader.state_dict()`` returns (small, JSON-serializable: ints, 
 lists, ``None``, and a user sampler's own ``state_dict()`` where it has one); :func:`check_state`
 refuses a state that cannot describe this loader's run, naming the field.
 
+The state names no rank: the ranks of a distributed job deliver batches in lockstep, so one
+rank's state resumes every rank. It does record the world size of a sampler that splits the
+epoch between processes (``num_replicas``): a position in a rank's share means other samples
+under another world size, so such a state is refused rather than resumed silently wrong.
+
 Resuming does not make the batches before the resume point again. A map-style epoch is planned
 from the saved batch on (this package's samplers compute nothing before it beyond finding the
 position; another sampler is iterated, indices only); no sample before it is read. A stream
@@ -55,6 +60,7 @@ def loader_state(
     num_workers: int,
     streams: dict[str, Any] | None,
     sampler_state: Any,
+    num_replicas: int | None = None,
 ) -> dict[str, Any]:
     """The state ``DataLoader.state_dict()`` returns (see the module docstring)."""
     return {
@@ -68,6 +74,7 @@ def loader_state(
         "batch_size": batch_size,
         "drop_last": drop_last,
         "num_workers": num_workers,
+        "num_replicas": num_replicas,
         "streams": streams,
         "sampler": sampler_state,
     }
@@ -83,8 +90,9 @@ def check_state(state: object, expected: dict[str, Any]) -> Resume:
     Raises:
         TypeError: ``state`` is not a dict.
         ValueError: another format or version, or a field that differs from this loader's
-            (seed, dataset length, batch size, drop_last, kind of dataset; for a stream read by
-            workers, the number of workers), naming the field, both values and the fix.
+            (seed, dataset length, batch size, drop_last, kind of dataset, the sampler's world
+            size; for a stream read by workers, the number of workers), naming the field, both
+            values and the fix.
     """
     if not isinstance(state, dict):
         raise TypeError(f"load_state_dict() takes the dict state_dict() returned, got {type(state).__name__}")
@@ -98,7 +106,7 @@ def check_state(state: object, expected: dict[str, Any]) -> Resume:
             f"load_state_dict(): state version {state.get('version')!r}, this tinytorch reads version "
             f"{VERSION}; resume with the tinytorch version that saved it"
         )
-    fields = ["seed", "dataset", "dataset_length", "batch_size", "drop_last"]
+    fields = ["seed", "dataset", "dataset_length", "batch_size", "drop_last", "num_replicas"]
     if expected["dataset"] == "iterable" and (state.get("streams") or expected["num_workers"]):
         fields.append("num_workers")  # a stream is split by worker: the split must be the same
     for field in fields:
@@ -108,6 +116,10 @@ def check_state(state: object, expected: dict[str, Any]) -> Resume:
                 f"{state.get('seed')!r}",
                 "num_workers": "an IterableDataset's stream is split between workers, so another "
                 f"number of workers reads other samples; resume with num_workers={state.get(field)!r}",
+                "num_replicas": "the sampler splits each epoch between the processes of the job, so the "
+                "saved position means other samples under another world size; restart with "
+                f"{state.get(field)!r} processes, or start the saved epoch over "
+                "(loader.set_epoch(state['epoch']) instead of load_state_dict)",
             }.get(
                 field, "the saved position means other batches in this loader; resume with the same settings"
             )
