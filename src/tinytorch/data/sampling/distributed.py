@@ -249,6 +249,27 @@ class Partition:
             position += take
 
 
+class PartitionedSampler(ArraySampler):
+    """A sampler that reads one rank's share of its order, as ``self.partition`` says."""
+
+    partition: Partition
+
+    @property
+    def num_replicas(self) -> int:
+        """World size of the split (1: the whole dataset)."""
+        return self.partition.num_replicas
+
+    @property
+    def rank(self) -> int:
+        """This process's rank in the split."""
+        return self.partition.rank
+
+    @property
+    def drop_last(self) -> bool:
+        """Whether the order is cut (``True``) or padded to a multiple of ``num_replicas``."""
+        return self.partition.drop_last
+
+
 class DistributedSampler(ArraySampler):
     """The part of ``dataset``'s indices that this process loads (torch's ``DistributedSampler``).
 

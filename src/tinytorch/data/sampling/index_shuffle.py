@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tinytorch.data.sampling.distributed import Partition
-from tinytorch.data.sampling.samplers import ArraySampler, IndexArray, index_dtype
+from tinytorch.data.sampling.distributed import Partition, PartitionedSampler
+from tinytorch.data.sampling.samplers import IndexArray, index_dtype
 from tinytorch.data.seeding import Stream, check_seed, derive_rng, resolve_seed
 from tinytorch.data.validate import check_int
 
@@ -86,7 +86,7 @@ def index_shuffle(positions: NDArray[np.integer], n: int, seed: int, epoch: int)
     return x.astype(np.int64)
 
 
-class IndexShuffleSampler(ArraySampler):
+class IndexShuffleSampler(PartitionedSampler):
     """A random order of ``data_source``'s indices, new each epoch, in constant memory.
 
     Same role as :class:`RandomSampler` (without replacement), different order: each epoch
@@ -128,21 +128,6 @@ class IndexShuffleSampler(ArraySampler):
         self.seed = resolve_seed(seed, generator, owner=owner)
         self.chunk = check_int(chunk, "chunk", minimum=1)
         self.partition = Partition.of(num_replicas, rank, drop_last, owner=owner)
-
-    @property
-    def num_replicas(self) -> int:
-        """World size of the split (1: the whole dataset)."""
-        return self.partition.num_replicas
-
-    @property
-    def rank(self) -> int:
-        """This process's rank in the split."""
-        return self.partition.rank
-
-    @property
-    def drop_last(self) -> bool:
-        """Whether the order is cut (``True``) or padded to a multiple of ``num_replicas``."""
-        return self.partition.drop_last
 
     def __len__(self) -> int:
         return self.partition.num_samples(len(self.data_source))

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tinytorch.data.sampling.distributed import Partition
-from tinytorch.data.sampling.samplers import ArraySampler, IndexArray, index_dtype
+from tinytorch.data.sampling.distributed import Partition, PartitionedSampler
+from tinytorch.data.sampling.samplers import IndexArray, index_dtype
 from tinytorch.data.seeding import Stream, check_seed, derive_rng, resolve_seed
 from tinytorch.data.validate import check_int
 
@@ -182,7 +182,7 @@ def windowed_order(
     return np.concatenate(parts) if parts else np.empty(0, dtype=index_dtype(int(starts[-1])))
 
 
-class WindowedShuffleSampler(ArraySampler):
+class WindowedShuffleSampler(PartitionedSampler):
     """Streaming order over a sharded dataset (anything with ``shard_starts``).
 
     Use it as the loader's sampler, with the dataset keeping about two windows of shards open
@@ -230,21 +230,6 @@ class WindowedShuffleSampler(ArraySampler):
         self.window = check_int(window, "window", minimum=1)
         self.seed = resolve_seed(seed, generator, owner=owner)
         self.partition = Partition.of(num_replicas, rank, drop_last, owner=owner)
-
-    @property
-    def num_replicas(self) -> int:
-        """World size of the split (1: the whole dataset)."""
-        return self.partition.num_replicas
-
-    @property
-    def rank(self) -> int:
-        """This process's rank in the split."""
-        return self.partition.rank
-
-    @property
-    def drop_last(self) -> bool:
-        """Whether the stream is cut (``True``) or padded to a multiple of ``num_replicas``."""
-        return self.partition.drop_last
 
     def indices(self, epoch: int) -> IndexArray:
         parts = list(self.index_chunks(epoch))
