@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -260,15 +260,18 @@ class ShardedDataset(Dataset[Any]):
         """Indices of the shards in use in this process (see ``max_open_shards``), earliest first."""
         return self._reader.in_use()
 
-    def verify(self) -> None:
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> None:
         """Check the whole dataset: what :func:`~tinytorch.data.storage.shard_files.verify_shards`
         checks (every number, every end offset, each shard's SHA-256 and CRC-32; reads all the
         data), and that the files are those this dataset opened.
 
+        Args:
+            progress: called with ``(bytes done, bytes in all)`` after each shard.
+
         Raises:
             CorruptShardError: the first problem, naming the file and the field.
         """
-        verify_shards(self.directory)
+        verify_shards(self.directory, progress=progress)
         self.check_mapped_files()
 
     def check_mapped_files(self) -> None:
