@@ -83,3 +83,17 @@ def test_a_loader_reports_its_workers_utilization(kind):
     assert set(shares) == {0, 1}
     assert all(0 < share <= 1 for share in shares.values())
     assert "% of the epoch" in str(ld.stats())
+
+
+def test_skipped_samples_are_summed_and_shown_only_when_there_are_some():
+    from tinytorch.data.fetch.timing import Made, StageTimes
+    from tinytorch.data.loader.stats import LoaderStats, StatsRecorder
+
+    stats = LoaderStats(epoch=0, num_workers=0, worker_type="thread")
+    recorder = StatsRecorder(stats)
+    for skipped in (2, 0, 1):
+        times = StageTimes(read=0.001, skipped=skipped).with_transport(0.0)  # travels with the times
+        recorder.delivered(recorder.before_next(), Made(np.zeros((4, 3)), times))
+    assert stats.skipped == 3
+    assert "skipped samples: 3" in str(stats)
+    assert "skipped" not in str(LoaderStats(epoch=0, num_workers=0, worker_type="thread"))

@@ -10,13 +10,15 @@ __all__ = ["Made", "StageTimes"]
 
 @dataclass(frozen=True)
 class StageTimes:
-    """Seconds spent on one batch in each stage (``read`` excludes per-sample transforms)."""
+    """Seconds spent on one batch in each stage (``read`` excludes per-sample transforms), and
+    the samples the dataset left out of it (``skipped``: ``BatchContext.skipped``)."""
 
     read: float = 0.0
     sample_transform: float = 0.0
     collate: float = 0.0
     batch_transform: float = 0.0
     transport: float = 0.0
+    skipped: int = 0
 
     def with_transport(self, seconds: float) -> StageTimes:
         return StageTimes(
@@ -25,6 +27,7 @@ class StageTimes:
             self.collate,
             self.batch_transform,
             self.transport + seconds,
+            self.skipped,
         )
 
 
