@@ -142,7 +142,7 @@ def resized_crops(
             # and hands back one plane per channel: no copy of the box before, no channels-last
             # array after (~0.25 ms less per 500 x 375 photo than copying both ways).
             start = (top * cols + left) * 3
-            data = memoryview(hwc).cast("B")[start:]
+            data = hwc.reshape(-1)[start:]  # a view: C-contiguous
             rgb = Image.frombuffer("RGB", (bw, bh), data, "raw", "RGB", cols * 3, 1)
             for c, band in enumerate(rgb.resize((w, h), resample).split()):
                 plane = np.asarray(band)
