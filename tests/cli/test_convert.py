@@ -146,3 +146,15 @@ def test_empty_class_folders_name_the_flag_that_keeps_them(tmp_path, capsys):
     assert "allow_empty=True" not in err
     assert main(["convert", "imagefolder", str(src), str(tmp_path / "s"), "--quiet", "--allow-empty"]) == 0
     assert "of 3 classes" in capsys.readouterr().out
+
+
+def test_shuffle_writes_a_seeded_order(tmp_path):
+    import numpy as np
+
+    from tinytorch.data import ImageFolder, ImageShards
+
+    src = image_folder(tmp_path)
+    argv = ["convert", "imagefolder", str(src), str(tmp_path / "s"), "--shuffle", "3", "--quiet"]
+    assert main(argv) == 0
+    order = np.random.default_rng(3).permutation(8)
+    np.testing.assert_array_equal(ImageShards(tmp_path / "s").targets, ImageFolder(src).targets[order])

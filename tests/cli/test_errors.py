@@ -209,6 +209,7 @@ BAD_ARGUMENTS = {
         ["imagefolder", "DIR", "OTHER", "--shard-size", "0"],
         ["imagefolder", "DIR", "OTHER", "--samples-per-shard", "0"],
         ["imagefolder", "DIR", "OTHER", "--root", "DIR"],  # a cifar option
+        ["imagefolder", "DIR", "OTHER", "--shuffle", "-1"],
     ],
     "verify": [["FILE"], ["DIR"], [], ["DIR", "--bogus"]],
 }

@@ -103,6 +103,7 @@ def _add_imagefolder(sources: argparse._SubParsersAction[argparse.ArgumentParser
         "manifest. ImageShards(DST) then returns the same samples as ImageFolder(SRC).",
         "tinytorch-data convert imagefolder photos/train photo-shards",
         "tinytorch-data convert imagefolder photos/train photo-shards --shard-size 256 --verify",
+        "tinytorch-data convert imagefolder photos/train photo-shards --shuffle 0   # for streaming",
         "tinytorch-data convert imagefolder photos/train photo-shards --samples-per-shard 10000 --overwrite",
     )
     p.add_argument(
@@ -127,6 +128,15 @@ def _add_imagefolder(sources: argparse._SubParsersAction[argparse.ArgumentParser
         "--samples-per-shard alone)",
     )
     p.add_argument("--allow-empty", action="store_true", help="keep class folders without images as classes")
+    p.add_argument(
+        "--shuffle",
+        metavar="SEED",
+        type=at_least(0),
+        default=None,
+        help="write the images in a random order drawn from SEED, for streaming with "
+        "WindowedShuffleSampler (default: the folder's order, where each shard holds one class "
+        "or a few)",
+    )
     _add_common(p)
     p.set_defaults(run=run_convert_images)
 
@@ -195,6 +205,7 @@ def run_convert_images(args: argparse.Namespace) -> int:
         bytes_per_shard=None if megabytes is None else max(1, int(megabytes * (1 << 20))),
         overwrite=args.overwrite,
         progress=False if args.quiet else None,
+        shuffle_seed=args.shuffle,
     )
     size = sum(s.nbytes for s in manifest.shards) / (1 << 20)
     shards = len(manifest.shards)

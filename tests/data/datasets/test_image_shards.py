@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pickle
@@ -175,6 +176,22 @@ def test_shards_hold_the_bytes_labels_and_paths(same_size, tmp_path):
     assert record["image"] == (same_size / "dog" / "001.jpg").read_bytes()
     assert int(record["label"]) == 1
     assert record["path"] == os.path.join("dog", "001.jpg")
+
+
+def test_a_shuffled_write_stores_the_folders_samples_in_a_seeded_order(same_size, tmp_path):
+    folder = ImageFolder(same_size)
+    write_image_shards(folder, tmp_path / "s", samples_per_shard=6, shuffle_seed=7, progress=False)
+    shards = ImageShards(tmp_path / "s")
+    order = np.random.default_rng(7).permutation(len(folder))
+    assert sorted(order.tolist()) != order.tolist()
+    assert shards.shards.metadata["shuffle_seed"] == 7
+    np.testing.assert_array_equal(shards.targets, folder.targets[order])
+    assert_same_samples([shards[i] for i in range(len(shards))], [folder[int(j)] for j in order])
+    starts = shards.shard_starts.tolist()
+    per_shard = [set(shards.targets[a:b].tolist()) for a, b in itertools.pairwise(starts)]
+    assert all(len(classes) > 1 for classes in per_shard)  # in the folder's order, 2 of 3 hold one class
+    with pytest.raises(TypeError, match="shuffle_seed"):
+        write_image_shards(folder, tmp_path / "t", shuffle_seed=1.5, progress=False)
 
 
 def test_an_image_folder_subset_and_names_that_are_not_utf8(tmp_path):

@@ -41,6 +41,7 @@ from tinytorch.data.storage.decode import (
     read_file,
 )
 from tinytorch.data.storage.shards import CorruptShardError, Manifest, ShardError
+from tinytorch.data.validate import check_int
 
 __all__ = ["ImageShards", "check_outside", "write_image_shards"]
 
@@ -61,13 +62,20 @@ def write_image_shards(
     bytes_per_shard: int | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
+    shuffle_seed: int | None = None,
 ) -> Manifest:
     """Write an image folder's files as shards that :class:`ImageShards` reads.
 
     Each file's bytes are stored as they are (nothing is decoded or re-encoded: a bad file
     stays bad, and is reported when read, as the folder's would be), with its label and its
-    path relative to the folder, in the folder's order; the class names go in the manifest's
-    metadata. The write is atomic (see :func:`~tinytorch.data.write_shards`).
+    path relative to the folder, in the folder's order (sample ``i`` of the shards is sample
+    ``i`` of the folder) or, with ``shuffle_seed``, in a random order; the class names go in
+    the manifest's metadata. The write is atomic (see :func:`~tinytorch.data.write_shards`).
+
+    The folder's order is sorted by class, so each shard then holds one class or a few: fine
+    for random access (``shuffle=True``, ``IndexShuffleSampler``), but a
+    :class:`~tinytorch.data.WindowedShuffleSampler` window of ``k`` shards would mix only a few
+    classes per batch. For streaming, write with ``shuffle_seed`` (WebDataset's advice too).
 
     Args:
         folder: an :class:`~tinytorch.data.ImageFolder` (its ``samples``, ``classes`` and
@@ -77,6 +85,8 @@ def write_image_shards(
         samples_per_shard / bytes_per_shard: when a shard is full (default 64 MiB).
         overwrite: replace a shard dataset already in ``directory``.
         progress: a tqdm bar; ``None`` shows it when stderr is a terminal.
+        shuffle_seed: write the files in the order ``numpy.random.default_rng(shuffle_seed)
+            .permutation(len(folder))`` (recorded in the metadata); ``None``: the folder's order.
 
     Returns:
         The manifest written.
@@ -91,14 +101,20 @@ def write_image_shards(
     root = os.path.abspath(source.root)
     check_outside(root, directory)
     classes = _classes_by_index(source)
+    metadata: dict[str, Any] = {"classes": classes}
+    order = None
+    if shuffle_seed is not None:
+        seed = check_int(shuffle_seed, "shuffle_seed", minimum=0)
+        order = np.random.default_rng(seed).permutation(len(source))
+        metadata["shuffle_seed"] = seed
     return write_shards(
-        _FolderRecords(source, root),
+        _FolderRecords(source, root, order),
         directory,
         samples_per_shard=samples_per_shard,
         bytes_per_shard=bytes_per_shard,
         overwrite=overwrite,
         progress=progress,
-        metadata={"classes": classes},
+        metadata=metadata,
     )
 
 
@@ -131,14 +147,16 @@ def _classes_by_index(folder: ImageFolder) -> list[str]:
 class _FolderRecords:
     """The folder's samples as shard records, read file by file (has ``len``: the bar's total)."""
 
-    def __init__(self, folder: ImageFolder, root: str) -> None:
-        self.folder, self.root = folder, root
+    def __init__(self, folder: ImageFolder, root: str, order: NDArray[np.int64] | None) -> None:
+        self.folder, self.root, self.order = folder, root, order
 
     def __len__(self) -> int:
         return len(self.folder)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for path, label in self.folder.samples:
+        samples = self.folder.samples
+        for i in range(len(samples)) if self.order is None else self.order.tolist():
+            path, label = samples[i]
             relative = os.path.relpath(os.path.abspath(path), self.root)
             # Stored as UTF-8 for messages: a name that is not valid UTF-8 keeps its bytes as \x..
             name = os.fsencode(relative).decode("utf-8", "backslashreplace")
@@ -152,6 +170,8 @@ class ImageShards(EncodedImageDataset):
     ``ImageShards(dst)`` over ``tinytorch-data convert imagefolder src dst`` returns the same
     samples, byte for byte, as ``ImageFolder(src)`` with the same settings: same classes and
     labels, same order, same decoder, same ``transform`` semantics, same errors for bad images.
+    (Written with ``--shuffle SEED`` / ``shuffle_seed``, sample ``i`` is the folder's sample
+    ``default_rng(SEED).permutation(n)[i]``.)
 
     Args:
         directory: the shard directory.
