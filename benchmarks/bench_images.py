@@ -1,4 +1,4 @@
-"""Epochs of real JPEG folders, tinytorch ImageFolder against torchvision ImageFolder + PIL + DataLoader.
+"""Epochs of real JPEG folders: tinytorch ImageFolder / ImageShards against torchvision ImageFolder + PIL.
 
 (a) CIFAR-10 JPEGs (a subset of /work/data/cifar-images/train, the same files for both, linked
     into a temporary ImageFolder tree): pad-4 random crop + random horizontal flip + normalize.
@@ -10,21 +10,28 @@ included; the pipelines take turns, one epoch each per round (order reversed eve
 round), median over the rounds. torchvision runs from its own interpreter (/work/venv-bench)
 in a subprocess, one epoch per round, timed inside it.
 
-tinytorch's pipelines: ImageFolder (simplejpeg, decode threads) -> StackedSamples -> the
-loader's batch_transform (vectorized crop/flip/normalize). For (b) the RandomResizedCrop is a
-stand-in written here (per sample, Pillow's resize with torchvision's crop-box rule) until the
-transforms stage has its own; it runs as ImageFolder(transform=...), so the images arrive
-224x224 and are stacked.
+tinytorch reads the folder (``ImageFolder``) or the same files converted to encoded shards
+(``write_image_shards``, what ``tinytorch-data convert imagefolder`` runs; ``ImageShards``),
+decodes in the dataset's threads (simplejpeg), and for (a) stacks uint8 batches for the
+loader's vectorized batch_transform. For (b) ``RandomResizedCrop(224)`` runs two ways:
+
+* ``per sample``: ``ImageFolder(transform=Compose([RandomResizedCrop(224), RandomHorizontalFlip()]))``,
+  the torchvision way: in the decode threads, right after each image is decoded; the 224x224
+  images are stacked and ``ToFloat + Normalize`` run per batch.
+* ``per batch``: the decoded images (all 500x375 here, so stacked ``(256, 3, 375, 500)``; a list
+  when sizes differ) go to the loader's ``batch_transform`` ``Compose([RandomResizedCrop(224),
+  RandomHorizontalFlip(), ToFloat(), Normalize(...)])``.
 
     PYTHONPATH=src python benchmarks/bench_images.py              # both tasks
     PYTHONPATH=src python benchmarks/bench_images.py --task a --images 10000 --rounds 3
+    PYTHONPATH=src python benchmarks/bench_images.py --task b --only "per sample" --rounds 5
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
-import math
 import os
 import resource
 import statistics
@@ -80,61 +87,17 @@ def large_jpegs(target: Path, images: int, size: tuple[int, int] = (500, 375)) -
 # -- tinytorch ---------------------------------------------------------------------------------
 
 
-class RandomResizedCropStandIn:
-    """torchvision's RandomResizedCrop(224) on one ``(C, H, W)`` uint8 image (benchmark stand-in).
-
-    Crop box drawn with torchvision's rule (10 tries of scale (0.08, 1) and log-uniform ratio
-    (3/4, 4/3), then the central-crop fallback) from the sample's generator; resized with
-    Pillow's bilinear filter (reducing_gap off, as torchvision's PIL path).
-    """
-
-    def __init__(self, size: int = 224) -> None:
-        self.size = size
-
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        from PIL import Image
-
-        import tinytorch as tt
-
-        rng = tt.get_batch_context().rng
-        _, height, width = image.shape
-        top, left, h, w = crop_box(rng, height, width)
-        pil = Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0)))
-        out = pil.resize(
-            (self.size, self.size), Image.Resampling.BILINEAR, box=(left, top, left + w, top + h)
-        )
-        return np.asarray(out).transpose(2, 0, 1)
-
-
-def crop_box(rng: np.random.Generator, height: int, width: int) -> tuple[int, int, int, int]:
-    area = height * width
-    log_ratio = (math.log(3 / 4), math.log(4 / 3))
-    for _ in range(10):
-        target = area * rng.uniform(0.08, 1.0)
-        ratio = math.exp(rng.uniform(*log_ratio))
-        w = round(math.sqrt(target * ratio))
-        h = round(math.sqrt(target / ratio))
-        if 0 < w <= width and 0 < h <= height:
-            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
-    in_ratio = width / height
-    if in_ratio < 3 / 4:
-        w, h = width, round(width / (3 / 4))
-    elif in_ratio > 4 / 3:
-        h, w = height, round(height * (4 / 3))
-    else:
-        w, h = width, height
-    return (height - h) // 2, (width - w) // 2, h, w
-
-
 def tinytorch_loader(
-    task: str, root: Path, workers: int, kind: str, threads: int | None, decode_size: int | None = None
+    task: str,
+    dataset: Any,
+    workers: int,
+    kind: str,
+    per_batch: bool = False,
 ) -> Any:
-    """(a): decode -> stacked uint8 -> batch crop/flip/normalize. (b): RandomResizedCrop per sample
-    (in the decode threads) -> stacked uint8 -> batch flip/normalize."""
+    """(a): decode -> stacked uint8 -> batch crop/flip/normalize. (b): see the module docs."""
     import tinytorch as tt
 
     if task == "a":
-        dataset = tt.ImageFolder(root, num_threads=threads)
         augment = tt.Compose(
             [
                 tt.RandomCrop(32, padding=4),
@@ -143,14 +106,37 @@ def tinytorch_loader(
                 tt.Normalize(CIFAR_MEAN, CIFAR_STD),
             ]
         )
-    else:
-        crop = RandomResizedCropStandIn(224)
-        dataset = tt.ImageFolder(root, transform=crop, num_threads=threads, decode_size=decode_size)
+    elif per_batch:
         augment = tt.Compose(
-            [tt.RandomHorizontalFlip(), tt.ToFloat(), tt.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+            [
+                tt.RandomResizedCrop(224),
+                tt.RandomHorizontalFlip(),
+                tt.ToFloat(),
+                tt.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            ]
         )
+    else:
+        augment = tt.Compose([tt.ToFloat(), tt.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     kwargs: dict[str, Any] = {"num_workers": workers, "worker_type": kind} if workers else {}
     return tt.DataLoader(dataset, batch_size=BATCH, shuffle=True, seed=0, batch_transform=augment, **kwargs)
+
+
+def tinytorch_dataset(
+    task: str,
+    source: str,
+    path: Path,
+    threads: int | None,
+    per_sample_crop: bool,
+    decode_size: int | None = None,
+) -> Any:
+    """ImageFolder or ImageShards, with the per-sample crop of (b) when asked."""
+    import tinytorch as tt
+
+    transform = None
+    if task == "b" and per_sample_crop:
+        transform = tt.Compose([tt.RandomResizedCrop(224), tt.RandomHorizontalFlip()])
+    cls = tt.ImageFolder if source == "folder" else tt.ImageShards
+    return cls(path, transform=transform, num_threads=threads, decode_size=decode_size)
 
 
 def cpu_seconds() -> float:
@@ -224,26 +210,41 @@ def stage_shares(loader: Any) -> str:
     return ", ".join(parts)
 
 
-def run_task(task: str, root: Path, n: int, rounds: int, threads: int | None, skip_peer: bool) -> None:
+def variants(task: str, roots: dict[str, Path], threads: int | None) -> dict[str, Any]:
+    """Our loaders by name, each over its own dataset object."""
+    out = {}
+    modes = [("", False)] if task == "a" else [("per sample, ", False), ("per batch, ", True)]
+    for mode, per_batch in modes:
+        for source, path in roots.items():
+            for workers, kind, label in (
+                (0, "", "0 workers"),
+                (2, "process", "2 process"),
+                (2, "thread", "2 thread"),
+            ):
+                dataset = tinytorch_dataset(task, source, path, threads, per_sample_crop=not per_batch)
+                name = f"tinytorch {source}, {mode}{label}"
+                out[name] = tinytorch_loader(task, dataset, workers, kind, per_batch)
+    if task == "b":  # 500x375 decoded at 1/2 scale (250x188): cheaper, not the same pixels
+        for workers, kind, label in ((0, "", "0 workers"), (2, "process", "2 process")):
+            dataset = tinytorch_dataset(task, "shards", roots["shards"], threads, True, decode_size=187)
+            name = f"tinytorch shards, per sample, {label}, decode_size=187"
+            out[name] = tinytorch_loader(task, dataset, workers, kind)
+    return out
+
+
+def run_task(
+    task: str, roots: dict[str, Path], n: int, rounds: int, threads: int | None, skip_peer: bool, only: str
+) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from common import print_table
 
-    ours = {
-        "tinytorch, 0 workers": tinytorch_loader(task, root, 0, "", threads),
-        "tinytorch, 2 process workers": tinytorch_loader(task, root, 2, "process", threads),
-        "tinytorch, 2 thread workers": tinytorch_loader(task, root, 2, "thread", threads),
-    }
-    if task == "b":  # 500x375 decoded at 1/2 scale (250x188): cheaper, not the same pixels
-        ours["tinytorch, 0 workers, decode_size=187"] = tinytorch_loader(task, root, 0, "", threads, 187)
-        ours["tinytorch, 2 process workers, decode_size=187"] = tinytorch_loader(
-            task, root, 2, "process", threads, 187
-        )
+    ours = {name: lo for name, lo in variants(task, roots, threads).items() if only in name}
     measures: dict[str, Callable[[], tuple[float, float]]] = {
         name: (lambda lo=lo: epoch_rate(lo, n)) for name, lo in ours.items()
     }
     if not skip_peer:
-        measures["torchvision + PIL, 2 workers"] = peer_measure(task, root, 2)
-        measures["torchvision + PIL, 0 workers"] = peer_measure(task, root, 0)
+        measures["torchvision + PIL, 2 workers"] = peer_measure(task, roots["folder"], 2)
+        measures["torchvision + PIL, 0 workers"] = peer_measure(task, roots["folder"], 0)
     for name, measure in measures.items():  # warm-up (page cache, imports); the peer's once
         if not name.endswith("0 workers") or name in ours:
             measure()
@@ -264,9 +265,9 @@ def run_task(task: str, root: Path, n: int, rounds: int, threads: int | None, sk
             (
                 name,
                 f"{rate:,.0f}",
-                f"{rate / peer:.1f}x" if peer else "-",
+                f"{rate / peer:.2f}x" if peer else "-",
                 f"{cpu[name]:,.0f}" if exact else "-",
-                f"{peer_cpu / cpu[name]:.1f}x" if exact and peer_cpu else "-",
+                f"{peer_cpu / cpu[name]:.2f}x" if exact and peer_cpu else "-",
                 share,
             )
         )
@@ -289,6 +290,150 @@ def run_task(task: str, root: Path, n: int, rounds: int, threads: int | None, sk
         loader.dataset.close()
 
 
+# -- where the time of (b) goes: one thread, stage by stage --------------------------------------
+
+
+def jpeg_bytes(root: Path, limit: int) -> list[bytes]:
+    return [p.read_bytes() for p in sorted(root.glob("*/*.jpg"))[:limit]]
+
+
+def median_ms(fn: Callable[[], object], n: int, rounds: int) -> Callable[[], float]:
+    def run() -> float:
+        start = time.perf_counter()
+        fn()
+        return 1e3 * (time.perf_counter() - start) / n
+
+    return run
+
+
+def profile_ours(datas: list[bytes], rounds: int) -> dict[str, float]:
+    """ms per image of each step of (b), one thread, interleaved rounds, medians."""
+    import simplejpeg
+    from PIL import Image
+
+    import tinytorch as tt
+    from tinytorch.data.seeding import BatchContext, batch_context
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from common import in_turns
+
+    n = len(datas)
+    decode = tt.data.storage.decode.ImageDecoder.resolve("auto")
+    half = tt.data.storage.decode.ImageDecoder.resolve("auto", decode_size=187)
+    full = [decode(d) for d in datas]
+    halves = [half(d) for d in datas]
+    crop = tt.Compose([tt.RandomResizedCrop(224), tt.RandomHorizontalFlip()])
+    context = BatchContext(0, 0, 0)
+
+    def crops(images: list[np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for p, image in enumerate(images):
+            with batch_context(context.for_sample(p)):
+                out.append(crop(image))
+        return out
+
+    rrc = tt.RandomResizedCrop(224)
+    heights = np.array([x.shape[1] for x in full])
+    widths = np.array([x.shape[2] for x in full])
+    boxes = rrc.boxes(rrc.draw(np.random.default_rng(0), n), heights, widths)
+    box_list = list(zip(*(b.tolist() for b in boxes), strict=True))
+
+    def pillow_box_resize() -> None:  # crop and resize in one call: the filter reads past the box
+        for image, (top, left, h, w) in zip(full, box_list, strict=True):
+            pil = Image.frombuffer(
+                "RGB", (image.shape[2], image.shape[1]), image.transpose(1, 2, 0), "raw", "RGB", 0, 1
+            )
+            np.asarray(pil.resize((224, 224), Image.Resampling.BILINEAR, box=(left, top, left + w, top + h)))
+
+    stacked = np.stack(crops(full))
+    norm = tt.Compose([tt.ToFloat(), tt.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    warm = norm(stacked, np.random.default_rng(0), batched=True)
+
+    def normalize_warm() -> None:
+        np.multiply(stacked, 1.0 / 255, out=warm, casting="unsafe")  # the same passes, into warm memory
+        np.subtract(warm, 0.45, out=warm)
+        np.divide(warm, 0.225, out=warm)
+
+    measures = {
+        "decode, simplejpeg (ours)": median_ms(lambda: [decode(d) for d in datas], n, rounds),
+        "decode at 1/2 scale (decode_size=187)": median_ms(lambda: [half(d) for d in datas], n, rounds),
+        "decode, fast DCT + fast upsampling": median_ms(
+            lambda: [simplejpeg.decode_jpeg(d, "RGB", fastdct=True, fastupsample=True) for d in datas],
+            n,
+            rounds,
+        ),
+        "decode, Pillow (torchvision's)": median_ms(
+            lambda: [np.asarray(Image.open(io.BytesIO(d)).convert("RGB")) for d in datas], n, rounds
+        ),
+        "RandomResizedCrop + flip per sample (ours)": median_ms(lambda: crops(full), n, rounds),
+        "the same on the 1/2-scale decode": median_ms(lambda: crops(halves), n, rounds),
+        "crop + resize in one Pillow call (box=)": median_ms(pillow_box_resize, n, rounds),
+        "ToFloat + Normalize, fresh batch (ours)": median_ms(
+            lambda: norm(stacked, np.random.default_rng(0), batched=True), n, rounds
+        ),
+        "ToFloat + Normalize passes, warm output": median_ms(normalize_warm, n, rounds),
+    }
+    return in_turns(measures, rounds)
+
+
+def peer_profile(root: str, limit: int, rounds: int) -> dict[str, float]:
+    """ms per image of each step of torchvision's (b) pipeline, one thread (run in the peer)."""
+    import torch
+    import torchvision.transforms as T
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from common import in_turns
+
+    torch.set_num_threads(1)
+    datas = jpeg_bytes(Path(root), limit)
+    n = len(datas)
+    images = [Image.open(io.BytesIO(d)).convert("RGB") for d in datas]
+    crop, flip, to_tensor = T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor()
+    normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    crops = [crop(x) for x in images]
+    tensors = [to_tensor(x) for x in crops]
+    measures = {
+        "decode, PIL open + convert": median_ms(
+            lambda: [Image.open(io.BytesIO(d)).convert("RGB") for d in datas], n, rounds
+        ),
+        "RandomResizedCrop": median_ms(lambda: [crop(x) for x in images], n, rounds),
+        "RandomHorizontalFlip": median_ms(lambda: [flip(x) for x in crops], n, rounds),
+        "ToTensor": median_ms(lambda: [to_tensor(x) for x in crops], n, rounds),
+        "Normalize": median_ms(lambda: [normalize(x) for x in tensors], n, rounds),
+        "collate (torch.stack)": median_ms(lambda: torch.stack(tensors), n, rounds),
+    }
+    return in_turns(measures, rounds)
+
+
+def run_profile(root: Path, limit: int, rounds: int) -> None:
+    ours = profile_ours(jpeg_bytes(root, limit), rounds)
+    out = subprocess.run(
+        [
+            str(PEER_PYTHON),
+            __file__,
+            "--peer-profile",
+            str(root),
+            "--images",
+            str(limit),
+            "--rounds",
+            str(rounds),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    peer = json.loads(out.stdout.strip().splitlines()[-1])
+    print(
+        f"\n(b) one thread, ms per image, median of {rounds} interleaved rounds over {limit} images; load {os.getloadavg()}"
+    )
+    for name, ms in ours.items():
+        print(f"  tinytorch   {name:<45} {ms:6.3f}")
+    for name, ms in peer.items():
+        print(f"  torchvision {name:<45} {ms:6.3f}")
+    print(f"  torchvision total {sum(peer.values()):.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -301,10 +446,18 @@ def main() -> None:
         "--threads", type=int, default=None, help="ImageFolder num_threads (default: its own)"
     )
     parser.add_argument("--skip-peer", action="store_true")
+    parser.add_argument("--only", default="", help="run only our pipelines whose name contains this")
+    parser.add_argument(
+        "--profile", action="store_true", help="(b) step by step on one thread, ours and torchvision's"
+    )
     parser.add_argument("--peer", choices=["a", "b"], help=argparse.SUPPRESS)
+    parser.add_argument("--peer-profile", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.peer_profile:
+        print(json.dumps(peer_profile(args.peer_profile, args.images, args.rounds)))
+        return
     if args.peer:
         rate, cpu = peer_epoch(args.peer, args.root, args.workers)
         print(json.dumps({"rate": rate, "cpu": cpu}))
@@ -315,13 +468,31 @@ def main() -> None:
         if args.task in ("a", "both"):
             root = cifar_subset(Path(tmp) / "cifar", args.images)
             n = sum(1 for _ in root.glob("*/*.jpg"))
-            run_task("a", root, n, args.rounds, args.threads, args.skip_peer)
+            roots = {"folder": root, "shards": as_shards(root, Path(tmp) / "cifar-shards")}
+            run_task("a", roots, n, args.rounds, args.threads, args.skip_peer, args.only)
         if args.task in ("b", "both"):
             start = time.perf_counter()
             root = large_jpegs(Path(tmp) / "large", args.large)
             n = sum(1 for _ in root.glob("*/*.jpg"))
             print(f"\nmade {n} 500x375 JPEGs in {time.perf_counter() - start:.1f} s")
-            run_task("b", root, n, args.rounds, args.threads, args.skip_peer)
+            roots = {"folder": root, "shards": as_shards(root, Path(tmp) / "large-shards")}
+            if args.profile:
+                run_profile(root, min(n, 256), args.rounds)
+            else:
+                run_task("b", roots, n, args.rounds, args.threads, args.skip_peer, args.only)
+
+
+def as_shards(root: Path, target: Path) -> Path:
+    """The folder converted as `tinytorch-data convert imagefolder` does (64 MiB shards)."""
+    import tinytorch as tt
+
+    start = time.perf_counter()
+    manifest = tt.write_image_shards(root, target, progress=False)
+    size = sum(s.nbytes for s in manifest.shards) / (1 << 20)
+    print(
+        f"converted {manifest.total} files to {len(manifest.shards)} shards ({size:.1f} MB) in {time.perf_counter() - start:.1f} s"
+    )
+    return target
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ lists, then a walk over every subcommand with bad values for each of its options
 """
 
 import hashlib
+import re
 import subprocess
 import sys
 
@@ -113,6 +114,38 @@ def test_verify_a_directory_that_is_not_a_shard_dataset(tmp_path, capsys):
     assert_usage_error(code, err, "tinytorch-data convert")
 
 
+def test_convert_imagefolder_mistakes_name_src_and_dst(tmp_path, capsys):
+    (tmp_path / "photos" / "cat").mkdir(parents=True)
+    (tmp_path / "photos" / "cat" / "1.jpg").write_bytes(b"not read")
+    code, _, err = run(
+        ["convert", "imagefolder", str(tmp_path / "photos"), str(tmp_path / "photos" / "s")], capsys
+    )
+    assert_usage_error(code, err, "DST", "inside SRC", "choose a DST outside SRC")
+    code, _, err = run(["convert", "imagefolder", str(tmp_path / "nowhere"), str(tmp_path / "s")], capsys)
+    assert_usage_error(code, err, "argument SRC", "does not exist")
+    (tmp_path / "flat").mkdir()
+    code, _, err = run(["convert", "imagefolder", str(tmp_path / "flat"), str(tmp_path / "s")], capsys)
+    assert_usage_error(code, err, "Couldn't find any class folder", "SRC must be root/<class>/<image>")
+    assert not (tmp_path / "s").exists()
+
+
+def test_an_unreadable_image_names_the_file(tmp_path, capsys, monkeypatch):
+    (tmp_path / "photos" / "cat").mkdir(parents=True)
+    (tmp_path / "photos" / "cat" / "1.jpg").write_bytes(b"x")
+
+    def denied(path):
+        from tinytorch.data.storage.decode import read_file
+
+        return read_file(str(tmp_path / "photos" / "cat" / "gone.jpg"))  # as a file removed meanwhile
+
+    monkeypatch.setattr("tinytorch.data.datasets.image_shards.read_file", denied)
+    code, _, err = run(
+        ["convert", "imagefolder", str(tmp_path / "photos"), str(tmp_path / "s"), "--quiet"], capsys
+    )
+    assert_usage_error(code, err, "gone.jpg could not be read", "check that it exists")
+    assert not (tmp_path / "s").exists()  # nothing left behind
+
+
 def test_bench_data_smaller_than_the_batches(capsys):
     code, _, err = run(["bench", "--synthetic", "--size", "100", "--no-plots", "--quiet"], capsys)
     assert_usage_error(code, err, "--size", "--batch-sizes")
@@ -166,8 +199,19 @@ BAD_ARGUMENTS = {
         ["cifar10", "DIR/x", "--split", "val"],
         ["cifar10", "DIR/x", "--root", "FILE"],
         ["cifar10"],
+        [],
+        ["imagefolder", "DIR/none", "DIR/x"],  # SRC missing
+        ["imagefolder", "FILE", "DIR/x"],  # SRC a file
+        ["imagefolder", "DIR", "FILE"],  # DST a file
+        ["imagefolder", "DIR", "DIR/x"],  # DST inside SRC
+        ["imagefolder", "DIR", "OTHER"],  # SRC without class folders
+        ["imagefolder", "DIR"],
+        ["imagefolder", "DIR", "OTHER", "--shard-size", "0"],
+        ["imagefolder", "DIR", "OTHER", "--samples-per-shard", "0"],
+        ["imagefolder", "DIR", "OTHER", "--root", "DIR"],  # a cifar option
+        ["imagefolder", "DIR", "OTHER", "--shuffle", "-1"],
     ],
-    "verify": [["FILE"], ["DIR"], []],
+    "verify": [["FILE"], ["DIR"], [], ["DIR", "--bogus"]],
 }
 
 
@@ -184,16 +228,13 @@ def test_every_subcommand_is_covered():
 def test_bad_arguments_give_no_traceback(command, arguments, tmp_path, capsys):
     (tmp_path / "FILE").write_text("x")
     (tmp_path / "DIR").mkdir()
-    argv = [
-        command,
-        *(str(tmp_path / a) if a in ("FILE", "DIR") or a.startswith("DIR/") else a for a in arguments),
-    ]
+    paths = ("FILE", "DIR", "OTHER")
+    argv = [command, *(str(tmp_path / a) if a in paths or a.startswith("DIR/") else a for a in arguments)]
     code, _, err = run(argv, capsys)
     assert code == 2, err
     assert 1 <= len(err.strip().splitlines()) <= 2, err
-    assert err.startswith(f"tinytorch-data {command}: error: ") or err.startswith(
-        "tinytorch-data: error: "
-    ), err
+    # the (sub)command that was given: `tinytorch-data convert imagefolder: error: ...`
+    assert re.match(rf"tinytorch-data( {command}( [a-z0-9]+)?)?: error: ", err), err
 
 
 def test_a_mistake_prints_no_traceback_in_a_real_process(tmp_path):

@@ -17,8 +17,19 @@ def test_each_subcommand_help_has_description_defaults_and_example(command, caps
     assert "\n" not in description
     assert "examples:\n" in out
     assert f"  tinytorch-data {command}" in out.split("examples:\n")[1]
-    if command not in ("check", "verify"):  # the others have options with defaults
+    if command not in ("check", "verify", "convert"):  # the others have options with defaults
         assert "(default: " in out
+
+
+@pytest.mark.parametrize("source", ["cifar10", "cifar100", "imagefolder"])
+def test_each_convert_source_has_its_help(source, capsys):
+    assert main(["convert", source, "--help"]) == 0
+    out = capsys.readouterr().out
+    description = out.split("\n\n")[1]
+    assert description.endswith(".")
+    assert "\n" not in description
+    assert f"  tinytorch-data convert {source}" in out.split("examples:\n")[1]
+    assert "(default: " in out
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -47,8 +58,8 @@ def test_version(capsys):
 
 
 def test_convert_accepts_the_same_mirror_options_as_demo(capsys):
-    for command in ("demo", "convert"):
-        main([command, "--help"])
+    for command in (["demo"], ["convert", "cifar10"]):
+        main([*command, "--help"])
         out = capsys.readouterr().out
         assert "--url URL" in out
         assert "--md5 MD5" in out

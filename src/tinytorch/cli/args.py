@@ -20,6 +20,7 @@ __all__ = [
     "at_least",
     "directory_or_new",
     "examples",
+    "existing_directory",
     "positive_float",
     "writable_file",
 ]
@@ -119,6 +120,16 @@ def directory_or_new(text: str) -> Path:
             if not parent.is_dir():
                 raise argparse.ArgumentTypeError(f"{parent} is a file, so {text} cannot be created")
             break
+    return path
+
+
+def existing_directory(text: str) -> Path:
+    """An argparse ``type``: a directory that exists (returned absolute)."""
+    path = Path(text).expanduser().absolute()
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text} does not exist; pass an existing directory")
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a directory; pass a directory")
     return path
 
 

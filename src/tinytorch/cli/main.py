@@ -54,11 +54,16 @@ def build_parser() -> Parser:
 
 
 def _parse(parser: Parser, argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse; an unknown option is reported by the subcommand it was given to (with its help)."""
+    """Parse; an unknown option is reported by the (sub)command it was given to (with its help)."""
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        owner = subparsers.choices.get(args.command, parser) if args.command else parser
+        owner: argparse.ArgumentParser = parser
+        while True:  # down to the innermost command chosen (``convert imagefolder``)
+            sub = next((a for a in owner._actions if isinstance(a, argparse._SubParsersAction)), None)
+            chosen = getattr(args, sub.dest, None) if sub is not None else None
+            if sub is None or chosen not in sub.choices:
+                break
+            owner = sub.choices[chosen]
         owner.error(f"unrecognized arguments: {' '.join(unknown)}")
     return args
 

@@ -15,6 +15,7 @@ from tinytorch.data.datasets.chain import ChainDataset
 from tinytorch.data.datasets.cifar import CIFAR10Dataset, CIFAR100Dataset
 from tinytorch.data.datasets.combine import ConcatDataset, Subset, random_split
 from tinytorch.data.datasets.image_folder import ImageFolder, SkippedImageWarning
+from tinytorch.data.datasets.image_shards import ImageShards, write_image_shards
 from tinytorch.data.datasets.packed import PackedSequence
 from tinytorch.data.datasets.sharded import ShardedDataset, write_shards
 from tinytorch.data.datasets.stack import StackDataset
@@ -77,6 +78,7 @@ __all__ = [
     "ForbiddenPickleError",
     "ImageDecodeError",
     "ImageFolder",
+    "ImageShards",
     "ImageTooLargeError",
     "IndexShuffleSampler",
     "InsufficientSharedMemoryError",
@@ -119,5 +121,6 @@ __all__ = [
     "read_image",
     "split_stream",
     "windowed_order",
+    "write_image_shards",
     "write_shards",
 ]

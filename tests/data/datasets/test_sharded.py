@@ -466,6 +466,25 @@ def test_corrupt_encoded_records_are_errors(tmp_path):
         verify_shards(tmp_path / "e")
 
 
+def test_metadata_is_stored_with_the_shards_and_checked_to_be_json(tmp_path):
+    meta = {"classes": ["cat", "dog"], "source": {"root": "/photos", "files": 2}}
+    write_shards(encoded(4), tmp_path / "m", metadata=meta, progress=False)
+    ds = ShardedDataset(tmp_path / "m")
+    assert ds.metadata == meta
+    assert ShardedDataset(tmp_path / "m").metadata is not meta  # read back, not kept
+    write_shards(encoded(4), tmp_path / "none", progress=False)
+    assert ShardedDataset(tmp_path / "none").metadata == {}
+    for bad, message in (
+        ({"x": object()}, "JSON values only"),
+        ({"x": float("nan")}, "JSON values only"),
+        ({1: "a"}, "dict with str keys"),
+        (["cat"], "dict with str keys"),
+    ):
+        with pytest.raises(TypeError, match=message):
+            write_shards(encoded(4), tmp_path / "bad", metadata=bad, progress=False)
+        assert not (tmp_path / "bad").exists()  # refused before anything is written
+
+
 # --- arguments -----------------------------------------------------------------------------
 
 

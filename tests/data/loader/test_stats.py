@@ -129,3 +129,17 @@ def test_diagnose_points_to_packed_storage_when_workers_hold_much_private_memory
     assert "PackedSequence" in text
     stats.per_worker[0].private_bytes = 1 << 20
     assert "Memory:" not in str(diagnose(stats, cores=2))
+
+
+def test_skipped_samples_are_summed_and_shown_only_when_there_are_some():
+    from tinytorch.data.fetch.timing import Made, StageTimes
+    from tinytorch.data.loader.stats import LoaderStats, StatsRecorder
+
+    stats = LoaderStats(epoch=0, num_workers=0, worker_type="thread")
+    recorder = StatsRecorder(stats)
+    for skipped in (2, 0, 1):
+        times = StageTimes(read=0.001, skipped=skipped).with_transport(0.0)  # travels with the times
+        recorder.delivered(recorder.before_next(), Made(np.zeros((4, 3)), times))
+    assert stats.skipped == 3
+    assert "skipped samples: 3" in str(stats)
+    assert "skipped" not in str(LoaderStats(epoch=0, num_workers=0, worker_type="thread"))

@@ -123,6 +123,7 @@ MUTATIONS = {
     "a shard a list": (lambda r: r["shards"].__setitem__(0, [1, 2]), r"shards\[0\] is list"),
     "fields a string": (lambda r: r.update(fields="abc"), "fields is str"),
     "key missing": (lambda r: r.pop("structure"), "key 'structure' is missing"),
+    "metadata a list": (lambda r: r.update(metadata=["cat"]), "metadata is list"),
     "the whole manifest a list": (lambda r: [r.pop(k) for k in list(r)], None),
 }
 
@@ -153,6 +154,25 @@ def test_a_manifest_changed_after_writing_fails_its_checksum(tmp_path, raw):
             parse_manifest(bad, tmp_path / MANIFEST)
     del bad["checksum"]
     parse_manifest(bad, tmp_path / MANIFEST)  # without one (older writers): the other checks only
+
+
+def test_metadata_round_trips_and_is_covered_by_the_checksum(tmp_path):
+    writer = ShardWriter(
+        tmp_path, samples_per_shard=2, bytes_per_shard=None, metadata={"classes": ["a", "b"]}
+    )
+    writer.add((b"x", 1))
+    written = writer.close()
+    raw = json.loads((tmp_path / MANIFEST).read_text())
+    assert raw["metadata"] == {"classes": ["a", "b"]}
+    assert read_manifest(tmp_path).metadata == written.metadata == {"classes": ["a", "b"]}
+    raw["metadata"]["classes"].reverse()  # relabelling every class: only the checksum sees it
+    with pytest.raises(CorruptShardError, match="checksum is"):
+        parse_manifest(raw, tmp_path / MANIFEST)
+
+
+def test_a_manifest_without_metadata_is_written_as_before(tmp_path, raw):
+    assert "metadata" not in raw  # older readers and checksums see the same keys as ever
+    assert parse_manifest(raw, tmp_path / MANIFEST).metadata == {}
 
 
 def test_corrupt_shard_error_is_a_shard_error_and_value_error_and_pickles():

@@ -2,6 +2,8 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from tinytorch.data.transforms.resample import Boxes, check_interpolation, resized_crops
@@ -104,3 +106,21 @@ def test_threads_resize_concurrently_with_the_same_results():
     for t in threads:
         t.join()
     assert failures == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(1, 30), st.integers(1, 30), st.data())
+def test_a_channels_last_photo_is_read_in_place_with_the_same_bytes(height, width, out_h, out_w, data):
+    """Decoded photos are (H, W, 3) in memory: Pillow reads the box's rows in place (row
+    stride), including boxes at the image's last row and column, and the output planes equal
+    cropping first and resizing with Pillow, flipped or not."""
+    hwc = np.random.default_rng(height * 100 + width).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    bh, bw = data.draw(st.integers(1, height)), data.draw(st.integers(1, width))
+    top, left = data.draw(st.integers(0, height - bh)), data.draw(st.integers(0, width - bw))
+    flip = data.draw(st.booleans())
+    got = resized_crops(
+        [hwc.transpose(2, 0, 1)], boxes((top, left, bh, bw)), (out_h, out_w), flips=np.array([flip])
+    )[0]
+    crop = Image.fromarray(np.ascontiguousarray(hwc[top : top + bh, left : left + bw]))
+    expected = np.asarray(crop.resize((out_w, out_h), Image.Resampling.BILINEAR)).transpose(2, 0, 1)
+    np.testing.assert_array_equal(got, expected[..., ::-1] if flip else expected)

@@ -17,23 +17,15 @@ sharing them) and ``targets`` is an int64 array.
 
 from __future__ import annotations
 
-import contextvars
 import os
-import time
-import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from tinytorch.data.datasets.base import Dataset, timed_sample_transform
+from tinytorch.data.datasets.encoded_images import EncodedImageDataset, OnError, SkippedImageWarning
 from tinytorch.data.datasets.folder_listing import find_classes, make_dataset
-from tinytorch.data.datasets.indexing import check_index, check_indices
-from tinytorch.data.datasets.stacked import StackedSamples
-from tinytorch.data.datasets.thread_map import ThreadMap, default_num_threads
-from tinytorch.data.memory import batch_empty
-from tinytorch.data.seeding import BatchContext, batch_context, get_batch_context
 from tinytorch.data.storage.decode import (
     IMG_EXTENSIONS,
     MAX_IMAGE_PIXELS,
@@ -43,18 +35,11 @@ from tinytorch.data.storage.decode import (
     image_to_chw,
     read_file,
 )
-from tinytorch.data.validate import check_int
 
 __all__ = ["ImageFolder", "SkippedImageWarning"]
 
-OnError = Literal["raise", "skip"]
 
-
-class SkippedImageWarning(UserWarning):
-    """A file that could not be decoded was left out of its batch (``on_error="skip"``)."""
-
-
-class ImageFolder(Dataset[tuple[Any, Any]]):
+class ImageFolder(EncodedImageDataset):
     """Images in ``root/<class>/**/<file>``, labelled by class folder (torchvision's ``ImageFolder``).
 
     Args:
@@ -134,24 +119,18 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
         on_error: OnError = "raise",
         num_threads: int | None = None,
     ) -> None:
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if extensions is None and is_valid_file is None:
             extensions = IMG_EXTENSIONS
         suffixes = _check_extensions(extensions, decodable=loader is None)
+        decode = ImageDecoder.resolve(decoder, decode_size, max_pixels) if loader is None else None
+        self._setup(transform, target_transform, decode, on_error, num_threads)
         self.root = os.path.expanduser(os.fspath(root))
-        self.transform = transform
-        self.target_transform = target_transform
         self.loader = loader
         self.extensions = suffixes
-        self.on_error: OnError = on_error
-        self.decode = ImageDecoder.resolve(decoder, decode_size, max_pixels) if loader is None else None
-        threads = default_num_threads() if num_threads is None else check_int(num_threads, "num_threads")
         self.classes, self.class_to_idx = find_classes(self.root)
         self.samples = make_dataset(
             self.root, self.class_to_idx, suffixes, is_valid_file=is_valid_file, allow_empty=allow_empty
         )
-        self._threads = ThreadMap(threads)
 
     _samples: list[tuple[str, int]] | None
     _path_bytes: bytes
@@ -215,11 +194,6 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
     def imgs(self, samples: Sequence[tuple[str, int]]) -> None:
         self.samples = samples
 
-    @property
-    def num_threads(self) -> int:
-        """Decode threads (``0``/``1``: the calling thread decodes)."""
-        return self._threads.num_threads
-
     # -- reading --------------------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -228,64 +202,10 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
     def _path(self, i: int) -> str:
         return os.fsdecode(self._path_bytes[self._path_offsets[i] : self._path_offsets[i + 1]])
 
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
-        i = check_index(index, len(self), owner="ImageFolder")
-        image = self._load(self._path(i))
-        if isinstance(image, ImageDecodeError):
-            raise _with_index(image, i)
-        return self._sample(image, int(self._targets[i]))
-
-    def __getitems__(self, indices: Sequence[int] | NDArray[np.integer]) -> Any:
-        """Read a batch: files decoded in parallel, in order; see the class docs for the result.
-
-        Raises:
-            ImageDecodeError: with ``on_error="raise"``, for the first file of the batch (in
-                batch order) that cannot be read or decoded; names the file and sample index.
-        """
-        idx = check_indices(indices, len(self), owner="ImageFolder")
-        context = get_batch_context()
+    def _sources(self, idx: NDArray[np.intp]) -> tuple[list[str], NDArray[np.int64]]:
         starts, ends = self._path_offsets[idx].tolist(), self._path_offsets[idx + 1].tolist()
         blob = self._path_bytes
-        paths = [os.fsdecode(blob[a:b]) for a, b in zip(starts, ends, strict=True)]
-        if self.transform is None:
-            images = self._threads.map(self._load, paths)
-        else:
-            start = time.perf_counter()
-            results = self._threads.map(self._read, [(p, path, context) for p, path in enumerate(paths)])
-            if context is not None:
-                _share_time(context, time.perf_counter() - start, results)
-            images = [image for image, _, _ in results]
-        keep = [p for p, image in enumerate(images) if not isinstance(image, ImageDecodeError)]
-        if len(keep) < len(images):
-            images, idx = self._drop_failures(images, idx, keep)
-        targets = self._targets[idx]
-        if self.target_transform is not None:
-            labels = self._per_sample(self.target_transform, targets.tolist(), keep)
-            return list(zip(images, labels, strict=True))
-        stacked = _stack_if_uniform(images)
-        if stacked is not None:
-            return StackedSamples.of_tuples([stacked, targets])
-        return list(zip(images, targets.tolist(), strict=True))
-
-    def _read(self, job: tuple[int, str, BatchContext | None]) -> tuple[Any, float, float]:
-        """Decode one file and apply ``transform`` (in a decode thread): (image, seconds decoding,
-        seconds transforming).
-
-        The transform runs in a fresh ``contextvars`` context holding only the sample's batch
-        context (position = its place in the requested batch), so its randomness is the one it
-        would get in the loading thread, and nothing else of the caller's context (a worker's
-        shared-memory arena) is used from two threads.
-        """
-        position, path, context = job
-        start = time.perf_counter()
-        image = self._load(path)
-        decoded = time.perf_counter()
-        if self.transform is None or isinstance(image, ImageDecodeError):
-            return image, decoded - start, 0.0
-        if context is not None and context.position is None:
-            context = context.for_sample(position)
-        image = contextvars.Context().run(_transform_in, context, self.transform, image)
-        return image, decoded - start, time.perf_counter() - decoded
+        return [os.fsdecode(blob[a:b]) for a, b in zip(starts, ends, strict=True)], self._targets[idx]
 
     def _load(self, path: str) -> Any:
         """One file's image, or the :class:`ImageDecodeError` it raised (runs in the decode threads)."""
@@ -302,53 +222,6 @@ class ImageFolder(Dataset[tuple[Any, Any]]):
             error.__cause__ = e
             return error
         return image_to_chw(image, path)  # a wrong return type is a bug, never skipped
-
-    def _drop_failures(
-        self, images: list[Any], idx: NDArray[np.intp], keep: list[int]
-    ) -> tuple[list[Any], NDArray[np.intp]]:
-        failures = [(p, image) for p, image in enumerate(images) if isinstance(image, ImageDecodeError)]
-        if self.on_error == "raise":
-            position, error = failures[0]
-            raise _with_index(error, int(idx[position]))
-        for position, error in failures:
-            warnings.warn(f"skipped sample {int(idx[position])}: {error}", SkippedImageWarning, stacklevel=3)
-        context = get_batch_context()
-        if context is not None:
-            context.skipped += len(failures)
-        return [images[p] for p in keep], idx[keep]
-
-    def _per_sample(self, fn: Callable[[Any], Any], values: list[Any], positions: list[int]) -> list[Any]:
-        """``fn`` per value in the calling thread, each in its sample's batch context."""
-        context = get_batch_context()
-        if context is None or context.position is not None:
-            return [fn(v) for v in values]
-        out = []
-        try:
-            for position, value in zip(positions, values, strict=True):
-                context.position = position  # a skipped sample does not shift the others' randomness
-                out.append(timed_sample_transform(fn, value))
-        finally:
-            context.position = None
-        return out
-
-    def _sample(self, image: Any, target: int) -> tuple[Any, Any]:
-        if self.transform is not None:
-            image = timed_sample_transform(self.transform, image)
-        if self.target_transform is not None:
-            target = timed_sample_transform(self.target_transform, target)
-        return image, target
-
-    # -- lifecycle ------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Stop the decode threads (they restart if the dataset is read again)."""
-        self._threads.close()
-
-    def __enter__(self) -> ImageFolder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -374,43 +247,6 @@ class _ReadOnlyList(list):  # type: ignore[type-arg]
 
     __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
     append = extend = insert = pop = remove = clear = sort = reverse = _refuse
-
-
-def _transform_in(context: BatchContext | None, transform: Callable[[Any], Any], image: Any) -> Any:
-    if context is None:
-        return transform(image)
-    with batch_context(context):
-        return transform(image)
-
-
-def _share_time(context: BatchContext, wall: float, results: list[tuple[Any, float, float]]) -> None:
-    """Charge the per-sample transforms their share of the parallel section's wall time.
-
-    Decoding and transforms overlap in the threads, so their summed thread times exceed the
-    wall time; the statistics split the wall time in proportion (read = the rest).
-    """
-    decoding = sum(r[1] for r in results)
-    transforming = sum(r[2] for r in results)
-    if decoding + transforming > 0:
-        context.sample_transform_seconds += wall * transforming / (decoding + transforming)
-
-
-def _with_index(error: ImageDecodeError, index: int) -> ImageDecodeError:
-    """The same error, its message starting with the sample index."""
-    out = type(error)(f"sample {index}: {error}", path=error.path, index=index)
-    out.__cause__ = error.__cause__ or error
-    return out
-
-
-def _stack_if_uniform(images: list[Any]) -> NDArray[Any] | None:
-    """``(N, *shape)`` when every image is an array of one shape and dtype, else ``None``."""
-    if not images or not all(isinstance(image, np.ndarray) for image in images):
-        return None
-    first = images[0]
-    if any(image.shape != first.shape or image.dtype != first.dtype for image in images):
-        return None
-    out = batch_empty((len(images), *first.shape), first.dtype)  # in the batch's shared memory
-    return np.stack(images, out=out)  # C-contiguous (N, C, H, W), whatever the decoder's layout
 
 
 def _check_extensions(

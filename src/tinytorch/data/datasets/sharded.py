@@ -17,9 +17,10 @@ the sampler has the next window's shards read in the background (:meth:`ShardedD
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ def write_shards(
     bytes_per_shard: int | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> Manifest:
     """Write the samples of ``source`` as shard files plus a manifest in ``directory``.
 
@@ -89,6 +91,9 @@ def write_shards(
         samples_per_shard / bytes_per_shard: when a shard is full (default 64 MiB).
         overwrite: replace a shard dataset already in ``directory``.
         progress: a tqdm bar; ``None`` shows it when stderr is a terminal.
+        metadata: a JSON object about the whole dataset (e.g. ``{"classes": [...]}``), stored
+            in the manifest (covered by its checksum) and read back as
+            :attr:`ShardedDataset.metadata`.
 
     Returns:
         The manifest written.
@@ -98,6 +103,7 @@ def write_shards(
             this library did not write (they are never deleted).
         ValueError, TypeError: a sample whose fields differ from the first sample's, or a value
             that cannot be stored (objects, numpy strings); the message names the sample.
+            ``metadata`` that is not a JSON object (a dict with str keys and JSON values).
         OSError: writing failed (e.g. the disk is full); the message names the file, and
             ``directory`` is unchanged.
     """
@@ -111,10 +117,16 @@ def write_shards(
     if bytes_per_shard is not None:
         bytes_per_shard = check_int(bytes_per_shard, "bytes_per_shard", minimum=1)
     overwrite = check_bool(overwrite, "overwrite")
+    metadata = _check_metadata(metadata)
     show = sys.stderr.isatty() if progress is None else check_bool(progress, "progress")
     total = len(source) if has_len(source) else None  # type: ignore[arg-type]
     with replacing_directory(target, overwrite=overwrite) as temporary:
-        writer = ShardWriter(temporary, samples_per_shard=samples_per_shard, bytes_per_shard=bytes_per_shard)
+        writer = ShardWriter(
+            temporary,
+            samples_per_shard=samples_per_shard,
+            bytes_per_shard=bytes_per_shard,
+            metadata=metadata,
+        )
         try:
             bar = tqdm(
                 _samples(source), total=total, desc=f"writing {target.name}", unit="sample", disable=not show
@@ -131,6 +143,22 @@ def write_shards(
                 "unchanged and the partial copy was removed",
                 str(writer.writing),
             ) from e
+
+
+def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``metadata`` as a plain dict, checked to survive a JSON round trip unchanged."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping) or not all(isinstance(k, str) for k in metadata):
+        raise TypeError(f"metadata must be a dict with str keys, got {type(metadata).__name__}")
+    try:
+        text = json.dumps(dict(metadata), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"metadata must hold JSON values only (str, int, float, bool, None, lists, dicts): {e}"
+        ) from e
+    plain: dict[str, Any] = json.loads(text)
+    return plain
 
 
 class ShardedDataset(Dataset[Any]):
@@ -222,6 +250,11 @@ class ShardedDataset(Dataset[Any]):
         return len(self.manifest.shards)
 
     @property
+    def metadata(self) -> Mapping[str, Any]:
+        """The ``metadata`` given to :func:`write_shards` (``{}`` when none)."""
+        return self.manifest.metadata
+
+    @property
     def opened(self) -> int:
         """How many times a shard entered use in this process (see ``max_open_shards``)."""
         return self._reader.entries
@@ -230,15 +263,18 @@ class ShardedDataset(Dataset[Any]):
         """Indices of the shards in use in this process (see ``max_open_shards``), earliest first."""
         return self._reader.in_use()
 
-    def verify(self) -> None:
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> None:
         """Check the whole dataset: what :func:`~tinytorch.data.storage.shard_files.verify_shards`
         checks (every number, every end offset, each shard's SHA-256 and CRC-32; reads all the
         data), and that the files are those this dataset opened.
 
+        Args:
+            progress: called with ``(bytes done, bytes in all)`` after each shard.
+
         Raises:
             CorruptShardError: the first problem, naming the file and the field.
         """
-        verify_shards(self.directory)
+        verify_shards(self.directory, progress=progress)
         self.check_mapped_files()
 
     def check_mapped_files(self) -> None:

@@ -122,7 +122,9 @@ class MapFetcher:
                 batch = self.batch_transform(batch, context.rng)
             done = clock()
         per_sample = context.sample_transform_seconds
-        times = StageTimes(read - start - per_sample, per_sample, collated - read, done - collated)
+        times = StageTimes(
+            read - start - per_sample, per_sample, collated - read, done - collated, skipped=context.skipped
+        )
         return batch, times
 
 
@@ -195,7 +197,7 @@ class StreamFetcher:
             if self.batch_transform is not None:
                 batch = self.batch_transform(batch, context.rng)
             done = clock()
-        return batch, StageTimes(read - start, 0.0, collated - read, done - collated)
+        return batch, StageTimes(read - start, 0.0, collated - read, done - collated, skipped=context.skipped)
 
     def _stream(self, task: BatchTask) -> Iterator[Any]:
         info = get_worker_info()

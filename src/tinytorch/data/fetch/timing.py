@@ -13,7 +13,8 @@ class StageTimes:
     """Seconds spent on one batch in each stage (``read`` excludes per-sample transforms).
 
     ``private_bytes``: the memory private to the process worker that made the batch, when it
-    measured it with this batch (about once a second), else 0.
+    measured it with this batch (a few times a second), else 0. ``skipped``: the samples the
+    dataset left out of the batch (``BatchContext.skipped``, e.g. ``on_error="skip"``).
     """
 
     read: float = 0.0
@@ -22,6 +23,7 @@ class StageTimes:
     batch_transform: float = 0.0
     transport: float = 0.0
     private_bytes: int = 0
+    skipped: int = 0
 
     def with_transport(self, seconds: float, private_bytes: int = 0) -> StageTimes:
         return StageTimes(
@@ -31,6 +33,7 @@ class StageTimes:
             self.batch_transform,
             self.transport + seconds,
             private_bytes or self.private_bytes,
+            self.skipped,
         )
 
 

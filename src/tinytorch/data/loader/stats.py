@@ -46,6 +46,7 @@ class LoaderStats:
             ``sample_transform``, ``collate``, ``batch_transform``, ``transport``.
         per_worker: per worker id (``-1`` for the loading process).
         finished: whether the epoch ran to its end.
+        skipped: samples the dataset left out of their batches (``ImageFolder(on_error="skip")``).
 
     A worker's *utilization* (:attr:`utilization`) is the share of the epoch's wall time it
     spent making batches: well under 1 with the consumer waiting means something other than
@@ -64,6 +65,7 @@ class LoaderStats:
     stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     per_worker: dict[int, WorkerStats] = field(default_factory=dict)
     finished: bool = False
+    skipped: int = 0
 
     @property
     def samples_per_second(self) -> float:
@@ -116,6 +118,8 @@ class LoaderStats:
             f"{'consumer step':<22}{ms(self.consumer_seconds)}",
             f"waiting for data: {100 * self.wait_share:.1f}% of the consumer's time",
         ]
+        if self.skipped:
+            lines.append(f"skipped samples: {self.skipped} (bad files left out of their batches)")
         utilization = self.utilization
         for worker, w in sorted(self.per_worker.items()):
             name = "loading process" if worker < 0 else f"worker {worker}"
@@ -155,6 +159,7 @@ class StatsRecorder:
         stage["collate"] += t.collate
         stage["batch_transform"] += t.batch_transform
         stage["transport"] += t.transport
+        s.skipped += t.skipped
         worker = s.per_worker.get(-1 if made.worker is None else made.worker)
         if worker is None:
             worker = s.per_worker.setdefault(-1 if made.worker is None else made.worker, WorkerStats())

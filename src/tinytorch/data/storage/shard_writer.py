@@ -75,7 +75,8 @@ def _fsync_directory(path: Path) -> None:
 
 
 class ShardWriter:
-    """Writes samples into ``directory`` shard by shard; :meth:`close` writes the manifest last.
+    """Writes samples into ``directory`` shard by shard; :meth:`close` writes the manifest last
+    (with ``metadata``, a JSON object about the whole dataset, when given).
 
     Each shard file and the manifest are flushed to disk (``fsync``) before the next step. The
     directory should be fresh: :func:`write_shards` gives it a temporary one and puts it in
@@ -86,11 +87,17 @@ class ShardWriter:
     """
 
     def __init__(
-        self, directory: Path, *, samples_per_shard: int | None, bytes_per_shard: int | None
+        self,
+        directory: Path,
+        *,
+        samples_per_shard: int | None,
+        bytes_per_shard: int | None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> None:
         self.directory = directory
         self.samples_per_shard = samples_per_shard
         self.bytes_per_shard = bytes_per_shard
+        self.metadata = dict(metadata or {})
         self.structure: str | None = None
         self.fields: dict[str, Field] = {}
         self.writing: Path | None = None
@@ -192,7 +199,7 @@ class ShardWriter:
         self.flush()
         if self.structure is None:
             raise ValueError("write_shards got no samples; a shard dataset needs at least one")
-        manifest = Manifest(self.structure, tuple(self.fields.values()), tuple(self._shards))
+        manifest = Manifest(self.structure, tuple(self.fields.values()), tuple(self._shards), self.metadata)
         self.writing = self.directory / MANIFEST
         with open(self.writing, "x") as f:
             f.write(json.dumps(manifest.to_json(), indent=1))

@@ -9,20 +9,22 @@ Layout of ``DIR/``::
 
 The manifest records the format version, the sample structure (``tuple``, ``dict`` or
 ``array``), every field (name, kind, dtype, per-sample shape), per shard its file name, sample
-count, byte size, SHA-256, CRC-32 and the byte offset of each field region, and the SHA-256 of
-all that (``checksum``: of the manifest's other keys as compact JSON with sorted keys), so that
-a manifest changed after writing is refused even where its numbers still agree. Fixed-shape
-fields (``kind="array"``) are stored as one contiguous ``(n, *shape)`` array, so a shard is read
-by memory-mapping it; variable-size fields (``kind="bytes"`` or ``"str"``) are stored as an
-``(n + 1,)`` little-endian int64 array of end offsets (the first is 0) followed by the
-concatenated values. Where each region starts follows from the fields, the sample count and the
-variable fields' data lengths alone (:func:`shard_layout`): the writer places regions with it,
-and the reader checks every number of the manifest against it, and against the files' real
-sizes, before mapping anything (a manifest is untrusted input).
+count, byte size, SHA-256, CRC-32 and the byte offset of each field region, optionally the
+writer's ``metadata`` (a JSON object about the whole dataset, e.g. an image folder's class
+names), and the SHA-256 of all that (``checksum``: of the manifest's other keys as compact JSON
+with sorted keys), so that a manifest changed after writing is refused even where its numbers
+still agree. Fixed-shape fields (``kind="array"``) are stored as one contiguous ``(n, *shape)``
+array, so a shard is read by memory-mapping it; variable-size fields (``kind="bytes"`` or
+``"str"``) are stored as an ``(n + 1,)`` little-endian int64 array of end offsets (the first is
+0) followed by the concatenated values. Where each region starts follows from the fields, the
+sample count and the variable fields' data lengths alone (:func:`shard_layout`): the writer
+places regions with it, and the reader checks every number of the manifest against it, and
+against the files' real sizes, before mapping anything (a manifest is untrusted input).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -144,11 +146,16 @@ class ShardInfo:
 
 @dataclass(frozen=True)
 class Manifest:
-    """The parsed and checked ``manifest.json``."""
+    """The parsed and checked ``manifest.json``.
+
+    ``metadata`` is the writer's JSON object about the whole dataset (``{}`` when none; not
+    written then, so manifests without it are unchanged); the manifest's checksum covers it.
+    """
 
     structure: str
     fields: tuple[Field, ...]
     shards: tuple[ShardInfo, ...]
+    metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -176,6 +183,7 @@ class Manifest:
                 }
                 for s in self.shards
             ],
+            **({"metadata": dict(self.metadata)} if self.metadata else {}),
         }
         return {**raw, "checksum": manifest_checksum(raw)}
 
@@ -317,8 +325,9 @@ def parse_manifest(raw: object, path: Path) -> Manifest:
     (manifests written before it existed have none), types (ints are ints, not floats or bools), ranges
     (nothing negative), file names (plain names inside the dataset directory: no ``/``, ``..``
     or leading ``.``), field names against the structure, dtypes (numbers, bools, dates or raw
-    bytes; never Python objects), and each shard's offsets and size against its fields and
-    sample count (:func:`check_layout`).
+    bytes; never Python objects), each shard's offsets and size against its fields and
+    sample count (:func:`check_layout`), and ``metadata``, where present, is a JSON object
+    (what its values mean is checked by whoever reads them).
 
     Raises:
         ShardError: another format or format version.
@@ -352,7 +361,8 @@ def parse_manifest(raw: object, path: Path) -> Manifest:
     if len(set(names)) != len(names):
         twice = sorted({n for n in names if names.count(n) > 1})
         raise CorruptShardError(path, "shards[*].file", "a different file for every shard", f"{twice} twice")
-    manifest = Manifest(structure, fields, shards)
+    metadata = _mapping(top.get("metadata", {}), path, "metadata")
+    manifest = Manifest(structure, fields, shards, metadata)
     total = _int(_key(top, "samples", path, "the manifest"), path, "samples", maximum=_MAX_SAMPLES)
     if total != manifest.total:
         raise CorruptShardError(
