@@ -342,3 +342,53 @@ def test_structured_attributes_are_used_when_the_errors_carry_them(tmp_path):
         options=options,
     )
     assert explain(failed, args).startswith("could not download CIFAR-10 from http://m/c.tgz (3 attempts)")
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "named"),
+    [
+        (["--md5", "xyz"], {}, "--md5 must be 32 hex digits"),
+        (["--url", "/work/data/archive.tar.gz"], {}, "file:///work/data/archive.tar.gz"),
+        (["--url", "ftp://mirror/c.tgz"], {}, "--url must be an http, https or file URL"),
+        ([], {"TINYTORCH_CIFAR10_MD5": "abc"}, "$TINYTORCH_CIFAR10_MD5 must be 32 hex digits"),
+        ([], {"TINYTORCH_CIFAR10_URL": "/some/path"}, "$TINYTORCH_CIFAR10_URL must be an http"),
+    ],
+)
+def test_a_malformed_mirror_option_or_variable_is_a_usage_error(
+    tmp_path, capsys, monkeypatch, argv, env, named
+):
+    """New-user trial: these were tracebacks (ValueError) with exit code 1."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, _, err = run(["demo", "--root", str(tmp_path / "data"), *argv], capsys)
+    assert_usage_error(code, err, named)
+
+
+def test_convert_into_a_folder_with_someone_elses_files_names_them(tmp_path, capsys):
+    """New-user trial: the error said 'already holds a shard dataset: pass --overwrite', which
+    was false and did not help (--overwrite gave the same error)."""
+    target = tmp_path / "nonempty"
+    target.mkdir()
+    (target / "notes.txt").write_text("hi")
+    images = make_images(tmp_path)
+    for extra in ([], ["--overwrite"]):
+        code, _, err = run(["convert", "imagefolder", str(images), str(target), *extra], capsys)
+        assert code == 2, err
+        assert "notes.txt" in err
+        assert "already holds a shard dataset" not in err
+    assert (target / "notes.txt").read_text() == "hi"
+
+
+def test_profile_needs_two_batch_sizes(capsys):
+    code, _, err = run(["profile", "--synthetic", "--size", "300", "--batch-sizes", "64"], capsys)
+    assert_usage_error(code, err, "--batch-sizes 64", "two different batch sizes")
+
+
+def make_images(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "images"
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (10, 20, 30)).save(root / label / "x.png")
+    return root

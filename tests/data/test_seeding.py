@@ -136,3 +136,44 @@ def test_a_library_only_pipeline_leaves_the_global_generators_alone(monkeypatch)
     monkeypatch.setattr(seeding, "seed_global_rngs", lambda *a: calls.append(a))
     list(DataLoader(TensorDataset(np.arange(8)), batch_size=4))
     assert calls == []
+
+
+SEED_SCRIPT = """
+import sys
+{torch}
+from tinytorch import DataLoader, RandomSampler, TensorDataset
+import numpy as np
+{manual}
+before = {state}
+a = DataLoader(TensorDataset(np.arange(8)), shuffle=True)
+b = DataLoader(TensorDataset(np.arange(8)), shuffle=True)
+assert before == {state}, "the global generator was advanced"
+print(a.seed, b.seed, RandomSampler(range(4)).seed)
+"""
+
+
+def _seeds(torch, manual):
+    import subprocess
+    import sys
+
+    code = SEED_SCRIPT.format(
+        torch="import torch" if torch else "",
+        manual="torch.manual_seed(0)" if manual else "",
+        state="torch.get_rng_state().tolist()" if torch else "None",
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def test_with_torch_a_default_seed_follows_torch_manual_seed_as_torch_shuffling_does():
+    """New-user trial: torch.manual_seed(0) at the top of a torch script stopped making its
+    shuffles repeat after switching the import."""
+    pytest.importorskip("torch")
+    first, second = _seeds(torch=True, manual=True), _seeds(torch=True, manual=True)
+    assert first == second  # every run repeats
+    assert len(set(first)) == 3  # a train and a validation loader still differ
+    assert _seeds(torch=True, manual=False) != _seeds(torch=True, manual=False)  # as torch: a new order
+
+
+def test_without_torch_a_default_seed_comes_from_os_entropy():
+    assert _seeds(torch=False, manual=False) != _seeds(torch=False, manual=False)

@@ -25,6 +25,7 @@ from tinytorch.data import (
     UnsafeArchiveError,
 )
 from tinytorch.data.storage.cifar_format import CIFAR10, CIFAR100, CifarSpec
+from tinytorch.data.storage.download import SourceError
 
 __all__ = ["CommandError", "explain"]
 
@@ -34,6 +35,7 @@ class CommandError(Exception):
 
 
 _KEYWORDS = (
+    ("write_shards(..., overwrite=True)", "`tinytorch-data convert ... --overwrite`"),
     ("Pass download=True", "Run `tinytorch-data demo` once to download it"),
     ("run again with download=True", "run `tinytorch-data demo` again"),
     ("pass overwrite=True", "pass --overwrite"),
@@ -57,7 +59,13 @@ def explain(error: BaseException, args: argparse.Namespace) -> str | None:
         return _download_failed(error, args)
     if isinstance(error, ChecksumError):
         return _wrong_checksum(error, args)
+    if isinstance(error, SourceError):
+        option = {"md5": "--md5", "url": "--url"}.get(error.name, error.name)
+        problem = _in_flag_terms(str(error)).replace(error.name, option, 1)
+        return f"{problem}\nCorrect {option}, or leave it out."
     if isinstance(error, FileExistsError) and getattr(args, "command", None) == "convert":
+        if "did not write" in str(error):  # someone else's files: --overwrite would not help
+            return _in_flag_terms(str(error))
         return (
             f"{args.directory} already holds a shard dataset: pass --overwrite to replace it, or "
             "choose another DIRECTORY"

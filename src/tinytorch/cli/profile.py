@@ -11,6 +11,7 @@ from tinytorch.analysis.machine import describe_machine, versions
 from tinytorch.analysis.plots import INSTALL_HINT, Series, line_chart
 from tinytorch.analysis.profile import MemoryFit, MemoryPoint, fit_memory, profile_memory
 from tinytorch.cli.args import at_least, positive_float, subcommand
+from tinytorch.cli.errors import CommandError
 from tinytorch.cli.measure import (
     PIPELINE,
     add_measure_options,
@@ -52,8 +53,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    plots = prepare_outputs(args)
     sizes = sorted(set(args.batch_sizes))
+    if len(sizes) < 2:
+        raise CommandError(
+            f"--batch-sizes {' '.join(map(str, args.batch_sizes))}: the fit of memory against batch size "
+            "needs two different batch sizes at least (e.g. --batch-sizes 64 1024)"
+        )
+    plots = prepare_outputs(args)
     dataset, description = load_dataset(args, sizes[-1], sizes[-1])
     points = profile_memory(dataset, sizes)
     fit = fit_memory(points)

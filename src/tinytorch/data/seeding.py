@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 import random
 import sys
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ __all__ = [
     "Stream",
     "batch_context",
     "check_seed",
+    "default_seed",
     "derive_rng",
     "draws_from_global_rngs",
     "fresh_seed",
@@ -81,8 +83,8 @@ def resolve_seed(seed: object, generator: object = None, *, owner: str) -> int:
         owner: who asks (for messages), e.g. ``"DataLoader"``.
 
     Returns:
-        ``seed`` checked; the generator's initial seed; or, when both are ``None``, a fresh
-        seed from OS entropy (:func:`fresh_seed`), which the caller records.
+        ``seed`` checked; the generator's initial seed; or, when both are ``None``,
+        :func:`default_seed`, which the caller records.
 
     Raises:
         TypeError: ``generator`` is not a ``torch.Generator`` (e.g. a numpy Generator, whose
@@ -90,7 +92,7 @@ def resolve_seed(seed: object, generator: object = None, *, owner: str) -> int:
         ValueError: both ``seed`` and ``generator`` given, or a negative seed.
     """
     if generator is None:
-        return fresh_seed() if seed is None else check_seed(seed)
+        return default_seed() if seed is None else check_seed(seed)
     if seed is not None:
         raise ValueError(
             f"{owner} got both seed={seed!r} and generator=; they say the same thing. Pass only "
@@ -104,6 +106,29 @@ def resolve_seed(seed: object, generator: object = None, *, owner: str) -> int:
             "function of (seed, epoch, batch index), so a stateful generator is not needed"
         )
     return check_seed(int(initial_seed()), name="generator.initial_seed()")
+
+
+_UNSEEDED = itertools.count()
+"""How many loaders and samplers this process built with ``seed=None`` (see :func:`default_seed`)."""
+
+
+def default_seed() -> int:
+    """The seed of a loader or sampler built with ``seed=None``.
+
+    When torch is imported (a torch script), it follows torch's global seed as torch's own
+    shuffling does: derived from ``torch.initial_seed()`` — what ``torch.manual_seed(s)`` set,
+    or the seed torch drew at start-up — and from how many ``seed=None`` objects this process
+    built before,
+    so ``torch.manual_seed(0)`` at the top of a script makes every run repeat, and a train and a
+    validation loader still get different orders. torch's generator is read, never advanced.
+    Otherwise a fresh seed from OS entropy (:func:`fresh_seed`): every run differs unless you
+    pass ``seed=`` (or reuse ``loader.seed``).
+    """
+    index = next(_UNSEEDED)
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return fresh_seed()
+    return int(np.random.SeedSequence([int(torch.initial_seed()), index]).generate_state(1, np.uint64)[0])
 
 
 def fresh_seed() -> int:

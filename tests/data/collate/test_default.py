@@ -415,3 +415,20 @@ def test_tensors_are_stacked_into_the_batchs_memory():
     assert out.dtype == torch.bfloat16
     assert out.data_ptr() == arena.made[0].ctypes.data  # bfloat16 allocated as int16, viewed
     assert arena.made[0].dtype == np.int16
+
+
+def test_when_samples_hold_tensors_numbers_and_arrays_become_tensors_too():
+    """New-user trial: (tensor, int) samples gave a numpy label batch, which torch's
+    cross_entropy refuses; torch's default_collate makes every field a tensor."""
+    torch = pytest.importorskip("torch")
+    images, labels = default_collate([(torch.ones(2), 1), (torch.zeros(2), 2)])
+    assert isinstance(labels, torch.Tensor)
+    assert labels.dtype == torch.int64
+    assert labels.tolist() == [1, 2]
+    batch = default_collate([{"x": torch.ones(1), "y": np.float32(0.5), "name": "a"}] * 2)
+    assert isinstance(batch["y"], torch.Tensor)
+    assert batch["y"].dtype == torch.float32
+    assert batch["name"] == ["a", "a"]
+    swapped = default_collate([(torch.ones(1), np.array([1, 2], dtype=">i4"))] * 2)[1]
+    assert swapped.tolist() == [[1, 2], [1, 2]]  # another byte order is made native for torch
+    assert isinstance(default_collate([(np.ones(2), 1)] * 2)[1], np.ndarray)  # no tensor: numpy

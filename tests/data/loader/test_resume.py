@@ -333,3 +333,26 @@ def test_a_samplers_own_state_is_saved_at_the_epoch_start_and_restored():
     reference = uninterrupted(make)
     for k in (0, 3, 6):
         assert resumed_run(make, k) == reference[k:]
+
+
+def test_a_loader_with_a_drawn_seed_takes_the_saved_runs_seed():
+    """New-user trial: a state saved with seed=None was refused by a fresh seed=None loader."""
+
+    def make(**kwargs):
+        return DataLoader(images(), batch_size=6, shuffle=True, batch_transform=AUGMENT, **kwargs)
+
+    first = make(num_workers=2, persistent_workers=True)
+    whole = digests(first)  # epoch 0, uninterrupted
+    first.set_epoch(0)
+    epoch = iter(first)
+    for _ in range(3):
+        next(epoch)
+    state = json.loads(json.dumps(first.state_dict()))
+    first.close()
+    fresh = make()
+    assert fresh.seed != first.seed  # drawn: torch is imported here, but this is another loader
+    fresh.load_state_dict(state)
+    assert fresh.seed == first.seed
+    assert digests(fresh) == whole[3:]
+    with pytest.raises(ValueError, match="saved by a loader with seed="):
+        make(seed=123).load_state_dict(state)  # a seed you chose is never replaced

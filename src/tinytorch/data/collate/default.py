@@ -38,6 +38,9 @@ their elements are arbitrary Python objects, not a batchable array.
 A tensor that requires grad keeps its graph (``torch.stack``), as torch's ``default_collate``
 does without workers; process workers refuse it (the graph cannot leave the process; torch's
 workers raise too). A field mixing tensors and numpy arrays is refused: say which one you want.
+When any field of the samples is a tensor, the batch is what torch's ``default_collate`` makes
+of them: the other fields' numbers and numpy arrays become tensors too (``torch.from_numpy``, no
+copy), so a torch training loop gets ``(images, labels)`` as two tensors; strings stay lists.
 
 Anything else raises :class:`CollateError` naming the field, what differs, and at which sample
 positions. A :class:`~tinytorch.data.datasets.stacked.StackedSamples` (what array-backed
@@ -91,7 +94,41 @@ def default_collate(batch: Sequence[Any]) -> Any:
         return batch.collated()
     if len(batch) == 0:
         raise _EmptyBatchError("default_collate got an empty batch; batches need at least one sample")
-    return _collate(list(batch), ())
+    collated = _collate(list(batch), ())
+    torch = sys.modules.get("torch")
+    if torch is not None and not isinstance(collated, np.ndarray) and _holds_tensor(collated, torch):
+        return _tensors_throughout(collated, torch)
+    return collated
+
+
+def _holds_tensor(batch: Any, torch: Any) -> bool:
+    if isinstance(batch, torch.Tensor):
+        return True
+    if isinstance(batch, Mapping):
+        return any(_holds_tensor(v, torch) for v in batch.values())
+    if isinstance(batch, (list, tuple)):
+        return any(_holds_tensor(v, torch) for v in batch)
+    return False
+
+
+def _tensors_throughout(batch: Any, torch: Any) -> Any:
+    """``batch`` with its numeric numpy arrays as tensors viewing them (torch's default_collate
+    turns numbers and arrays into tensors when it makes a batch)."""
+    if isinstance(batch, np.ndarray):
+        if batch.dtype.kind not in "biufc" or batch.dtype.hasobject:
+            return batch
+        native = batch if batch.dtype.isnative else batch.astype(batch.dtype.newbyteorder("="))
+        try:
+            return torch.from_numpy(native)
+        except (TypeError, RuntimeError):  # a dtype torch lacks stays numpy
+            return batch
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(_tensors_throughout(v, torch) for v in batch))
+    if isinstance(batch, list):
+        return [_tensors_throughout(v, torch) for v in batch]
+    if isinstance(batch, dict):
+        return type(batch)((k, _tensors_throughout(v, torch)) for k, v in batch.items())
+    return batch
 
 
 def default_convert(sample: Any) -> Any:

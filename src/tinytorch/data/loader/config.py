@@ -85,6 +85,8 @@ class Batching:
         batch_transform: ``f(batch, rng)`` after collation, or ``None``.
         batched: batches are made from index batches (``batch_sampler``); otherwise each task
             is one index and the sample goes through ``collate_fn`` alone.
+        seed_given: the seed came from ``seed=`` or ``generator=`` (else it was drawn: a saved
+            state may replace it, see ``DataLoader.load_state_dict``).
         library_sampler: the loader built the sampler itself over this dataset: its indices
             are in range by construction, and its epoch is the loader's.
     """
@@ -101,6 +103,7 @@ class Batching:
     batch_transform: BatchTransform | None
     batched: bool
     library_sampler: bool
+    seed_given: bool = True
 
     @property
     def index_source(self) -> Iterable[Any] | None:
@@ -163,6 +166,7 @@ def resolve_batching(
     drop_last = check_bool(drop_last, "drop_last")
     check_callable(collate_fn, "collate_fn")
     check_callable(batch_transform, "batch_transform")
+    seed_given = seed is not None or generator is not None
     seed = resolve_seed(seed, generator, owner="DataLoader")
 
     if iterable and (shuffle or sampler is not None or batch_sampler is not None):
@@ -218,6 +222,7 @@ def resolve_batching(
         batch_transform=batch_transform,
         batched=batched,
         library_sampler=library_sampler,
+        seed_given=seed_given,
     )
 
 

@@ -9,6 +9,7 @@ that delivers them. See docs/architecture.md for the determinism contract.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 import weakref
@@ -172,18 +173,18 @@ class DataLoader(Generic[T_co]):
             "pin_memory": pin_memory,
         }
         self._options: WorkerOptions = resolve_workers(**self._worker_args)
-        self._batching: Batching = resolve_batching(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            sampler=sampler,
-            batch_sampler=batch_sampler,
-            drop_last=drop_last,
-            collate_fn=collate_fn,
-            seed=seed,
-            generator=generator,
-            batch_transform=batch_transform,
-        )
+        self._batching_args: dict[str, Any] = {
+            "batch_size": batch_size,
+            "shuffle": shuffle,
+            "sampler": sampler,
+            "batch_sampler": batch_sampler,
+            "drop_last": drop_last,
+            "collate_fn": collate_fn,
+            "seed": seed,
+            "generator": generator,
+            "batch_transform": batch_transform,
+        }
+        self._batching: Batching = resolve_batching(dataset, **self._batching_args)
         if not isinstance(pin_memory_device, str):
             raise TypeError(f"pin_memory_device must be a str, got {type(pin_memory_device).__name__}")
         self.in_order = check_bool(in_order, "in_order")
@@ -252,6 +253,7 @@ class DataLoader(Generic[T_co]):
         the next epoch for every worker type (persistent workers restart if they must)."""
         if name in ("collate_fn", "batch_transform"):
             self._batching = self._batching.with_setting(name, value)
+            self._batching_args[name] = value
         else:
             arguments = {**self._worker_args, name: value}
             options = resolve_workers(**arguments)
@@ -482,16 +484,29 @@ class DataLoader(Generic[T_co]):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Make the next ``iter()`` continue the run ``state`` was saved from (see :meth:`state_dict`).
 
+        A loader built with ``seed=None`` takes the saved run's seed (its own was drawn, not
+        chosen); one built with ``seed=`` or ``generator=`` must have the saved seed.
+
         Raises:
             TypeError, ValueError: ``state`` is not a loader state, of another format version, or
                 from a loader with another seed, dataset length, batch size, ``drop_last`` or
                 sampler world size (for a stream read by workers: another ``num_workers``); the
                 message names the field.
         """
+        saved_seed = state.get("seed") if isinstance(state, dict) else None
+        if not self._batching.seed_given and isinstance(saved_seed, int) and saved_seed != self.seed:
+            self._adopt_seed(saved_seed)
         resume = check_state(state, self._state(0, 0, None, None))
         self._resume = resume
         self._epoch, self._epoch_given = resume.epoch, False
         self._progress = None
+
+    def _adopt_seed(self, seed: int) -> None:
+        """Take a saved run's seed: this loader's was drawn (``seed=None``), not chosen."""
+        args = {**self._batching_args, "seed": seed, "generator": None}
+        batching = resolve_batching(self._batching.dataset, **args)
+        self._batching = dataclasses.replace(batching, seed_given=False)
+        self._fetcher, self._spec = None, None  # persistent workers restart with the new spec
 
     def _dataset_length(self) -> int | None:
         try:

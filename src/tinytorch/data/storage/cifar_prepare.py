@@ -41,7 +41,14 @@ from tinytorch.data.storage.cifar_format import (
     read_split,
     split_files,
 )
-from tinytorch.data.storage.download import ChecksumError, SourceOptions, check_md5, download, file_md5
+from tinytorch.data.storage.download import (
+    ChecksumError,
+    SourceOptions,
+    check_md5,
+    check_url,
+    download,
+    file_md5,
+)
 from tinytorch.data.storage.extract import extract_tar, restore_files
 from tinytorch.data.storage.integrity import CorruptDatasetError, FileRecord, read_records, write_records
 
@@ -117,10 +124,15 @@ def resolve_source(
         md5, origin = check_md5(env_md5, f"${spec.env_prefix}_MD5"), f"given by ${spec.env_prefix}_MD5"
     else:
         md5, origin = spec.md5, f"the official {spec.name} archive's"
+    env_url = os.environ.get(f"{spec.env_prefix}_URL")
+    if url is not None:
+        url = check_url(url, "url")
+    elif env_url:
+        url = check_url(env_url, f"${spec.env_prefix}_URL")
     return CifarSource(
         spec=spec,
         root=root_path,
-        url=url or os.environ.get(f"{spec.env_prefix}_URL") or spec.url,
+        url=url or spec.url,
         md5=md5,
         md5_origin=origin,
         options=options,

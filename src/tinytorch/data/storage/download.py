@@ -32,7 +32,16 @@ from typing import IO, Any
 from tinytorch.data.storage.atomic import move_into_place, named_os_error
 from tinytorch.data.validate import check_float, check_int
 
-__all__ = ["ChecksumError", "DownloadError", "SourceOptions", "check_md5", "download", "file_md5"]
+__all__ = [
+    "ChecksumError",
+    "DownloadError",
+    "SourceError",
+    "SourceOptions",
+    "check_md5",
+    "check_url",
+    "download",
+    "file_md5",
+]
 
 CHUNK = 1 << 20
 BACKOFF_SECONDS = 0.5
@@ -142,18 +151,53 @@ class ChecksumError(ValueError):
         return _rebuild, (type(self), str(self), self.__dict__)
 
 
+class SourceError(ValueError):
+    """A ``url=``/``md5=`` keyword or its environment variable holds a value that cannot be right.
+
+    Attributes:
+        name: the keyword (``"md5"``, ``"url"``) or the variable (``"$TINYTORCH_CIFAR10_MD5"``).
+        value: what it held.
+    """
+
+    def __init__(self, message: str, *, name: str, value: str) -> None:
+        super().__init__(message)
+        self.name, self.value = name, value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), str(self), self.__dict__)
+
+
 def check_md5(value: object, name: str) -> str:
     """``value`` as a lowercase hex MD5; ``name`` (a keyword or variable) is named otherwise.
 
     Raises:
         TypeError: not a string.
-        ValueError: not 32 hex digits.
+        SourceError: not 32 hex digits (a ``ValueError``).
     """
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a hex MD5 string, got {type(value).__name__} {value!r}")
     if not _MD5.fullmatch(value.strip()):
-        raise ValueError(f"{name} must be 32 hex digits (an MD5 checksum), got {value!r}")
+        raise SourceError(
+            f"{name} must be 32 hex digits (an MD5 checksum), got {value!r}", name=name, value=value
+        )
     return value.strip().lower()
+
+
+def check_url(value: str, name: str) -> str:
+    """``value`` if it is an http, https or file URL; ``name`` (a keyword or variable) is named
+    otherwise, with the ``file://`` form of a plain path as the fix.
+
+    Raises:
+        SourceError: another scheme, or a plain path (a ``ValueError``).
+    """
+    scheme = value.split(":", 1)[0].lower() if ":" in value else ""
+    if scheme not in ("http", "https", "file"):
+        path = Path(value).expanduser()
+        fix = f"; for a file on disk write {path.resolve().as_uri()}" if not scheme else ""
+        raise SourceError(
+            f"{name} must be an http, https or file URL, got {value!r}{fix}", name=name, value=value
+        )
+    return value
 
 
 def file_md5(path: str | os.PathLike[str], chunk: int = CHUNK) -> str:
@@ -215,9 +259,7 @@ def download(
             (``removed=True``) and the message gives both checksums, the URL and the fix.
         OSError: the file could not be written (names it).
     """
-    scheme = url.split(":", 1)[0].lower()
-    if scheme not in ("http", "https", "file"):
-        raise ValueError(f"download needs an http, https or file URL, got {url!r}")
+    check_url(url, "url")
     md5 = None if md5 is None else check_md5(md5, "md5")
     if isinstance(timeout, tuple):
         if len(timeout) != 2:
