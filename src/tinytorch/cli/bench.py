@@ -90,6 +90,10 @@ def run(args: argparse.Namespace) -> int:
     for line in [*machine_lines("bench", description), *_method(args), ""]:
         print(line)
     print(throughput_table(results, args.rounds))
+    print(
+        "* the median of the round-by-round ratios to the baseline (rounds run in turns), with their "
+        "lowest-highest interval: more robust to a machine's swings than a ratio of the medians"
+    )
     print()
     print(
         "where the time goes, in µs per image (stages summed over workers, so with workers the sum "
@@ -136,7 +140,7 @@ def throughput_table(results: list[BenchResult], rounds: int) -> str:
             ]
         )
     interval = f"interval ({confidence(rounds):.0%})"
-    return format_table(["sweep", "setting", "images/s", interval, "vs baseline", ""], rows, left=2)
+    return format_table(["sweep", "setting", "images/s", interval, "vs baseline*", ""], rows, left=2)
 
 
 def stage_table(results: list[BenchResult]) -> str:

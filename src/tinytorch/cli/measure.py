@@ -52,8 +52,6 @@ def prepare_outputs(args: argparse.Namespace) -> bool:
             plots = False
     if plots:
         args.out.mkdir(parents=True, exist_ok=True)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
     return plots
 
 
@@ -87,5 +85,6 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, left:
 
 
 def write_json(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)  # only now, when there is something to write
     path.write_text(text)
     print(f"wrote {path}")

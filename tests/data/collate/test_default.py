@@ -421,7 +421,7 @@ def test_when_samples_hold_tensors_numbers_and_arrays_become_tensors_too():
     """New-user trial: (tensor, int) samples gave a numpy label batch, which torch's
     cross_entropy refuses; torch's default_collate makes every field a tensor."""
     torch = pytest.importorskip("torch")
-    images, labels = default_collate([(torch.ones(2), 1), (torch.zeros(2), 2)])
+    _, labels = default_collate([(torch.ones(2), 1), (torch.zeros(2), 2)])
     assert isinstance(labels, torch.Tensor)
     assert labels.dtype == torch.int64
     assert labels.tolist() == [1, 2]

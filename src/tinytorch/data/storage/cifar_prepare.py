@@ -243,8 +243,26 @@ def _obtain_archive(source: CifarSource, download_ok: bool, progress: bool | Non
             f"yourself and put it at {archive}",
             str(archive),
         )
+    created = _missing_parents(source.root)
     source.root.mkdir(parents=True, exist_ok=True)
-    return download(source.url, archive, md5=md5, progress=progress, options=options)
+    try:
+        return download(source.url, archive, md5=md5, progress=progress, options=options)
+    except BaseException:
+        for directory in created:  # a failed first download leaves no empty folders behind
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """``path`` and its missing ancestors, deepest first (what ``mkdir(parents=True)`` creates)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    return missing
 
 
 def _verified_files(
