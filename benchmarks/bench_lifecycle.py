@@ -113,7 +113,9 @@ def cycles(n: int) -> list[tuple[str, int, int, int, int, int, float]]:
 
 def soak(epochs: int) -> None:
     rng = np.random.default_rng(0)
-    data = tt.TensorDataset(rng.integers(0, 256, (20_000, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, 20_000))
+    data = tt.TensorDataset(
+        rng.integers(0, 256, (20_000, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, 20_000)
+    )
     loader = tt.DataLoader(
         data,
         batch_size=256,
@@ -131,7 +133,10 @@ def soak(epochs: int) -> None:
         mine.append((private_memory() or 0) / (1 << 20))
         workers.append(max(w.private_bytes for w in stats.per_worker.values()) / (1 << 20))
         if epoch % 10 == 0 or epoch == epochs - 1:
-            print(f"epoch {epoch:3d}: loading process {mine[-1]:7.1f} MB private, workers {workers[-1]:6.1f} MB", flush=True)
+            print(
+                f"epoch {epoch:3d}: loading process {mine[-1]:7.1f} MB private, workers {workers[-1]:6.1f} MB",
+                flush=True,
+            )
     loader.close()
     tenth = max(1, epochs // 10)
     print(
@@ -141,7 +146,9 @@ def soak(epochs: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cycles", type=int, default=120)
     parser.add_argument("--soak-epochs", type=int, default=100)
     args = parser.parse_args()
