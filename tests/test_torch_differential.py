@@ -357,12 +357,7 @@ class TorchStyle(tt.Dataset, tud.Dataset):
     [
         {},
         {"num_workers": 2, "worker_type": "thread"},
-        # one torch thread in forked workers: see single_torch_thread in tests/data/test_roundtrip.py
-        {
-            "num_workers": 2,
-            "multiprocessing_context": "fork",
-            "worker_init_fn": lambda _: torch.set_num_threads(1),
-        },
+        {"num_workers": 2, "multiprocessing_context": "fork"},
     ],
     ids=["0 workers", "threads", "processes"],
 )

@@ -216,3 +216,65 @@ class Uneven(IterableDataset):
         worker = 0 if info is None else info.id
         for i in range(3 * (worker + 1)):
             yield np.array([worker, i, np.random.randint(1000)])
+
+
+class StopsEarly(Dataset):
+    """Raises StopIteration on sample 5 (a bug in user code must not end the epoch silently)."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        if i == 5:
+            raise StopIteration
+        return np.float32(i)
+
+
+class Tagged(Exception):
+    """An exception with an attribute the consumer wants back."""
+
+    def __init__(self, message, path=None):
+        super().__init__(message)
+        self.path = path
+
+
+class RaisesTagged(Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        raise Tagged("bad file", path=f"/data/{i}.jpg")
+
+
+class PickleBomb(Exception):
+    def __reduce__(self):
+        raise KeyboardInterrupt  # pickling raises a BaseException
+
+
+class RaisesPickleBomb(Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        raise PickleBomb("cannot travel")
+
+
+class Short(Dataset):
+    """__getitems__ returns one sample too few (or None)."""
+
+    def __init__(self, none=False):
+        self.none = none
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return i
+
+    def __getitems__(self, indices):
+        return None if self.none else [int(i) for i in indices][:-1]
+
+
+def fail_in_worker_one(worker_id):
+    if worker_id == 1:
+        1 / 0  # noqa: B018

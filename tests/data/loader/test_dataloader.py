@@ -333,10 +333,17 @@ def test_epoch_properties(n, batch_size, drop_last, shuffle, seed):
         ({"worker_type": "fiber"}, ValueError, "worker_type must be 'process' or 'thread'"),
         ({"timeout": -1}, ValueError, "timeout must be a number >= 0, got -1; seconds to wait"),
         (
-            {"multiprocessing_context": "teleport"},
+            {"num_workers": 2, "multiprocessing_context": "teleport"},
             ValueError,
             "multiprocessing_context must be one of",
         ),
+        (
+            {"num_workers": 2, "multiprocessing_context": 5},
+            TypeError,
+            "multiprocessing_context must be a start method's name",
+        ),
+        ({"multiprocessing_context": "spawn"}, ValueError, "only applies with worker processes"),
+        ({"num_workers": 2, "worker_type": np.array(["thread"])}, ValueError, "worker_type must be"),
         ({"worker_init_fn": 5}, TypeError, "worker_init_fn must be callable"),
         ({"pin_memory": "yes"}, TypeError, "pin_memory must be True or False"),
     ],

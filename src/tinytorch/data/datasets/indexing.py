@@ -85,6 +85,11 @@ def check_indices(
         raise IndexTypeError(f"{owner} indices must be integers, got an array of dtype {idx.dtype}")
     if idx.ndim != 1:
         raise ValueError(f"{owner} indices must be 1-D, got shape {idx.shape}")
+    if idx.dtype.kind == "u" and int(idx.max()) >= length:  # before the cast would wrap it
+        raise IndexError(
+            f"index {int(idx.max())} is out of range for {owner} of length {length} "
+            f"(valid: {-length} to {length - 1})"
+        )
     idx = idx.astype(np.intp, copy=False)
     lo, hi = int(idx.min()), int(idx.max())
     if lo < 0:

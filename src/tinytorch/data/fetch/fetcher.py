@@ -8,6 +8,7 @@ is derived from the task's ``(seed, epoch, index)`` through the batch context.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -108,6 +109,7 @@ class MapFetcher:
             start = clock()
             if self.batched:
                 samples = read_batch(self.dataset, cast("NDArray[np.intp]", task.indices))
+                _check_count(self.dataset, samples, len(task.indices), context.skipped)
                 if self.plain_samples and isinstance(samples, StackedSamples):
                     samples = list(samples)
             else:
@@ -126,6 +128,24 @@ class MapFetcher:
             read - start - per_sample, per_sample, collated - read, done - collated, skipped=context.skipped
         )
         return batch, times
+
+
+def _check_count(dataset: Any, samples: Any, wanted: int, skipped: int) -> None:
+    """A batch read must give one sample per index (fewer only for samples the dataset says it
+    left out: ``BatchContext.skipped``); anything else would shift every later field silently."""
+    try:
+        got = len(samples)
+    except TypeError:
+        raise TypeError(
+            f"{type(dataset).__name__}.__getitems__ returned {type(samples).__name__}, not a sequence of "
+            f"samples; it must return one sample per index (a list, or StackedSamples)"
+        ) from None
+    if got + skipped != wanted:
+        left_out = f" ({skipped} left out as skipped)" if skipped else ""
+        raise ValueError(
+            f"{type(dataset).__name__}.__getitems__ returned {got} samples for {wanted} indices{left_out}; "
+            "it must return one sample per index, in order"
+        )
 
 
 class StreamExhausted(Exception):
@@ -166,20 +186,34 @@ class StreamFetcher:
         self.drop_last = drop_last
         self.seed = seed
         self.batch_transform = batch_transform
-        self._streams: dict[int | None, Iterator[Any]] = {}  # worker id (None: in-process) -> stream
+        self._local = threading.local()  # each worker thread its own streams (see _streams)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_streams": {}}  # a worker starts its own streams
+        return {k: v for k, v in self.__dict__.items() if k != "_local"}  # a worker starts its own
 
-    def make(self, task: BatchTask) -> tuple[Any, StageTimes]:
-        """The next batch of this worker's stream, and the seconds each stage took.
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    def make(
+        self, task: BatchTask, streams: dict[Any, Iterator[Any]] | None = None
+    ) -> tuple[Any, StageTimes]:
+        """The next batch of this reader's stream, and the seconds each stage took.
+
+        Args:
+            task: which batch (``task.start`` set: start the stream anew, see :class:`BatchTask`).
+            streams: where this reader's stream lives. ``None`` (workers): the calling thread's
+                own, so the threads of two pools never share one; an epoch read in the loading
+                process passes a dict of its own, so two epochs side by side never share one.
 
         Raises:
             StreamExhausted: the stream has no (full, with ``drop_last``) batch left.
         """
         clock = time.perf_counter
         start = clock()
-        stream = self._stream(task)
+        if streams is None:
+            streams = self._streams()
+        stream = self._stream(task, streams)
         context = BatchContext(self.seed, task.epoch, task.index, batched=self.batch_size is not None)
         with batch_context(context):
             if self.batch_size is None:
@@ -189,7 +223,7 @@ class StreamFetcher:
                 samples = list(islice(stream, self.batch_size))
                 ended = not samples or (self.drop_last and len(samples) < self.batch_size)
             if ended:
-                self._forget(stream)
+                _forget(streams, stream)
                 raise StreamExhausted
             read = clock()
             batch = self.collate_fn(samples)
@@ -199,18 +233,24 @@ class StreamFetcher:
             done = clock()
         return batch, StageTimes(read - start, 0.0, collated - read, done - collated, skipped=context.skipped)
 
-    def _stream(self, task: BatchTask) -> Iterator[Any]:
+    def _streams(self) -> dict[Any, Iterator[Any]]:
+        streams: dict[Any, Iterator[Any]] | None = getattr(self._local, "streams", None)
+        if streams is None:
+            streams = self._local.streams = {}
+        return streams
+
+    def _stream(self, task: BatchTask, streams: dict[Any, Iterator[Any]]) -> Iterator[Any]:
         info = get_worker_info()
         worker = None if info is None else info.id
         if task.start is None:
-            running = self._streams.get(worker)
+            running = streams.get(worker)
             if running is None:
                 raise StreamExhausted  # this worker's stream ended, or was never started
             return running
         if info is not None and hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(task.epoch)
         stream: Iterator[Any] = iter(self.dataset)
-        self._streams[worker] = stream
+        streams[worker] = stream
         if task.start:
             self._pass_over(stream, task, task.start, info)
         return stream
@@ -235,11 +275,12 @@ class StreamFetcher:
         if seed_globals:
             seed_global_rngs(self.seed, task.epoch, task.index)  # as the caller did for this batch
 
-    def _forget(self, stream: Iterator[Any]) -> None:
-        """Drop a stream that ended (its files, if it holds any, can be closed)."""
-        for worker, known in list(self._streams.items()):
-            if known is stream:
-                del self._streams[worker]
+
+def _forget(streams: dict[Any, Iterator[Any]], stream: Iterator[Any]) -> None:
+    """Drop a stream that ended (its files, if it holds any, can be closed)."""
+    for worker, known in list(streams.items()):
+        if known is stream:
+            del streams[worker]
 
 
 _END = object()

@@ -272,7 +272,7 @@ def resolve_workers(
             workers), or an unknown ``worker_type`` / start method.
     """
     num_workers = check_int(num_workers, "num_workers", hint="use 0 to load in the calling process")
-    if worker_type not in ("process", "thread"):
+    if not isinstance(worker_type, str) or worker_type not in ("process", "thread"):
         raise ValueError(f"worker_type must be 'process' or 'thread', got {worker_type!r}")
     timeout = check_float(timeout, "timeout", minimum=0, hint="seconds to wait for a batch; 0 waits forever")
     if prefetch_factor is None:
@@ -291,6 +291,11 @@ def resolve_workers(
             "num_workers, or drop persistent_workers"
         )
     check_callable(worker_init_fn, "worker_init_fn")
+    if multiprocessing_context is not None and num_workers == 0:
+        raise ValueError(
+            "multiprocessing_context only applies with worker processes (num_workers > 0), as in torch; "
+            "drop it, or set num_workers"
+        )
     return WorkerOptions(
         num_workers=num_workers,
         worker_type=str(worker_type),
@@ -351,7 +356,14 @@ def check_dataset(dataset: object) -> None:
 
 def check_context(context: object) -> Any:
     """``None``, a start method's name (returned as its context) or a multiprocessing context."""
-    if context is None or not isinstance(context, str):
+    if context is None:
+        return None
+    if not isinstance(context, str):
+        if not callable(getattr(context, "get_start_method", None)):
+            raise TypeError(
+                f"multiprocessing_context must be a start method's name ({mp.get_all_start_methods()}) "
+                f"or a multiprocessing context, got {type(context).__name__} {context!r}"
+            )
         return context
     methods = mp.get_all_start_methods()
     if context not in methods:

@@ -265,8 +265,9 @@ class DataLoader(Generic[T_co]):
             self._worker_args, self._options = arguments, options
             if name == "pin_memory":
                 self._pin = pin_memory_function() if options.pin_memory else None
-            if restart:
-                self.close()
+            if restart:  # new workers from the next epoch on; a running epoch keeps its own
+                if self._pools is not None:
+                    self._pools.retire()
                 self._pools = None
         self._fetcher, self._spec = None, None  # rebuilt from the new settings at the next iter()
 
@@ -497,6 +498,12 @@ class DataLoader(Generic[T_co]):
         if not self._batching.seed_given and isinstance(saved_seed, int) and saved_seed != self.seed:
             self._adopt_seed(saved_seed)
         resume = check_state(state, self._state(0, 0, None, None))
+        length = self._len_or_none()
+        if length is not None and resume.start > length:
+            raise ValueError(
+                f"load_state_dict(): state['batches_delivered'] is {resume.start}, but an epoch of this "
+                f"loader has {length} batches; pass what state_dict() returned"
+            )
         self._resume = resume
         self._epoch, self._epoch_given = resume.epoch, False
         self._progress = None

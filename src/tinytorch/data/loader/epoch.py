@@ -71,11 +71,12 @@ def stream_batches(fetcher: StreamFetcher, epoch: int, *, start: int = 0) -> Ite
     batch is made with the global RNGs seeded for it and restored afterwards (see :func:`in_process`).
     """
     k = start
+    streams: dict[Any, Any] = {}  # this epoch's own stream: two epochs side by side never share one
     while True:
         task = BatchTask(epoch, k, start=start if k == start else None)
         try:
             with global_rngs_seeded(fetcher.seed, epoch, k):
-                batch, times = fetcher.make(task)
+                batch, times = fetcher.make(task, streams)
         except StreamExhausted:
             return
         yield Made(batch, times)

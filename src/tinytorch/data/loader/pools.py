@@ -93,6 +93,9 @@ class PoolStrategy(Protocol):
     def close(self) -> None:
         """Stop every worker; a later epoch starts new ones."""
 
+    def retire(self) -> None:
+        """No new epoch will come: stop every worker once the running epoch (if any) ends."""
+
 
 class PerEpochPools:
     """A new pool for each epoch, stopped when the epoch ends.
@@ -142,6 +145,9 @@ class PerEpochPools:
     def pids(self) -> list[int]:
         return [pid for pool in self._running for pid in pool.pids]
 
+    def retire(self) -> None:
+        self._collect(block=False)  # a running epoch's pool stops when its epoch ends, as always
+
     def close(self) -> None:
         running, self._running = self._running, {}
         for pool, epoch in running.items():
@@ -160,6 +166,7 @@ class PersistentPools:
         self._inflight: Inflight | None = None
         self._current: WorkerBatches | None = None
         self._generation = 0
+        self._retiring = False
         self.stoppers = Stoppers()
 
     def acquire(self, spec: PoolSpec, epoch: WorkerBatches) -> Lease:
@@ -180,8 +187,8 @@ class PersistentPools:
     def release(self, lease: Lease, *, exhausted: bool, healthy: bool) -> None:
         if self._current is not None and self._current.lease is lease:
             self._current = None
-        if not healthy and lease.pool is self._pool:
-            self._stop()  # a stuck or dead worker: the next epoch starts a fresh pool
+        if (not healthy or self._retiring) and lease.pool is self._pool:
+            self._stop()  # a stuck or dead worker (the next epoch starts a fresh pool), or retired
 
     def _stop(self) -> None:
         pool, self._pool, self._inflight = self._pool, None, None
@@ -192,6 +199,11 @@ class PersistentPools:
     @property
     def pids(self) -> list[int]:
         return [] if self._pool is None else self._pool.pids
+
+    def retire(self) -> None:
+        self._retiring = True
+        if self._current is None:
+            self._stop()
 
     def close(self) -> None:
         if self._current is not None:

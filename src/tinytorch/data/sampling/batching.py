@@ -120,7 +120,12 @@ def index_array(values: Any, source: str) -> IndexArray:
         TypeError: an index is not an integer (named, with ``source``).
         ValueError: the indices are nested (not one flat list).
     """
-    array = np.asarray(values)
+    try:
+        array = np.asarray(values)
+    except ValueError as e:  # ragged: [1, [2, 3]]
+        raise ValueError(
+            f"{source} produced {_shorten(values)}: a batch is one flat list of ints, not a nested one"
+        ) from e
     if array.size == 0:
         return np.empty(0, dtype=np.int64)
     if array.dtype.kind not in "iu":
@@ -133,7 +138,12 @@ def index_array(values: Any, source: str) -> IndexArray:
             f"{source} produced a nested list of indices, shape {array.shape}: a batch is one flat "
             "list of ints. Yield one list per batch"
         )
+    if array.dtype.kind == "u" and int(array.max()) > _INT64_MAX:  # would wrap to a negative index
+        raise IndexError(f"{source} produced index {int(array.max())}, beyond any dataset's length")
     return array.astype(np.int64, copy=False)
+
+
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 def _shorten(values: Any) -> str:
@@ -183,6 +193,8 @@ def plan_samples(sampler: Iterable[Any], epoch: int, *, start: int = 0) -> Itera
         if k < start:
             continue
         if isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
+            if not -_INT64_MAX <= int(item) <= _INT64_MAX:
+                raise IndexError(f"{source} produced index {int(item)}, beyond any dataset's length")
             yield np.array([item], dtype=np.int64), False
         elif isinstance(item, (list, tuple, np.ndarray, range)):
             yield index_array(item, source), True

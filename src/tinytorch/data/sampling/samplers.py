@@ -172,6 +172,8 @@ class SubsetRandomSampler(ArraySampler):
         array = np.asarray(indices)
         if array.size and array.dtype.kind not in "iu":
             raise TypeError(f"SubsetRandomSampler indices must be integers, got dtype {array.dtype}")
+        if array.size and array.dtype.kind == "u" and int(array.max()) > np.iinfo(np.int64).max:
+            raise IndexError(f"SubsetRandomSampler index {int(array.max())} is beyond any dataset's length")
         self.subset = array.astype(np.int64).reshape(-1)
         self.seed = resolve_seed(seed, generator, owner=type(self).__name__)
 
@@ -210,7 +212,7 @@ class WeightedRandomSampler(ArraySampler):
             raise ValueError("WeightedRandomSampler needs at least one weight")
         if not np.all(np.isfinite(w)) or np.any(w < 0):
             raise ValueError("WeightedRandomSampler weights must be finite and non-negative")
-        if w.sum() <= 0:
+        if not np.any(w > 0):
             raise ValueError("WeightedRandomSampler weights must not all be zero")
         replacement = check_bool(replacement, "replacement")
         self.num_samples = check_int(num_samples, "num_samples", minimum=1)
@@ -229,7 +231,13 @@ class WeightedRandomSampler(ArraySampler):
 
     def indices(self, epoch: int) -> IndexArray:
         rng = derive_rng(self.seed, Stream.SHUFFLE, epoch)
-        p = self.weights / self.weights.sum()
+        w = self.weights
+        with np.errstate(over="ignore"):
+            total = w.sum()
+        if not np.isfinite(total):  # finite weights whose sum overflows (1e308 + 1e308)
+            w = w / w.max()
+            total = w.sum()
+        p = w / total
         drawn = rng.choice(len(p), size=self.num_samples, replace=self.replacement, p=p)
         return np.asarray(drawn, dtype=np.int64)
 

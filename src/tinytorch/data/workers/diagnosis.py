@@ -62,9 +62,9 @@ def death_error(
         hint = " Its traceback, if it printed one, is above."
         if start_method != "fork":
             hint += (
-                f" With the '{start_method}' start method a worker imports the main module again: a "
-                "script that builds or iterates the loader at import time must do so under "
-                "`if __name__ == '__main__':`"
+                f" With the '{start_method}' start method a worker imports the main module again and "
+                "unpickles the dataset: a script that builds or iterates the loader at import time must "
+                "do so under `if __name__ == '__main__':`, and the dataset must unpickle without error"
             )
     who = f"(pid {pid}) " if pid is not None else ""
     return WorkerDiedError(f"DataLoader process worker {worker_id} {who}{cause} unexpectedly{where}.{hint}")

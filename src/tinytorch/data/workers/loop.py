@@ -139,7 +139,10 @@ def worker_loop(
         except (BrokenPipeError, ConnectionResetError):
             return
         except Exception as e:  # the batch itself could not be sent (e.g. not picklable)
-            channel.send(failure(e, job.generation, job.task))
+            try:
+                channel.send(failure(e, job.generation, job.task))
+            except (BrokenPipeError, ConnectionResetError):
+                return
         del message  # an idle worker holds no batch
 
 

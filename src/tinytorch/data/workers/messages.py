@@ -76,10 +76,11 @@ class Failed:
         kind: str,
         traceback: str,
     ) -> Failed:
+        pickled: bytes | None
         try:
-            pickled: bytes | None = pickle.dumps(error)
-            pickle.loads(pickle.dumps(error))
-        except Exception:
+            pickled = pickle.dumps(error)
+            pickle.loads(pickled)
+        except BaseException:  # an exception whose pickling raises (even a BaseException) travels as text
             pickled = None
         return Failed(
             generation=generation,
@@ -106,7 +107,10 @@ def rebuild_exception(failure: Failed) -> BaseException:
     ``__str__`` does (``KeyError`` quotes its argument, which would print a multi-line message
     as one line of ``\\n``; torch's ``KeyErrorMessage`` solves the same). The original exception
     is attached as ``__cause__`` when it could be pickled. Types that cannot be re-created with
-    one message argument become :class:`WorkerError` (a ``RuntimeError``).
+    one message argument become :class:`WorkerError` (a ``RuntimeError``), and so does a
+    ``StopIteration`` (as Python turns one raised inside a generator into a ``RuntimeError``):
+    re-raised as itself, it would end the epoch early and silently. The original's attributes
+    (an ``ImageDecodeError``'s ``path`` and ``index``, say) are copied over.
     """
     where = f"batch {failure.index} of epoch {failure.epoch}" if failure.index >= 0 else "start-up"
     message = (
@@ -120,13 +124,16 @@ def rebuild_exception(failure: Failed) -> BaseException:
         except Exception:
             original = None
     error: BaseException = WorkerError(message)
-    if original is not None:
+    if original is not None and not isinstance(original, (StopIteration, StopAsyncIteration)):
         for text in (message, _Readable(message)):
             with contextlib.suppress(Exception):
                 candidate = type(original)(text)
                 if str(candidate) == message:
                     error = candidate
                     break
+        if error is not original and type(error) is type(original):
+            with contextlib.suppress(Exception):  # the original's attributes (a path, an index)
+                error.__dict__.update(vars(original))
     error.__cause__ = original
     return error
 

@@ -137,6 +137,7 @@ class OrderedPrefetcher(Iterator[Made]):
                 self.pool.discard(worker_id, message)
             return
         if isinstance(message, Failed) and message.index < 0:
+            self.healthy = False  # the worker is gone: a persistent pool must be replaced
             raise rebuild_exception(message)  # failed before any batch (worker_init_fn)
         self._ready[message.index] = (worker_id, message)
 

@@ -316,8 +316,27 @@ class ProcessPool:
                 making.popleft()
             messages.append((worker_id, message))
         if not messages:  # a worker's last words (e.g. a failed worker_init_fn) come first
+            messages = self._last_words()
+        if not messages:
             self._check_alive()
         return messages
+
+    def _last_words(self) -> list[tuple[int, Reply]]:
+        """What exited workers sent before they went (read before their death is reported)."""
+        words: list[tuple[int, Reply]] = []
+        handles = self._handles
+        for worker_id, proc in enumerate(handles.procs):
+            if proc.exitcode is None or worker_id >= len(handles.conns):
+                continue
+            conn = handles.conns[worker_id]
+            try:
+                while conn.poll(0):
+                    message = receive(conn, handles.reader, worker_id)
+                    if not isinstance(message, Started):
+                        words.append((worker_id, message))
+            except (EOFError, OSError):
+                pass
+        return words
 
     def _check_alive(self) -> None:
         if self._handles.stopping:

@@ -138,6 +138,7 @@ class StreamPrefetcher(Iterator[Made]):
                         self.pool.discard(worker, message)
                     continue
                 if isinstance(message, Failed) and message.index < 0:
+                    self.healthy = False  # the worker is gone: a persistent pool must be replaced
                     raise rebuild_exception(message)  # failed before any batch (worker_init_fn)
                 self._ready[message.index] = message
         return self._ready.pop(index)
