@@ -26,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from tinytorch.data.storage.regular_files import NotRegularFileError, describe_mode, open_regular
 from tinytorch.data.storage.shards import (
     MANIFEST,
     CorruptShardError,
@@ -73,7 +74,7 @@ def identity_of(st: os.stat_result) -> Identity:
 
 def _check_stat(path: Path, info: ShardInfo, st: os.stat_result, opened: Identity | None) -> Identity:
     if not stat.S_ISREG(st.st_mode):
-        raise CorruptShardError(path, "file type", "a regular file", stat.filemode(st.st_mode))
+        raise CorruptShardError(path, "file type", "a regular file", describe_mode(st.st_mode))
     if st.st_size != info.nbytes:
         raise CorruptShardError(
             path,
@@ -109,24 +110,21 @@ def stat_shard(directory: Path, info: ShardInfo, opened: Identity | None = None)
 def open_shard(directory: Path, info: ShardInfo, opened: Identity | None) -> tuple[int, Identity]:
     """Open the file of ``info`` read-only and check it (as :func:`stat_shard`, on the open file).
 
-    Opened without blocking (a FIFO named like a shard cannot hang the reader) and close-on-exec.
+    Opened with :func:`~tinytorch.data.storage.regular_files.open_regular`: anything but a
+    regular file (a FIFO or device named like a shard) is refused before it is opened.
 
     Returns:
         ``(fd, identity)``; the caller owns ``fd``.
     """
     path = directory / info.file
     try:
-        flags = (
-            os.O_RDONLY
-            | getattr(os, "O_NONBLOCK", 0)
-            | getattr(os, "O_CLOEXEC", 0)
-            | getattr(os, "O_BINARY", 0)
-        )
-        fd = os.open(path, flags)
+        fd = open_regular(path)
     except FileNotFoundError:
         raise CorruptShardError(
             path, "file", f"a shard of {info.nbytes} bytes (listed in {MANIFEST})", "missing"
         ) from None
+    except NotRegularFileError as e:
+        raise CorruptShardError(path, "file type", "a regular file", e.kind) from e
     try:
         return fd, _check_stat(path, info, os.fstat(fd), opened)
     except BaseException:

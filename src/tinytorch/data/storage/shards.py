@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from tinytorch.data.storage.regular_files import NotRegularFileError, read_regular
+
 __all__ = [
     "ALIGN",
     "FORMAT",
@@ -306,13 +308,19 @@ def read_manifest(directory: Path) -> Manifest:
         CorruptShardError: not JSON, or JSON that is not a consistent manifest.
     """
     path = directory / MANIFEST
-    if not path.is_file():
+    try:
+        text = read_regular(path)
+    except FileNotFoundError:
         raise ShardError(
             f"{directory} holds no {MANIFEST}: it is not a shard dataset, or its writing did not "
             "finish (the manifest is written last). Write it again with write_shards()"
-        )
+        ) from None
+    except NotADirectoryError:
+        raise ShardError(f"{directory} is not a directory: a shard dataset is a directory") from None
+    except NotRegularFileError as e:
+        raise CorruptShardError(path, "file type", "a regular file", e.kind) from e
     try:
-        raw = json.loads(path.read_bytes())
+        raw = json.loads(text)
     except (ValueError, RecursionError) as e:
         raise CorruptShardError(path, "content", "a JSON object", f"not valid JSON ({e})") from e
     return parse_manifest(raw, path)
