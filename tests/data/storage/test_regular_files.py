@@ -60,3 +60,16 @@ def test_a_fifo_put_in_place_after_the_stat_is_refused_on_the_open_file(tmp_path
         without_hanging(lambda: read_regular(fifo), [fifo])  # opened without blocking, then refused
     monkeypatch.undo()
     assert len(os.listdir("/proc/self/fd")) == open_before  # the descriptor was closed
+
+
+def test_a_file_that_changed_size_after_the_stat_is_read_whole(tmp_path, monkeypatch):
+    data = os.urandom(5000)
+    (tmp_path / "f").write_bytes(data)
+    (tmp_path / "small").write_bytes(b"x" * 10)
+    real_stat = os.stat
+    for stand_in in ("small", "f"):  # the stat saw a smaller, then the same, file
+        monkeypatch.setattr(regular_files.os, "stat", lambda p, *a, s=stand_in, **k: real_stat(tmp_path / s))
+        assert read_regular(tmp_path / "f") == data
+    (tmp_path / "big").write_bytes(b"x" * 10_000)
+    monkeypatch.setattr(regular_files.os, "stat", lambda p, *a, **k: real_stat(tmp_path / "big"))
+    assert read_regular(tmp_path / "f") == data  # shorter than the stat said: what is there
