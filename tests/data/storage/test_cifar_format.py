@@ -184,7 +184,7 @@ def _mutated(data: bytes, edits: list[tuple[int, int]], cut: int | None) -> byte
 _POSITION = st.one_of(st.integers(0, 300), st.integers(-300, -1), st.integers(0, 1 << 20))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     target=st.sampled_from(["test_batch", "batches.meta"]),
     edits=st.lists(st.tuples(_POSITION, st.integers(0, 255)), min_size=1, max_size=6),
