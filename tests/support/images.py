@@ -73,6 +73,14 @@ def broken() -> dict[str, bytes]:
     }
 
 
+def damaged_dds() -> bytes:
+    """A DDS file with its pixel-format flags damaged: Pillow identifies it, then raises
+    ``NotImplementedError`` ("Unknown pixel format flags"), not an ``OSError``."""
+    data = bytearray(encode(Image.fromarray(picture(8, 8)), "DDS"))
+    struct.pack_into("<I", data, 80, 16384)  # DDS_PIXELFORMAT.dwFlags: no known flag
+    return bytes(data)
+
+
 def bomb(width: int = 20_000, height: int = 20_000) -> bytes:
     """A small PNG whose header declares ``width x height`` pixels (a decompression bomb).
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from support.cifar_files import cifar10_files, cifar100_files, is_mapped, make_tar, md5
+from support.fifo import without_hanging
 from support.http_server import LocalServer, closed_port
 from tinytorch import DataLoader
 from tinytorch.data.datasets.cifar import CIFAR10Dataset, CIFAR100Dataset
@@ -540,3 +541,33 @@ def test_spawned_workers_map_the_same_cache(server, tmp_path):
 def test_root_of_the_wrong_type_names_the_keyword():
     with pytest.raises(TypeError, match="root must be a directory path, got int 3"):
         CIFAR10Dataset(3, download=False)
+
+
+@pytest.mark.parametrize("name", ["images.npy", "manifest.json"])
+def test_a_fifo_in_place_of_a_cache_file_is_rebuilt_around_not_read(server, tmp_path, name):
+    """Hostile-tester item 4: a FIFO in place of a cache file hung CIFAR10Dataset(...)."""
+    expected = np.array(cifar(server, tmp_path).data)
+    fifo = cache_file(tmp_path, name)
+    fifo.unlink()
+    os.mkfifo(fifo)
+    with pytest.warns(RuntimeWarning, match=rf"{name} cannot be .*is a FIFO.* rebuilding the cache"):
+        ds = without_hanging(lambda: CIFAR10Dataset(tmp_path, download=False), [fifo])
+    np.testing.assert_array_equal(ds.data, expected)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_fifo_or_directory_in_place_of_an_extracted_file_names_it(server, tmp_path, kind):
+    """Hostile-tester items 4 and 5: a FIFO in place of data_batch_1 hung, a directory raised
+    a raw IsADirectoryError. Neither is ours to delete: the error names it and the fix."""
+    cifar(server, tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    path.unlink()
+    os.mkfifo(path) if kind == "fifo" else path.mkdir()
+    for download in (False, True):
+        with pytest.raises(
+            CorruptDatasetError, match=r"data_batch_1 cannot be read \(is a .*move what is there"
+        ) as e:
+            without_hanging(lambda d=download: cifar(server, tmp_path, download=d), [path])
+        assert e.value.path == path
+        assert isinstance(e.value.__cause__, OSError)
+    assert path.exists()

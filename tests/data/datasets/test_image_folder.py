@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from support.fifo import without_hanging
 from support.images import (
     ORDER_FILES,
     TORCHVISION_ORDER,
     bomb,
     broken,
+    damaged_dds,
     jpeg,
     pillow_rgb,
     variants,
@@ -357,6 +359,70 @@ def test_skip_keeps_each_samples_randomness(with_bad_files):
         with batch_context(BatchContext(0, 0, 0)):
             ds.__getitems__([0, 1, 2, 3, 4, 5])
     assert positions == [0, 3, 5]  # the samples' positions in the requested batch
+
+
+@pytest.fixture
+def with_special_files(tmp_path):
+    """Hostile-tester items 4 and 5: a FIFO hung the read forever (even with on_error="skip"), a
+    link to a device read until MemoryError, a damaged file Pillow takes for DDS raised a raw
+    NotImplementedError. (/dev/null stands in for /dev/zero: the same rule, and it ends.)"""
+    root = write_folder(tmp_path, {"a": {"0.jpg": jpeg(8, 8, seed=1), "3.jpg": jpeg(8, 8, seed=2)}})
+    os.mkfifo(root / "a" / "1_fifo.png")
+    os.symlink(os.devnull, root / "a" / "2_device.png")
+    (root / "a" / "4_dds.png").write_bytes(damaged_dds())
+    return root
+
+
+def test_fifos_devices_and_every_decoder_error_are_bad_files(with_special_files):
+    fifo = with_special_files / "a" / "1_fifo.png"
+    ds = ImageFolder(with_special_files, num_threads=2)
+    assert [Path(p).name for p, _ in ds.samples] == [
+        "0.jpg",
+        "1_fifo.png",
+        "2_device.png",
+        "3.jpg",
+        "4_dds.png",
+    ]
+    expected = {
+        1: r"^sample 1: .*1_fifo\.png could not be read \(it is a FIFO \(named pipe\), not a regular file\)",
+        2: r"^sample 2: .*2_device\.png could not be read \(it is a character device",
+        4: r"^sample 4: .*4_dds\.png could not be decoded as an image \(NotImplementedError",
+    }
+    for i, match in expected.items():
+        with pytest.raises(ImageDecodeError, match=match) as e:
+            without_hanging(lambda i=i: ds.__getitems__([0, i]), [fifo])
+        assert (e.value.index, e.value.path) == (i, ds.samples[i][0])
+        assert e.value.__cause__ is not None
+    skipping = ImageFolder(with_special_files, on_error="skip", num_threads=2)
+    with pytest.warns(SkippedImageWarning) as record:
+        batch = without_hanging(lambda: skipping.__getitems__(range(5)), [fifo])
+    assert [str(w.message).split(":")[0] for w in record] == [f"skipped sample {i}" for i in (1, 2, 4)]
+    assert batch.collated()[0].shape == (2, 3, 8, 8)
+    ds.close()
+    skipping.close()
+
+
+def test_a_user_loader_is_never_given_a_fifo_and_its_file_errors_are_bad_files(with_special_files):
+    fifo = with_special_files / "a" / "1_fifo.png"
+
+    def pil_loader(path):  # torchvision's
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+
+    ds = ImageFolder(with_special_files, loader=pil_loader, on_error="skip", num_threads=0)
+    with pytest.warns(SkippedImageWarning) as record:
+        batch = without_hanging(lambda: ds.__getitems__(range(5)), [fifo])
+    messages = [str(w.message) for w in record]
+    assert "1_fifo.png could not be read (it is a FIFO" in messages[0]
+    assert "the loader failed on" in messages[2]
+    assert "NotImplementedError" in messages[2]
+    assert len(batch.collated()[0]) == 2
+
+    def buggy(path):
+        raise AttributeError("a bug in the loader")
+
+    with pytest.raises(AttributeError, match="a bug in the loader"):  # never skipped as a bad file
+        ImageFolder(with_special_files, loader=buggy, on_error="skip", num_threads=0).__getitems__([0])
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")

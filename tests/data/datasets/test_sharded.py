@@ -526,3 +526,12 @@ def test_close_releases_every_mapping_and_file_and_reads_reopen(tmp_path):
     assert ds[99][1] == 99  # opens again
     del ds
     assert held() == (0, 0)  # and garbage collection releases them too
+
+
+@pytest.mark.parametrize("sample", [(), (np.zeros((1,) * 33, np.uint8),), {1: np.int64(2)}])
+def test_write_shards_refuses_what_it_could_not_read_back_and_leaves_nothing(tmp_path, sample):
+    """Hostile-tester item 2: these were written, then ShardedDataset refused them (or key 1
+    came back as "1")."""
+    with pytest.raises((ValueError, TypeError), match="sample 0"):
+        write_shards([sample] * 3, tmp_path / "d", progress=False)
+    assert os.listdir(tmp_path) == []

@@ -117,6 +117,7 @@ def test_a_write_in_the_same_clock_tick_as_the_check_is_never_missed(tmp_path, m
     def coarse_fstat(fd):
         st = real_fstat(fd)
         return types.SimpleNamespace(
+            st_mode=st.st_mode,
             st_ino=st.st_ino,
             st_size=st.st_size,
             st_mtime_ns=st.st_mtime_ns // tick * tick,

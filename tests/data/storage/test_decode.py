@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import struct
 import threading
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support.images import bomb, broken, encode, jpeg, picture, pillow_rgb, variants
+from support.fifo import without_hanging
+from support.images import bomb, broken, damaged_dds, encode, jpeg, picture, pillow_rgb, variants
 from tinytorch.data.storage.decode import (
     MAX_IMAGE_PIXELS,
     ImageDecodeError,
@@ -138,6 +140,41 @@ def test_error_messages_say_what_is_wrong(tmp_path):
         read_image(tmp_path / "missing.jpg")
     with pytest.raises(ImageDecodeError, match="could not be read"):
         read_image(tmp_path)  # a directory
+
+
+def test_a_fifo_or_a_device_is_refused_not_read(tmp_path):
+    """Hostile-tester item 4: a FIFO hung the read forever, a link to /dev/zero read until
+    MemoryError. (/dev/null stands in for /dev/zero: the same rule, and a regression ends.)"""
+    fifo = tmp_path / "x.png"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageDecodeError, match=r"x\.png could not be read \(it is a FIFO") as info:
+        without_hanging(lambda: read_image(fifo), [fifo])
+    assert info.value.path == str(fifo)
+    assert isinstance(info.value.__cause__, OSError)
+    os.symlink(os.devnull, tmp_path / "zero.png")
+    with pytest.raises(ImageDecodeError, match=r"zero\.png could not be read \(it is a character device"):
+        read_image(tmp_path / "zero.png")
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_every_error_a_decoder_raises_for_the_content_is_an_image_decode_error(decoder):
+    """Hostile-tester item 5: a damaged file that Pillow takes for DDS raised NotImplementedError
+    ("Unknown pixel format flags"), which on_error="skip" did not skip."""
+    with pytest.raises(ImageDecodeError, match=r"x\.png could not be decoded.*NotImplementedError") as info:
+        ImageDecoder.resolve(decoder)(damaged_dds(), "x.png")
+    assert isinstance(info.value.__cause__, NotImplementedError)
+    assert info.value.path == "x.png"
+
+    def out_of_memory(*args):
+        raise MemoryError
+
+    decode = ImageDecoder.resolve(decoder)
+    decode_anything = ImageDecoder("pillow")
+    object.__setattr__(decode_anything, "_pillow", out_of_memory)
+    with pytest.raises(MemoryError):  # the machine's state, not the file's: never skipped
+        decode_anything(encode(Image.fromarray(picture(4, 4)), "PNG"), "x.png")
+    with pytest.raises(TypeError, match="read_image"):
+        decode("x.png")  # type: ignore[arg-type]
 
 
 @needs_simplejpeg

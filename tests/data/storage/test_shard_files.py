@@ -1,11 +1,13 @@
 """Shard files against their manifest: open, per-batch and full checks, the same decisions."""
 
+import json
 import os
 import struct
 
 import numpy as np
 import pytest
 
+from tinytorch.data import ShardedDataset
 from tinytorch.data.storage.shard_files import (
     check_checksum,
     check_ends,
@@ -17,7 +19,7 @@ from tinytorch.data.storage.shard_files import (
     verify_shards,
 )
 from tinytorch.data.storage.shard_writer import ShardWriter
-from tinytorch.data.storage.shards import CorruptShardError
+from tinytorch.data.storage.shards import MANIFEST, CorruptShardError, manifest_checksum
 
 
 @pytest.fixture
@@ -57,7 +59,9 @@ def test_a_fifo_named_like_a_shard_is_refused_without_hanging(dataset):
     info = manifest.shards[0]
     os.remove(root / info.file)
     os.mkfifo(root / info.file)
-    with pytest.raises(CorruptShardError, match=r"file type is p.*, expected a regular file"):
+    with pytest.raises(
+        CorruptShardError, match=r"file type is a FIFO \(named pipe\), expected a regular file"
+    ):
         open_shard(root, info, None)
 
 
@@ -141,3 +145,52 @@ def test_verify_checks_what_the_readers_check_and_more(dataset):
     )
     with pytest.raises(CorruptShardError, match=r"manifest\.json: checksum"):
         verify_shards(root)
+
+
+def text_dataset(root, values):
+    """A dataset whose field '0' holds ``values`` (bytes), its manifest edited to call the
+    field ``str`` and its checksum recomputed: what the hostile tester did."""
+    writer = ShardWriter(root, samples_per_shard=2, bytes_per_shard=None)
+    for v in values:
+        writer.add((v,))
+    writer.close()
+    raw = json.loads((root / MANIFEST).read_text())
+    raw["fields"][0]["kind"] = "str"
+    raw["checksum"] = manifest_checksum(raw)
+    (root / MANIFEST).write_text(json.dumps(raw))
+
+
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        ([b"ok", b"fine", b"\xff\xfe", b"x"], r"shard-00001\.tts: field '0' sample 0 is undecodable bytes"),
+        # Each half of "é" (c3 a9): the values together decode, each alone does not.
+        ([b"a", "é".encode()[:1], "é".encode()[1:]], r"shard-00000\.tts: field '0' sample 1 is undecodable"),
+        (
+            [b"a", b"b", "é".encode()[:1], "é".encode()[1:]],
+            r"shard-00001\.tts: field '0' sample 1 is a value starting inside a character",
+        ),
+    ],
+)
+def test_verify_decodes_every_str_value_as_the_reader_does(tmp_path, values, match):
+    """Hostile-tester item 3: verify said OK for a str field that is not UTF-8 while reading
+    raised CorruptShardError."""
+    text_dataset(tmp_path, values)
+    with pytest.raises(CorruptShardError, match=match):
+        verify_shards(tmp_path)
+    ds = ShardedDataset(tmp_path)
+    with pytest.raises(CorruptShardError, match="UTF-8"):  # the reader's own check
+        ds.__getitems__(list(range(len(values))))
+    ds.close()
+
+
+def test_verify_accepts_every_str_the_writer_writes(tmp_path):
+    values = ["", "a", "é", "", "日本語", "🙂", ""]
+    writer = ShardWriter(tmp_path, samples_per_shard=3, bytes_per_shard=None)
+    for v in values:
+        writer.add((v,))
+    writer.close()
+    verify_shards(tmp_path)
+    ds = ShardedDataset(tmp_path)
+    assert [ds[i][0] for i in range(len(values))] == values
+    ds.close()

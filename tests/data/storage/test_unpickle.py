@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from support.cifar_files import py2_pickle
+from tinytorch.data.storage import unpickle
 from tinytorch.data.storage.unpickle import ForbiddenPickleError, safe_load
 
 
@@ -35,3 +36,30 @@ def test_truncated_pickle_fails():
     data = py2_pickle({b"data": np.zeros(100, np.uint8)})
     with pytest.raises((pickle.UnpicklingError, EOFError)):
         safe_load(data[:50], "f")
+
+
+@pytest.mark.parametrize(
+    ("data", "cause"),
+    [
+        # a length field claiming 2**62 bytes (BINBYTES8): the unpickler runs out of memory
+        (b"\x80\x04\x8e" + (2**62).to_bytes(8, "little") + b"x.", MemoryError),
+        # codecs.encode (allowed for Python 3's bytes) with a damaged encoding name
+        (b"\x80\x02c_codecs\nencode\nX\x03\x00\x00\x00abcX\x06\x00\x00\x00latiY1\x86R.", LookupError),
+    ],
+)
+def test_every_error_of_a_damaged_pickle_is_an_unpickling_error(data, cause):
+    """Hostile-tester item 5: fuzzing gave raw LookupError, MemoryError and SystemError."""
+    with pytest.raises(pickle.UnpicklingError, match=r"data_batch_1 is not a valid pickle") as info:
+        safe_load(data, "data_batch_1")
+    assert isinstance(info.value.__cause__, cause)
+    assert not isinstance(info.value, ForbiddenPickleError)
+
+
+def test_errors_from_inside_the_unpickler_are_wrapped_too(monkeypatch):
+    def broken_load(self):
+        raise SystemError("error return without exception set")  # what a fuzzed numpy state gave
+
+    monkeypatch.setattr(unpickle._NumpyOnlyUnpickler, "load", broken_load)
+    with pytest.raises(pickle.UnpicklingError, match="SystemError") as info:
+        safe_load(b"\x80\x02N.", "f")
+    assert isinstance(info.value.__cause__, SystemError)

@@ -3,10 +3,11 @@ import pytest
 
 from tinytorch import DataLoader, Dataset, TensorDataset
 from tinytorch.data.seeding import BatchContext, batch_context
-from tinytorch.data.transforms.base import resolve_rng
+from tinytorch.data.transforms.base import SampleList, is_sample_list, resolve_rng
 from tinytorch.data.transforms.compose import Compose
 from tinytorch.data.transforms.image import RandomCrop, RandomHorizontalFlip
 from tinytorch.data.transforms.normalize import Normalize, ToFloat
+from tinytorch.data.transforms.resize import CenterCrop, RandomResizedCrop, Resize
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
@@ -170,3 +171,92 @@ def test_a_list_of_images_is_a_batch_stacked_when_sizes_agree():
     assert isinstance(pair, list)
     assert pair[0].dtype == np.float32
     assert pair[1] is images[1]
+
+
+# -- lists: samples or fields (hostile-tester item 6) --------------------------------------------
+
+
+def test_a_one_array_loader_batch_of_2d_images_is_refused_not_taken_for_channels():
+    """Hostile-tester item 6: TensorDataset(x) with x (4, 8, 8) gave the batch [x] with x
+    (2, 8, 8), taken for a list of one 2-channel photo: RandomCrop gave (1, 2, 4, 4) and
+    RandomHorizontalFlip flipped both images together."""
+    x = grayscale(4)
+    for t in (RandomCrop(4), RandomHorizontalFlip(), augment()):
+        for ds in (TensorDataset(x), TensorDataset(x, x)):  # [x] and [x, y] (an image and a mask)
+            loader = DataLoader(ds, batch_size=2, batch_transform=t)
+            with pytest.raises(
+                ValueError, match=r"expects a batch \(N, C, H, W\) here.*shape \(2, 8, 8\).*x\[:, None\]"
+            ):
+                next(iter(loader))
+    (fixed,) = next(iter(DataLoader(TensorDataset(x[:, None]), batch_size=2, batch_transform=RandomCrop(4))))
+    assert fixed.shape == (2, 1, 4, 4)
+
+
+class Photos(Dataset):
+    """(photo (3, H_i, W_i), label): sizes differ, or all one size."""
+
+    def __init__(self, sizes):
+        self.sizes = sizes
+
+    def __len__(self):
+        return len(self.sizes)
+
+    def __getitem__(self, i):
+        h, w = self.sizes[i]
+        return np.full((3, h, w), i, np.uint8), i
+
+
+def photos_and_labels(samples):
+    return [s[0] for s in samples], np.array([s[1] for s in samples])
+
+
+@pytest.mark.parametrize("sizes", [[(10, 12), (14, 9), (12, 12), (9, 20), (16, 16)], [(10, 12)] * 5])
+def test_photos_next_to_labels_are_a_list_of_samples_whatever_their_sizes(sizes):
+    # Five photos in batches of 2: the last batch is one photo, a list of one (3, H, W) array.
+    for t in (Resize((6, 6)), CenterCrop(6), RandomResizedCrop(6), Compose([Resize(8), CenterCrop(6)])):
+        batches = list(
+            DataLoader(Photos(sizes), batch_size=2, collate_fn=photos_and_labels, batch_transform=t)
+        )
+        assert [images.shape for images, _ in batches] == [(2, 3, 6, 6), (2, 3, 6, 6), (1, 3, 6, 6)]
+        assert [labels.tolist() for _, labels in batches] == [[0, 1], [2, 3], [4]]
+        assert [int(images[0, 0, 0, 0]) for images, _ in batches] == [0, 2, 4]  # each photo its own
+
+
+def test_a_bare_list_of_photos_of_different_sizes_is_a_batch():
+    sizes = [(10, 15), (20, 30), (8, 12), (14, 9)]  # after Resize(8) the first three share a shape
+    loader = DataLoader(
+        Photos(sizes),
+        batch_size=3,
+        collate_fn=lambda samples: [s[0] for s in samples],
+        batch_transform=Compose([Resize(8), CenterCrop(6)]),
+    )
+    batches = iter(loader)
+    assert next(batches).shape == (3, 3, 6, 6)
+    # A bare list of one photo (or of photos of one size) is a loader's list of fields: refused
+    # with the fix; (photos, labels) is the form that holds for any sizes (test above).
+    with pytest.raises(
+        ValueError, match=r"got a list of 1 array\(s\) of shape \(3, 14, 9\).*\(images, labels\)"
+    ):
+        next(batches)
+    resized = Resize(8)([np.zeros((3, h, w), np.uint8) for h, w in sizes[:3]], batched=True)
+    assert isinstance(resized, SampleList)  # one shape now, still a list of samples
+    assert {r.shape for r in resized} == {(3, 8, 12)}
+    assert RandomHorizontalFlip(1.0)(resized, np.random.default_rng(0), batched=True).shape == (3, 3, 8, 12)
+
+
+def test_a_list_field_is_samples_only_when_its_length_is_the_batchs():
+    labels = np.arange(5)
+    rng = np.random.default_rng(0)
+    # A nested sample ((image (H, W), mask (H, W)), label): the batch [[images, masks], labels].
+    nested = [[grayscale(5), grayscale(5, seed=1)], labels]
+    with pytest.raises(ValueError, match=r"got shape \(5, 8, 8\).*x\[:, None\]"):
+        RandomCrop(6)(nested, rng, batched=True)
+    photos = [np.zeros((3, 8, 8), np.uint8)] * 5
+    out, same = RandomCrop(6)([photos, labels], rng, batched=True)
+    assert out.shape == (5, 3, 6, 6)
+    assert same is labels
+    assert is_sample_list(photos, 3, True, (labels,))
+    assert not is_sample_list(photos[:2], 3, True, (labels,))
+    assert not is_sample_list(photos, 3, True)  # a whole batch of one shape: fields
+    assert is_sample_list(photos, 3, None)  # outside a loader: the rank decides
+    assert not is_sample_list(photos, 3, False)

@@ -18,6 +18,7 @@ sharing them) and ``targets`` is an int64 array.
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -34,7 +35,9 @@ from tinytorch.data.storage.decode import (
     ImageDecoder,
     image_to_chw,
     read_file,
+    unreadable,
 )
+from tinytorch.data.storage.regular_files import check_regular
 
 __all__ = ["ImageFolder", "SkippedImageWarning"]
 
@@ -71,7 +74,8 @@ class ImageFolder(EncodedImageDataset):
             not the same pixels as a full decode followed by a resize. ``None`` (default): full
             size.
         max_pixels: images with more pixels are refused (decompression bombs); ``None``: no limit.
-        on_error: what a file that cannot be read or decoded does in a batch read
+        on_error: what a file that cannot be read or decoded (or is not a regular file: a
+            FIFO, device or directory is refused before it is opened) does in a batch read
             (``__getitems__``): ``"raise"`` (default) raises :class:`ImageDecodeError` naming the
             file and the sample index; ``"skip"`` leaves the sample out, so the batch is shorter
             (never filled with another sample), warns with :class:`SkippedImageWarning` and adds
@@ -216,8 +220,14 @@ class ImageFolder(EncodedImageDataset):
             except ImageDecodeError as e:
                 return e
         try:
+            check_regular(path)  # a FIFO or device would hang the loader or never end
+        except OSError as e:
+            error = unreadable(path, e)
+            error.__cause__ = e
+            return error
+        try:
             image = self.loader(path)
-        except (OSError, ValueError, SyntaxError, EOFError) as e:  # what Pillow raises for bad files
+        except _LOADER_FILE_ERRORS as e:
             error = ImageDecodeError(f"the loader failed on {path}: {type(e).__name__}: {e}", path=path)
             error.__cause__ = e
             return error
@@ -234,6 +244,12 @@ class ImageFolder(EncodedImageDataset):
             f"decoder={'loader' if self.decode is None else self.decode.decoder!r}, "
             f"num_threads={self.num_threads})"
         )
+
+
+# What a loader (Pillow's, as torchvision's pil_loader uses it) raises for a bad file: these become
+# ImageDecodeError (so on_error="skip" skips the file). Others (TypeError, AttributeError...) are
+# taken for bugs in the loader and raised as they are: skipping would hide them.
+_LOADER_FILE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, NotImplementedError, struct.error)
 
 
 class _ReadOnlyList(list):  # type: ignore[type-arg]

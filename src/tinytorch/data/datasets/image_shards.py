@@ -40,6 +40,7 @@ from tinytorch.data.storage.decode import (
     ImageDecoder,
     read_file,
 )
+from tinytorch.data.storage.regular_files import NotRegularFileError, open_regular
 from tinytorch.data.storage.shards import CorruptShardError, Manifest, ShardError
 from tinytorch.data.validate import check_int
 
@@ -318,8 +319,14 @@ class ImageShards(EncodedImageDataset):
         field = next(f for f in self.shards.manifest.fields if f.name == LABEL)
         dtype = np.dtype(field.dtype)
         path = self.directory / info.file
-        with open(path, "rb") as f:  # the layout was checked against the file's size at open
-            raw = os.pread(f.fileno(), info.samples * dtype.itemsize, info.offsets[LABEL])
+        try:
+            fd = open_regular(path)  # the layout was checked against the file's size at open
+        except NotRegularFileError as e:
+            raise CorruptShardError(path, "file type", "a regular file", e.kind) from e
+        try:
+            raw = os.pread(fd, info.samples * dtype.itemsize, info.offsets[LABEL])
+        finally:
+            os.close(fd)
         if len(raw) != info.samples * dtype.itemsize:
             raise CorruptShardError(
                 path, "size", f"at least {info.offsets[LABEL] + info.samples * dtype.itemsize} bytes", "less"

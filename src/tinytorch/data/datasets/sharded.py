@@ -82,8 +82,16 @@ def write_shards(
     A new dataset is written into a temporary sibling directory and takes ``directory``'s place
     only when complete (every file flushed to disk, the manifest last), so an interrupted or
     failed write leaves no dataset and no temporary files, and ``overwrite=True`` replaces an
-    existing dataset only once the new one is complete (the old one is then removed, only its
-    ``manifest.json`` and ``shard-NNNNN.tts`` files).
+    existing dataset only once the new one is complete (the old one is then removed: only its
+    ``manifest.json``, one this library wrote, and the shard files that lists; a directory
+    holding anything else, even files named like shards, is refused before anything is
+    written). A ``directory`` that is a symlink is written through: the dataset replaces the
+    directory it points to, and the link stays.
+
+    What a reader would refuse is refused here, at the first sample, naming the field (the
+    format's rules, :func:`~tinytorch.data.storage.shards.field_problem`): a sample with no
+    fields, an array of more than 32 dimensions, object or string dtypes, structured dtypes
+    (their field names are not stored), and dict keys that are not ``str``.
 
     Args:
         source: a map-style dataset (read in batches of 1024) or any iterable of samples.
@@ -102,7 +110,8 @@ def write_shards(
         FileExistsError: ``directory`` holds a shard dataset and not ``overwrite``, or files
             this library did not write (they are never deleted).
         ValueError, TypeError: a sample whose fields differ from the first sample's, or a value
-            that cannot be stored (objects, numpy strings); the message names the sample.
+            that cannot be stored or read back (see above); the message names the sample and
+            the field.
             ``metadata`` that is not a JSON object (a dict with str keys and JSON values).
         OSError: writing failed (e.g. the disk is full); the message names the file, and
             ``directory`` is unchanged.

@@ -46,6 +46,7 @@ from tinytorch.data.storage.integrity import (
     FileStamp,
     stamp_is_settled,
 )
+from tinytorch.data.storage.regular_files import open_regular, read_text
 
 __all__ = ["CachedArrays", "MappedFile", "fingerprint", "load_arrays", "save_arrays"]
 
@@ -181,7 +182,7 @@ def load_arrays(directory: Path, source: dict[str, Any]) -> CachedArrays | None:
     """
     manifest_path = directory / MANIFEST
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = json.loads(read_text(manifest_path))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as e:
@@ -257,7 +258,9 @@ def _map_verified(
     except (KeyError, TypeError, ValueError) as e:
         raise CorruptDatasetError(f"the manifest entry of {path} is damaged ({e!r})", path=path) from e
     try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below; the mapping keeps its own descriptor
+        # Closed below; the mapping keeps its own descriptor. A regular file only: a FIFO in
+        # its place would hang the open.
+        f = os.fdopen(open_regular(path), "rb")
     except FileNotFoundError as e:
         raise CorruptDatasetError(f"{path} is missing from the cache", path=path) from e
     except OSError as e:

@@ -9,6 +9,7 @@ class-name lists. Files are unpickled with :func:`~tinytorch.data.storage.unpick
 
 from __future__ import annotations
 
+import errno
 import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tinytorch.data.storage.integrity import CorruptDatasetError
+from tinytorch.data.storage.regular_files import read_regular
 from tinytorch.data.storage.unpickle import ForbiddenPickleError, safe_load
 
 if TYPE_CHECKING:
@@ -144,9 +146,7 @@ def read_split(
     def load(path: Path) -> dict[str, Any]:
         if contents is not None and path.name in contents:
             return _load_dict(contents[path.name], path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing")
-        return _load_dict(path.read_bytes(), path)
+        return _load_dict(read_file(path), path)
 
     meta = load(meta_path)
     per_batch = meta.get("num_cases_per_batch")  # CIFAR-10's meta states it; CIFAR-100's does not
@@ -182,7 +182,7 @@ def read_split(
             raise CorruptDatasetError(
                 f"{meta_path}: {key!r} should list {num_classes} class names", path=meta_path
             )
-        names[key] = [n.decode() if isinstance(n, bytes) else str(n) for n in raw]
+        names[key] = [_class_name(n, key, meta_path) for n in raw]
     return CifarSplit(
         images=np.ascontiguousarray(np.concatenate(images)),
         labels={k: np.concatenate(v) for k, v in labels.items()},
@@ -190,24 +190,37 @@ def read_split(
     )
 
 
+def read_file(path: Path) -> bytes:
+    """The bytes of one extracted CIFAR file (a regular file only: see
+    :mod:`~tinytorch.data.storage.regular_files`).
+
+    Raises:
+        FileNotFoundError: it is missing.
+        CorruptDatasetError: it cannot be read (a directory, FIFO or device in its place, no
+            permission...); names it, the ``OSError`` as the cause.
+    """
+    try:
+        return read_regular(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, f"{path} is missing", str(path)) from None
+    except OSError as e:
+        raise CorruptDatasetError(
+            f"{path} cannot be read ({e.strerror or e}); it should be the CIFAR file of that name: "
+            "move what is there away and extract the archive again (or pass download=True)",
+            path=path,
+        ) from e
+
+
 def _load_dict(data: bytes, path: Path) -> dict[str, Any]:
     try:
         obj = safe_load(data, str(path))
     except ForbiddenPickleError:
         raise
-    except (
-        pickle.UnpicklingError,
-        EOFError,
-        ValueError,
-        TypeError,
-        IndexError,
-        AttributeError,
-        KeyError,
-        OverflowError,
-    ) as e:
+    except pickle.UnpicklingError as e:  # safe_load's one error for a damaged pickle
+        cause = e.__cause__ or e
         raise CorruptDatasetError(
-            f"{path} is truncated or not a valid pickle ({type(e).__name__}: {e})", path=path
-        ) from e
+            f"{path} is truncated or not a valid pickle ({type(cause).__name__}: {cause})", path=path
+        ) from cause
     if not isinstance(obj, dict):
         raise CorruptDatasetError(f"{path} should hold a dict, got {type(obj).__name__}", path=path)
     return {k.decode("latin1") if isinstance(k, bytes) else str(k): v for k, v in obj.items()}
@@ -220,19 +233,38 @@ def _field(batch: dict[str, Any], key: str, path: Path) -> Any:
         raise CorruptDatasetError(f"{path} has no {key!r} entry (keys: {sorted(batch)})", path=path) from None
 
 
+def _class_name(raw: Any, key: str, path: Path) -> str:
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, bytes):
+        try:
+            return raw.decode()
+        except UnicodeDecodeError as e:
+            raise CorruptDatasetError(
+                f"{path}: {key!r} holds a name that is not UTF-8 ({e})", path=path
+            ) from e
+    raise CorruptDatasetError(
+        f"{path}: {key!r} should list class names (bytes or str), got a {type(raw).__name__}", path=path
+    )
+
+
 def _labels(raw: Any, n: int, num_classes: int, key: str, path: Path) -> NDArray[np.int64]:
     try:
-        labels = np.asarray(raw, dtype=np.int64)
-    except (TypeError, ValueError, OverflowError) as e:
+        found = np.asarray(raw)
+    except (TypeError, ValueError, OverflowError) as e:  # ragged nesting, ints beyond any dtype
         raise CorruptDatasetError(f"{path}: {key!r} should be a list of ints ({e})", path=path) from e
-    if labels.shape != (n,):
+    if found.dtype.kind not in "iu":  # floats, bools, objects: not class indices
         raise CorruptDatasetError(
-            f"{path}: {key!r} has shape {labels.shape}, expected ({n},) to match 'data'", path=path
+            f"{path}: {key!r} should be a list of ints, got {found.dtype} values", path=path
         )
-    problem = label_range_problem(labels, num_classes)
+    if found.shape != (n,):
+        raise CorruptDatasetError(
+            f"{path}: {key!r} has shape {found.shape}, expected ({n},) to match 'data'", path=path
+        )
+    problem = label_range_problem(found, num_classes)  # before the cast: uint64 could wrap
     if problem:
         raise CorruptDatasetError(f"{path}: {key!r} {problem}", path=path)
-    return labels
+    return found.astype(np.int64)
 
 
 def label_range_problem(labels: NDArray[np.integer[Any]], num_classes: int) -> str | None:

@@ -38,6 +38,7 @@ from tinytorch.data.storage.cifar_format import (
     CifarSpec,
     CifarSplit,
     label_range_problem,
+    read_file,
     read_split,
     split_files,
 )
@@ -317,7 +318,7 @@ def _record_folder(source: CifarSource, names: list[str]) -> tuple[dict[str, Fil
         records = {}
         for name in names:
             with contextlib.suppress(FileNotFoundError):
-                records[name] = FileRecord.of((source.folder / name).read_bytes())
+                records[name] = FileRecord.of(read_file(source.folder / name))
         info = {"origin": "first use"}
     with contextlib.suppress(OSError):  # read-only: checked against these in memory only
         write_records(source.records_path, records, info)
@@ -332,7 +333,7 @@ def _check_files(
     problems: list[tuple[str, str]] = []
     for name in names:
         try:
-            data = (folder / name).read_bytes()
+            data = read_file(folder / name)
         except FileNotFoundError:
             problems.append((name, "is missing"))
             continue

@@ -49,6 +49,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from tinytorch.data.storage.regular_files import NotRegularFileError, read_regular
+
 __all__ = [
     "IMG_EXTENSIONS",
     "MAX_IMAGE_PIXELS",
@@ -60,6 +62,7 @@ __all__ = [
     "fast_decoder_available",
     "image_to_chw",
     "read_image",
+    "unreadable",
 ]
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -71,7 +74,6 @@ MAX_IMAGE_PIXELS = 89_478_485
 DecoderName = Literal["auto", "simplejpeg", "pillow"]
 
 _JPEG_MAGIC = b"\xff\xd8"
-_FIRST_READ = 1 << 16
 _SCALES = (8, 4, 2)  # DCT scaling denominators used for decode_size (Pillow's draft() set)
 
 
@@ -154,10 +156,33 @@ class ImageDecoder:
     def __call__(self, data: bytes | bytearray | memoryview, path: str | None = None) -> NDArray[np.uint8]:
         """Decode one file's bytes to ``(3, H, W)`` uint8 RGB (see the module docs).
 
+        Every exception the decoders raise for the file's content (Pillow's plugins raise
+        ``NotImplementedError``, ``struct.error``, ``IndexError``... for damaged files, not only
+        ``OSError``) becomes an :class:`ImageDecodeError` naming ``path``, the original as its
+        ``__cause__``, so ``on_error="skip"`` skips every bad file. Not ``MemoryError``: with
+        ``max_pixels`` bounding what a header may ask for, running out of memory is the
+        machine's state (e.g. too many large images decoding at once), not the file's, and
+        skipping would hide it.
+
         Raises:
             ImageTooLargeError: more than ``max_pixels`` pixels.
             ImageDecodeError: empty, truncated, corrupt, or not an image; names ``path``.
+            MemoryError: out of memory while decoding.
         """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"an image decoder takes the encoded file's bytes, got {type(data).__name__}; "
+                "read a file with read_image(path) (or Path(path).read_bytes())"
+            )
+        try:
+            return self._decode(data, path)
+        except (ImageDecodeError, MemoryError):
+            raise
+        except Exception as e:
+            where = path if path is not None else "image data"
+            raise _decode_error(where, path, f"{type(e).__name__}: {e}", None) from e
+
+    def _decode(self, data: bytes | bytearray | memoryview, path: str | None) -> NDArray[np.uint8]:
         if self.decoder == "simplejpeg" and data[:2] == _JPEG_MAGIC:
             try:
                 hwc = self._simplejpeg(data, path)
@@ -350,30 +375,28 @@ def read_image(
 
 
 def read_file(path: str) -> bytes:
-    """The bytes of ``path``; an unreadable file raises :class:`ImageDecodeError` naming it."""
+    """The bytes of ``path``; an unreadable file raises :class:`ImageDecodeError` naming it.
+
+    Only a regular file is read (symlinks followed): a FIFO, device or directory is refused
+    before it is opened (:func:`~tinytorch.data.storage.regular_files.read_regular`), so it can
+    be skipped like any other bad file instead of hanging or reading forever.
+    """
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        try:
-            # One read covers almost every image file; the second confirms the end (a read may
-            # legally return less than asked). Below glibc's mmap threshold, so no mmap per file;
-            # ~35% less time per small file than open().readall() here.
-            data = os.read(fd, _FIRST_READ)
-            more = os.read(fd, _FIRST_READ) if data else b""
-            if not more:
-                return data
-            parts = [data, more]
-            while more:
-                more = os.read(fd, 1 << 20)
-                parts.append(more)
-            return b"".join(parts)
-        finally:
-            os.close(fd)
+        return read_regular(path)
     except OSError as e:
-        raise ImageDecodeError(
-            f"{path} could not be read ({type(e).__name__}: {e.strerror or e}); check that it exists "
-            "and is readable",
-            path=path,
-        ) from e
+        raise unreadable(path, e) from e
+
+
+def unreadable(path: str, error: OSError) -> ImageDecodeError:
+    """The :class:`ImageDecodeError` for a file that cannot be read (``raise ... from error``)."""
+    if isinstance(error, NotRegularFileError):
+        detail, fix = f"it {error.strerror}", "replace it with an image file or remove it"
+    else:
+        detail, fix = (
+            f"{type(error).__name__}: {error.strerror or error}",
+            "check that it exists and is readable",
+        )
+    return ImageDecodeError(f"{path} could not be read ({detail}); {fix}", path=path)
 
 
 def image_to_chw(image: Any, path: str | None = None) -> NDArray[Any]:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tinytorch.data.storage.atomic import move_into_place, named_os_error
+from tinytorch.data.storage.regular_files import open_regular
 from tinytorch.data.validate import check_float, check_int
 
 __all__ = [
@@ -208,7 +209,7 @@ def file_md5(path: str | os.PathLike[str], chunk: int = CHUNK) -> str:
     """
     chunk = check_int(chunk, "chunk", minimum=1)
     digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
+    with os.fdopen(open_regular(path), "rb") as f:
         try:
             while block := f.read(chunk):
                 digest.update(block)

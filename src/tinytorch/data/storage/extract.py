@@ -27,6 +27,7 @@ from typing import IO
 
 from tinytorch.data.storage.atomic import atomic_write, install_directory, named_os_error, staging_directory
 from tinytorch.data.storage.integrity import CHUNK, CorruptDatasetError, FileRecord
+from tinytorch.data.storage.regular_files import open_regular
 
 __all__ = ["UnsafeArchiveError", "check_member", "extract_tar", "restore_files"]
 
@@ -162,11 +163,16 @@ def _scan(
     """Check every member, hand each file (and directory) under ``folder`` to the callbacks."""
     records: dict[str, FileRecord] = {}
     found = False
+    raw = os.fdopen(open_regular(archive), "rb")  # a regular file only: a FIFO would hang
     try:
-        tar = tarfile.open(archive, mode="r|*")  # noqa: SIM115 - closed by the with below
+        tar = tarfile.open(fileobj=raw, mode="r|*")  # noqa: SIM115 - closed by the with below
     except tarfile.TarError as e:
+        raw.close()
         raise _damaged(archive, e) from e
-    with tar:
+    except BaseException:
+        raw.close()
+        raise
+    with raw, tar:
         for member in _members(tar, archive):
             check_member(member)
             parts = PurePosixPath(member.name).parts

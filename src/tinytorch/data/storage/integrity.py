@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tinytorch.data.storage.atomic import atomic_write, named_os_error
+from tinytorch.data.storage.regular_files import open_regular, read_text
 
 __all__ = [
     "CorruptDatasetError",
@@ -110,7 +111,7 @@ def file_crc32(path: str | os.PathLike[str]) -> int:
         OSError: the file cannot be read (names it).
     """
     crc = 0
-    with open(path, "rb") as f:
+    with os.fdopen(open_regular(path), "rb") as f:
         try:
             while block := f.read(CHUNK):
                 crc = zlib.crc32(block, crc)
@@ -152,7 +153,7 @@ def read_records(path: Path) -> tuple[dict[str, FileRecord], dict[str, Any]] | N
     records again from a verified source.
     """
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(read_text(path))
         records = {
             name: FileRecord(int(entry["size"]), str(entry["sha256"])) for name, entry in doc["files"].items()
         }

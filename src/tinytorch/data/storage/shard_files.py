@@ -26,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from tinytorch.data.storage.regular_files import NotRegularFileError, describe_mode, open_regular
 from tinytorch.data.storage.shards import (
     MANIFEST,
     CorruptShardError,
@@ -42,6 +43,7 @@ __all__ = [
     "check_ends",
     "check_path",
     "check_size",
+    "check_text",
     "check_unchanged",
     "checksum_algorithm",
     "data_lengths",
@@ -73,7 +75,7 @@ def identity_of(st: os.stat_result) -> Identity:
 
 def _check_stat(path: Path, info: ShardInfo, st: os.stat_result, opened: Identity | None) -> Identity:
     if not stat.S_ISREG(st.st_mode):
-        raise CorruptShardError(path, "file type", "a regular file", stat.filemode(st.st_mode))
+        raise CorruptShardError(path, "file type", "a regular file", describe_mode(st.st_mode))
     if st.st_size != info.nbytes:
         raise CorruptShardError(
             path,
@@ -109,24 +111,21 @@ def stat_shard(directory: Path, info: ShardInfo, opened: Identity | None = None)
 def open_shard(directory: Path, info: ShardInfo, opened: Identity | None) -> tuple[int, Identity]:
     """Open the file of ``info`` read-only and check it (as :func:`stat_shard`, on the open file).
 
-    Opened without blocking (a FIFO named like a shard cannot hang the reader) and close-on-exec.
+    Opened with :func:`~tinytorch.data.storage.regular_files.open_regular`: anything but a
+    regular file (a FIFO or device named like a shard) is refused before it is opened.
 
     Returns:
         ``(fd, identity)``; the caller owns ``fd``.
     """
     path = directory / info.file
     try:
-        flags = (
-            os.O_RDONLY
-            | getattr(os, "O_NONBLOCK", 0)
-            | getattr(os, "O_CLOEXEC", 0)
-            | getattr(os, "O_BINARY", 0)
-        )
-        fd = os.open(path, flags)
+        fd = open_regular(path)
     except FileNotFoundError:
         raise CorruptShardError(
             path, "file", f"a shard of {info.nbytes} bytes (listed in {MANIFEST})", "missing"
         ) from None
+    except NotRegularFileError as e:
+        raise CorruptShardError(path, "file type", "a regular file", e.kind) from e
     try:
         return fd, _check_stat(path, info, os.fstat(fd), opened)
     except BaseException:
@@ -238,6 +237,31 @@ def check_ends(ends: NDArray[np.int64], length: int, path: Path, name: str) -> N
         raise CorruptShardError(path, f"field {name!r}'s last end offset", str(length), str(int(ends[-1])))
 
 
+def check_text(data: bytes, ends: NDArray[np.int64], path: Path, name: str) -> None:
+    """Check that every value of a ``str`` field is UTF-8, as a read decodes it: the values
+    together decode, and no value starts inside a character (a continuation byte, ``10xxxxxx``,
+    at a value's start; vectorized over the ``(n + 1,)`` checked end offsets).
+
+    Raises:
+        CorruptShardError: naming the field and the first sample (within the shard) that is not.
+    """
+    try:
+        data.decode()
+    except UnicodeDecodeError as e:
+        sample = int(np.searchsorted(ends, e.start, side="right")) - 1
+        raise CorruptShardError(
+            path, f"field {name!r} sample {sample}", "UTF-8 text", f"undecodable bytes ({e.reason})"
+        ) from e
+    starts = ends[:-1]
+    inside = starts[starts < len(data)]
+    split = np.flatnonzero(np.frombuffer(data, np.uint8)[inside] & 0xC0 == 0x80)
+    if len(split):
+        sample = int(np.flatnonzero(starts == inside[split[0]])[-1])
+        raise CorruptShardError(
+            path, f"field {name!r} sample {sample}", "UTF-8 text", "a value starting inside a character"
+        )
+
+
 def _digests(fd: int, path: Path, info: ShardInfo, algorithms: tuple[str, ...]) -> dict[str, str | int]:
     """The checksums of the whole file (read with ``pread`` into one reused buffer)."""
     sha = hashlib.sha256() if "sha256" in algorithms else None
@@ -295,7 +319,8 @@ def verify_shards(
 
     The manifest (its shape, types and every number, as at open), then per shard: the file (a
     regular file of the manifest's size), the exact layout, every end offset of every
-    variable-size field, and the SHA-256 and CRC-32 of the whole file. Reads all the data once.
+    variable-size field, every value of every ``str`` field decoded as UTF-8 (as a read does),
+    and the SHA-256 and CRC-32 of the whole file. Reads all the data once (``str`` values twice).
 
     Args:
         directory: the dataset directory.
@@ -323,7 +348,14 @@ def verify_shards(
                     raw = _read_exact(
                         fd, 8 * (info.samples + 1), start, path, f"field {field.name!r}'s end offsets"
                     )
-                    check_ends(np.frombuffer(raw, dtype="<i8"), lengths[field.name], path, field.name)
+                    ends = np.frombuffer(raw, dtype="<i8")
+                    check_ends(ends, lengths[field.name], path, field.name)
+                    if field.kind == "str":  # what a read decodes, decoded here
+                        where = info.offsets[field.name + ".data"]
+                        data = _read_exact(
+                            fd, lengths[field.name], where, path, f"field {field.name!r}'s values"
+                        )
+                        check_text(data, ends, path, field.name)
             digests = _digests(fd, path, info, CHECKSUMS if info.crc32 is not None else ("sha256",))
         finally:
             os.close(fd)

@@ -4,13 +4,20 @@ puts it in place of the target only once it is complete.
 A new dataset is written into a temporary sibling of its target (``.NAME.tmp-XXXXXXXX``); only
 when every shard and the manifest are written and flushed to disk does it take the target's
 name, in one atomic exchange (``renameat2(RENAME_EXCHANGE)``; two renames where the filesystem
-lacks it). The old dataset is removed after that, and only the files this library writes
-(``manifest.json``, ``shard-NNNNN.tts``), so a failed write (an exception in the source, a
-full disk, an interrupt) leaves the old dataset as it was and no temporary files.
+lacks it). The old dataset is removed after that, so a failed write (an exception in the source,
+a full disk, an interrupt) leaves the old dataset as it was and no temporary files.
+
+What is the library's to delete: a dataset directory's ``manifest.json`` (one this library
+wrote: its format is ``tinytorch-shards`` and its checksum holds) and the shard files that
+manifest lists (``shard-NNNNN.tts``, not directories). Anything else in the directory, a
+file merely *named* like a shard included, is the user's: a target holding any is refused
+before anything is written. A target that is a symlink is written through: the dataset
+replaces the directory the link points to (beside it, atomically, as above), and the link stays.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import hashlib
@@ -28,25 +35,42 @@ from typing import Any
 
 import numpy as np
 
+from tinytorch.data.storage.regular_files import read_regular
 from tinytorch.data.storage.shards import (
+    FORMAT,
     MANIFEST,
     Field,
     Manifest,
     ShardInfo,
     aligned,
+    field_problem,
+    fields_problem,
+    manifest_checksum,
     shard_layout,
 )
 
-__all__ = ["ShardWriter", "check_replaceable", "exchange_entries", "replacing_directory"]
+__all__ = [
+    "ShardWriter",
+    "check_replaceable",
+    "exchange_entries",
+    "owned_names",
+    "replacing_directory",
+    "resolve_target",
+]
 
-# The only names write_shards ever leaves in a dataset directory (and the temporary files of
-# earlier versions, which wrote in place): nothing else is ever deleted.
-_OURS = re.compile(r"manifest\.json|shard-\d{5,}\.tts|\.shard-\d{5,}\.tts\.tmp|\.manifest\.json\.tmp")
+_SHARD_FILE = re.compile(r"shard-\d{5,}\.tts")
 
 
-def _flatten_sample(sample: Any) -> tuple[str, dict[str, Any]]:
+def _flatten_sample(sample: Any, index: int) -> tuple[str, dict[str, Any]]:
     if isinstance(sample, Mapping):
-        return "dict", {str(k): v for k, v in sample.items()}
+        for key in sample:
+            if not isinstance(key, str):
+                raise TypeError(
+                    f"sample {index} has the key {key!r} ({type(key).__name__}): dict samples need str "
+                    "keys (a read gives the field names back as str); use str keys, e.g. "
+                    "{str(k): v for k, v in sample.items()}"
+                )
+        return "dict", dict(sample)
     if isinstance(sample, (tuple, list)):
         return "tuple", {str(i): v for i, v in enumerate(sample)}
     return "array", {"0": sample}
@@ -58,12 +82,44 @@ def _field_of(name: str, value: Any) -> Field:
     if isinstance(value, str):
         return Field(name, "str")
     array = np.asarray(value)
-    if array.dtype.hasobject or array.dtype.kind in "OUS":
-        raise TypeError(
-            f"field {name!r}: cannot store {type(value).__name__} values in shards; "
-            "store numpy arrays, numbers, bytes or str"
-        )
     return Field(name, "array", array.dtype.str, array.shape)
+
+
+def _check_first(structure: str, fields: dict[str, Field], values: dict[str, Any]) -> None:
+    """Refuse a first sample whose fields a reader would refuse (the format's rules, from
+    :mod:`~tinytorch.data.storage.shards`, so a dataset is never written that cannot be read)."""
+    for name, field in fields.items():
+        problem = field_problem(field)
+        if problem is not None and problem[0] == "dtype":
+            raise TypeError(
+                f"sample 0 field {name!r}: cannot store {type(values[name]).__name__} values of dtype "
+                f"{np.asarray(values[name]).dtype} in shards ({problem[1]} only); store numpy arrays "
+                "or numbers, bytes or str"
+            )
+        if problem is not None:
+            part, expected, found = problem
+            raise ValueError(
+                f"sample 0 field {name!r}: its {part} is {found}, but a shard dataset holds {expected} "
+                "(ShardedDataset could not read it back)"
+            )
+        if field.kind == "array" and np.dtype(field.dtype) != np.asarray(values[name]).dtype:
+            raise TypeError(
+                f"sample 0 field {name!r}: dtype {np.asarray(values[name]).dtype} would read back as "
+                f"{np.dtype(field.dtype)} (a structured dtype's fields are not stored); store each "
+                "of its fields as a field of the sample"
+            )
+    if not fields:
+        raise ValueError(
+            f"sample 0 has no fields (an empty {'dict' if structure == 'dict' else 'tuple or list'}); "
+            "a shard dataset needs at least one field per sample"
+        )
+    problem = fields_problem(structure, tuple(fields.values()))
+    if problem is not None:
+        part, expected, found = problem
+        raise ValueError(
+            f"sample 0 ({structure}): its {part} is {found}, but a shard dataset needs {expected}"
+            + ("; rename it" if "x.data" in expected else "")
+        )
 
 
 def _fsync_directory(path: Path) -> None:
@@ -109,15 +165,10 @@ class ShardWriter:
 
     def add(self, sample: Any) -> None:
         """Append one sample; all samples must have the first sample's structure and fields."""
-        structure, values = _flatten_sample(sample)
+        structure, values = _flatten_sample(sample, self._count)
         if self.structure is None:
             fields = {name: _field_of(name, v) for name, v in values.items()}
-            regions = [*fields, *(f"{n}.data" for n, f in fields.items() if f.kind != "array")]
-            if len(set(regions)) != len(regions):
-                raise ValueError(
-                    f"sample 0 has fields {sorted(fields)}: a bytes or str field 'x' also stores "
-                    "'x.data', so no other field may have that name; rename it"
-                )
+            _check_first(structure, fields, values)
             self.structure, self.fields = structure, fields
             self._pending = {name: [] for name in values}
         self._check(structure, values)
@@ -210,17 +261,51 @@ class ShardWriter:
         return manifest
 
 
-def _foreign_entries(target: Path) -> list[str]:
-    return sorted(name for name in os.listdir(target) if not _OURS.fullmatch(name))
+def owned_names(directory: Path) -> set[str]:
+    """The entries of ``directory`` that are this library's to delete: its ``manifest.json``
+    and the shard files that manifest lists, when the manifest is one this library wrote
+    (format ``tinytorch-shards``, its checksum holding where it has one); else none.
+
+    A damaged dataset whose manifest still reads is replaceable; a ``manifest.json`` of
+    someone else's, or files named like shards without one, are never taken for ours.
+    """
+    try:
+        raw = json.loads(read_regular(directory / MANIFEST))
+    except (OSError, ValueError, RecursionError):  # missing, unreadable, not JSON: not ours
+        return set()
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        return set()
+    if "checksum" in raw and raw["checksum"] != manifest_checksum(raw):
+        return set()
+    shards = raw.get("shards")
+    listed = {s.get("file") for s in shards if isinstance(s, dict)} if isinstance(shards, list) else set()
+    return {MANIFEST} | {name for name in listed if isinstance(name, str) and _SHARD_FILE.fullmatch(name)}
+
+
+def _foreign_entries(directory: Path) -> list[str]:
+    """Entries of ``directory`` that are not ours to delete (see :func:`owned_names`); a
+    directory is never ours, whatever its name."""
+    owned = owned_names(directory)
+    with os.scandir(directory) as entries:
+        return sorted(e.name for e in entries if e.name not in owned or e.is_dir(follow_symlinks=False))
+
+
+def resolve_target(target: str | os.PathLike[str]) -> Path:
+    """``target``, or, when it is a symlink, the path it points to (written through, so the
+    link keeps pointing at the dataset)."""
+    path = Path(target)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
 def check_replaceable(target: Path, *, overwrite: bool) -> None:
-    """Refuse a target that is not new, empty, an unfinished write, or (with ``overwrite``) a
-    shard dataset: the library never deletes files it did not write.
+    """Refuse a target that is not new, empty, or (with ``overwrite``) a shard dataset this
+    library wrote with nothing else in it: the library never deletes files it did not write.
+    A symlink is checked as the directory it points to.
 
     Raises:
         FileExistsError: what is in the way, and what to do.
     """
+    target = resolve_target(target)
     if not target.exists():
         return
     if not target.is_dir():
@@ -228,9 +313,16 @@ def check_replaceable(target: Path, *, overwrite: bool) -> None:
     foreign = _foreign_entries(target)
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        why = (
+            f" (its {MANIFEST} is not one write_shards wrote, or was changed since: it does not read "
+            f"as a {FORMAT} manifest with a matching checksum)"
+            if MANIFEST in foreign
+            else ""
+        )
         raise FileExistsError(
-            f"{target} holds files write_shards did not write ({shown}); it replaces only a shard "
-            "dataset it wrote. Choose a new or empty directory, or move those files"
+            f"{target} holds files write_shards did not write ({shown}){why}; it replaces only a "
+            f"shard dataset it wrote, deleting only its {MANIFEST} and the shard files that lists. "
+            "Choose a new or empty directory, or move those files"
         )
     if (target / MANIFEST).exists() and not overwrite:
         raise FileExistsError(
@@ -257,16 +349,22 @@ def exchange_entries(a: Path, b: Path) -> bool:
 
 
 def _remove_ours(directory: Path) -> None:
-    """Delete the files this library writes from ``directory``, then the directory if empty."""
-    for name in os.listdir(directory):
-        if _OURS.fullmatch(name):
-            os.unlink(directory / name)
+    """Delete the old dataset's own files (:func:`owned_names`) from ``directory``, then the
+    directory; anything else (only what appeared after the last check, or a file that could not
+    be deleted) is left there, with a warning naming it."""
+    owned = owned_names(directory) - {MANIFEST}
+    for name in [*sorted(owned), MANIFEST]:  # the manifest last: it says what is ours
+        path = directory / name
+        if not path.is_dir():
+            with contextlib.suppress(OSError):  # what is left is named below
+                os.unlink(path)
     try:
         os.rmdir(directory)
     except OSError:
         warnings.warn(
-            f"{directory} (the replaced shard dataset) still holds files write_shards did not "
-            f"write ({', '.join(_foreign_entries(directory))}); it was left in place",
+            f"the replaced shard dataset was moved to {directory}, which still holds "
+            f"{', '.join(sorted(os.listdir(directory)))}: files write_shards did not write (or "
+            "could not delete) appeared there during the write; it was left for you to check",
             stacklevel=3,
         )
 
@@ -279,27 +377,48 @@ def replacing_directory(target: Path, *, overwrite: bool) -> Iterator[Path]:
     Checked first (:func:`check_replaceable`) and again just before the swap; the swap is one
     atomic exchange where the filesystem allows (otherwise, for an existing target, two
     renames: a crash between them leaves the old dataset as ``.NAME.old-XXXXXXXX``). Only then
-    is the old dataset removed (only its ``manifest.json`` and ``shard-NNNNN.tts`` files).
+    is the old dataset removed (only its ``manifest.json`` and the shard files that lists: the
+    checks refused a target holding anything else). A failure leaves ``target`` as it was, no
+    temporary directory, and none of the parent directories it had to create.
+
+    A symlinked ``target`` is resolved first (:func:`resolve_target`): the temporary directory
+    and the swap are beside the directory it points to, and the link is left as it is.
 
     Raises:
         FileExistsError: see :func:`check_replaceable`.
     """
-    target = Path(target)
+    target = resolve_target(target)
     check_replaceable(target, overwrite=overwrite)
+    created = _missing_parents(target.parent)
     target.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(4)
     temporary = target.parent / f".{target.name}.tmp-{token}"
-    temporary.mkdir()
     try:
-        yield temporary
-        check_replaceable(target, overwrite=overwrite)  # nothing new appeared meanwhile
+        temporary.mkdir()
+        try:
+            yield temporary
+            check_replaceable(target, overwrite=overwrite)  # nothing new appeared meanwhile
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)  # ours alone: created above, never shared
+            raise
+        replaced = _swap(temporary, target, token)
     except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)  # ours alone: created above, never shared
+        for directory in created:  # deepest first; only if still empty
+            with contextlib.suppress(OSError):
+                directory.rmdir()
         raise
-    replaced = _swap(temporary, target, token)
     if replaced is not None:
         _remove_ours(replaced)
     _fsync_directory(target.parent)
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """``path`` and its missing ancestors, deepest first (what ``mkdir(parents=True)`` creates)."""
+    missing = []
+    while not path.exists() and path.parent != path:
+        missing.append(path)
+        path = path.parent
+    return missing
 
 
 def _swap(temporary: Path, target: Path, token: str) -> Path | None:

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from tinytorch.data.storage.regular_files import NotRegularFileError, read_regular
+
 __all__ = [
     "ALIGN",
     "FORMAT",
@@ -47,6 +49,8 @@ __all__ = [
     "ShardError",
     "ShardInfo",
     "check_layout",
+    "field_problem",
+    "fields_problem",
     "manifest_checksum",
     "parse_manifest",
     "read_manifest",
@@ -306,13 +310,19 @@ def read_manifest(directory: Path) -> Manifest:
         CorruptShardError: not JSON, or JSON that is not a consistent manifest.
     """
     path = directory / MANIFEST
-    if not path.is_file():
+    try:
+        text = read_regular(path)
+    except FileNotFoundError:
         raise ShardError(
             f"{directory} holds no {MANIFEST}: it is not a shard dataset, or its writing did not "
             "finish (the manifest is written last). Write it again with write_shards()"
-        )
+        ) from None
+    except NotADirectoryError:
+        raise ShardError(f"{directory} is not a directory: a shard dataset is a directory") from None
+    except NotRegularFileError as e:
+        raise CorruptShardError(path, "file type", "a regular file", e.kind) from e
     try:
-        raw = json.loads(path.read_bytes())
+        raw = json.loads(text)
     except (ValueError, RecursionError) as e:
         raise CorruptShardError(path, "content", "a JSON object", f"not valid JSON ({e})") from e
     return parse_manifest(raw, path)
@@ -403,8 +413,63 @@ def _str(value: object, path: Path, what: str) -> str:
     return value
 
 
+def field_problem(field: Field) -> tuple[str, str, str] | None:
+    """What of ``field`` a reader refuses, as ``(part, expected, found)``, or ``None``.
+
+    The format's one rule for a field, checked by the reader on every manifest and by the
+    writer on the first sample (so nothing is written that cannot be read back): ``kind`` is
+    ``"array"``, ``"bytes"`` or ``"str"``; an array field has a numpy dtype of numbers, bools,
+    dates or raw bytes (never Python objects or numpy strings), at most :data:`_MAX_NDIM`
+    dimensions, none above :data:`_MAX_RECORD`, and at most :data:`_MAX_RECORD` bytes per
+    sample; a variable-size field has dtype ``"|u1"`` and shape ``()``.
+    """
+    if field.kind not in KINDS:
+        return "kind", " or ".join(map(repr, KINDS)), repr(field.kind)
+    if field.kind != "array":
+        if (field.dtype, field.shape) != ("|u1", ()):
+            return (
+                "dtype and shape",
+                f"'|u1' and [] for a {field.kind} field",
+                f"{field.dtype!r} {field.shape}",
+            )
+        return None
+    if len(field.shape) > _MAX_NDIM:
+        return "shape", f"at most {_MAX_NDIM} dimensions", f"{len(field.shape)} dimensions {field.shape}"
+    for j, d in enumerate(field.shape):
+        if not 0 <= d <= _MAX_RECORD:
+            return f"shape[{j}]", f"a non-negative int at most {_MAX_RECORD}", str(d)
+    try:
+        dtype = np.dtype(field.dtype)
+    except (TypeError, ValueError, OverflowError):
+        return "dtype", "a numpy dtype", repr(field.dtype)
+    if dtype.hasobject or dtype.kind not in _ARRAY_KINDS:
+        return "dtype", "a number, bool, date or raw-bytes dtype", repr(field.dtype)
+    if dtype.itemsize * math.prod(field.shape) > _MAX_RECORD:
+        return "dtype and shape", f"records of at most {_MAX_RECORD} bytes", f"{dtype} {field.shape}"
+    return None
+
+
+def fields_problem(structure: str, fields: tuple[Field, ...]) -> tuple[str, str, str] | None:
+    """What of a sample's fields a reader refuses, as ``(part, expected, found)``, or ``None``.
+
+    The format's rule for the fields together (reader and writer, as :func:`field_problem`): at
+    least one; a ``tuple`` structure's names are ``"0"``, ``"1"``, ..., an ``array``'s ``"0"``;
+    no name equals another's ``+ ".data"`` (a variable field ``x`` also stores region ``x.data``).
+    """
+    if not fields:
+        return "fields", "a non-empty list", "[] (no fields)"
+    names = [f.name for f in fields]
+    expected = {"tuple": [str(i) for i in range(len(fields))], "array": ["0"]}.get(structure)
+    if expected is not None and names != expected:
+        return "fields[*].name", f"{expected} for a {structure} structure", str(names)
+    regions = names + [f.name + ".data" for f in fields if f.kind != "array"]
+    if len(set(regions)) != len(regions):
+        return "fields[*].name", "distinct names (a variable field 'x' also uses 'x.data')", str(names)
+    return None
+
+
 def _fields(raw: object, structure: str, path: Path) -> tuple[Field, ...]:
-    if not isinstance(raw, list) or not raw:
+    if not isinstance(raw, list):
         raise CorruptShardError(path, "fields", "a non-empty list", _describe(raw))
     fields = []
     for i, entry in enumerate(raw):
@@ -412,48 +477,22 @@ def _fields(raw: object, structure: str, path: Path) -> tuple[Field, ...]:
         f = _mapping(entry, path, where)
         name = _str(_key(f, "name", path, where), path, f"{where}.name")
         kind = _key(f, "kind", path, where)
-        if kind not in KINDS:
-            raise CorruptShardError(path, f"{where}.kind", " or ".join(map(repr, KINDS)), repr(kind))
         dtype_text = _str(_key(f, "dtype", path, where), path, f"{where}.dtype")
         raw_shape = _key(f, "shape", path, where)
         if not isinstance(raw_shape, list) or len(raw_shape) > _MAX_NDIM:
             raise CorruptShardError(
                 path, f"{where}.shape", f"a list of at most {_MAX_NDIM} ints", _describe(raw_shape)
             )
-        shape = tuple(
-            _int(d, path, f"{where}.shape[{j}]", maximum=_MAX_RECORD) for j, d in enumerate(raw_shape)
-        )
-        if kind == "array":
-            try:
-                dtype = np.dtype(dtype_text)
-            except (TypeError, ValueError, OverflowError) as e:
-                raise CorruptShardError(path, f"{where}.dtype", "a numpy dtype", repr(dtype_text)) from e
-            if dtype.hasobject or dtype.kind not in _ARRAY_KINDS:
-                raise CorruptShardError(
-                    path, f"{where}.dtype", "a number, bool, date or raw-bytes dtype", repr(dtype_text)
-                )
-            if dtype.itemsize * math.prod(shape) > _MAX_RECORD:
-                raise CorruptShardError(
-                    path, f"{where} ({name!r})", f"records of at most {_MAX_RECORD} bytes",
-                    f"{dtype} {shape}",
-                )  # fmt: skip
-        elif (dtype_text, shape) != ("|u1", ()):
-            raise CorruptShardError(
-                path,
-                f"{where}.dtype and shape",
-                f"'|u1' and [] for a {kind} field",
-                f"{dtype_text!r} {shape}",
-            )
-        fields.append(Field(name, kind, dtype_text, shape))
-    names = [f.name for f in fields]
-    expected = {"tuple": [str(i) for i in range(len(fields))], "array": ["0"]}.get(structure)
-    if expected is not None and names != expected:
-        raise CorruptShardError(path, "fields[*].name", f"{expected} for a {structure} structure", str(names))
-    regions = names + [f.name + ".data" for f in fields if f.kind != "array"]
-    if len(set(regions)) != len(regions):
-        raise CorruptShardError(
-            path, "fields[*].name", "distinct names (a variable field 'x' also uses 'x.data')", str(names)
-        )
+        shape = tuple(_int(d, path, f"{where}.shape[{j}]") for j, d in enumerate(raw_shape))
+        field = Field(name, kind, dtype_text, shape)
+        problem = field_problem(field)
+        if problem is not None:
+            part, expected, found = problem
+            raise CorruptShardError(path, f"{where}.{part}", expected, found)
+        fields.append(field)
+    problem = fields_problem(structure, tuple(fields))
+    if problem is not None:
+        raise CorruptShardError(path, *problem)
     return tuple(fields)
 
 

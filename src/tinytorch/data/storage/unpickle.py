@@ -61,6 +61,13 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 def safe_load(data: bytes, source: str) -> Any:
     """Unpickle ``data`` (Python 2 strings load as ``bytes``), allowing only numpy arrays.
 
+    Every other exception the unpickler raises for the data (damaged bytes give
+    ``EOFError``, ``ValueError``, ``LookupError`` for an unknown string encoding,
+    ``SystemError`` and ``MemoryError`` from a length field that claims too much, ...) becomes
+    one ``pickle.UnpicklingError`` naming ``source``, the original as its ``__cause__``.
+    ``MemoryError`` included: what the unpickler allocates is decided by the bytes (a length
+    field), and the data itself is already in memory. Not ``KeyboardInterrupt``.
+
     Args:
         data: the pickle's bytes.
         source: the file name, for error messages.
@@ -69,4 +76,9 @@ def safe_load(data: bytes, source: str) -> Any:
         ForbiddenPickleError: the pickle references any other global.
         pickle.UnpicklingError: the data is not a valid pickle (e.g. truncated).
     """
-    return _NumpyOnlyUnpickler(io.BytesIO(data), source).load()
+    try:
+        return _NumpyOnlyUnpickler(io.BytesIO(data), source).load()
+    except ForbiddenPickleError:
+        raise
+    except Exception as e:  # MemoryError and RecursionError are Exceptions too
+        raise pickle.UnpicklingError(f"{source} is not a valid pickle ({type(e).__name__}: {e})") from e

@@ -12,9 +12,9 @@ Calling conventions (``t(data, rng=None, *, batched=None)``):
 * ``data`` is one image ``(C, H, W)`` or a batch ``(N, C, H, W)``: image transforms always
   take a channel axis, so a 3-D array is **one** image, never a batch of ``N`` single-channel
   images (torchvision's convention). A batch of images of different sizes is a ``list`` of
-  ``(C, H_i, W_i)`` arrays; the resizing transforms (``Resize``, ``CenterCrop``,
-  ``RandomResizedCrop``) turn it into one ``(N, C, h, w)`` array, the others accept it when
-  all sizes agree (it is stacked first);
+  ``(C, H_i, W_i)`` arrays (a *list of samples*); the resizing transforms (``Resize``,
+  ``CenterCrop``, ``RandomResizedCrop``) turn it into one ``(N, C, h, w)`` array, the others
+  accept it when all sizes agree (it is stacked first);
 * whether ``data`` is a batch is said by ``batched=``; when it is ``None``, inside a
   DataLoader the batch context says it (the loader's ``batch_transform`` and a batched
   ``__getitems__`` see batches; a dataset's per-sample ``transform=`` sees one sample), and
@@ -25,7 +25,18 @@ Calling conventions (``t(data, rng=None, *, batched=None)``):
 * ``data`` may be a tuple or list ``(images, labels, ...)``, as a DataLoader batch is: the
   first item is transformed and the others pass through (the convention of
   ``torchvision.transforms.v2``), so a transform can be a loader's ``batch_transform``. A
-  tuple is always such a container; a list is one unless it is a list of images (above);
+  tuple is always such a container. A list of arrays of the sample's rank is a list of
+  samples (above) or a container, told apart by :func:`is_sample_list`: outside a batch
+  (``batched=None``, outside a loader) it is samples; in a batch (a loader's batch stage, or
+  ``batched=True``) it is samples when the arrays differ in shape (a ``collate_fn``'s list of
+  photos), when it is a container's first item (``(photos, labels)``: its length must then
+  be the batch length of the other items), or when a transform made it (:class:`SampleList`,
+  e.g. ``Resize(256)``'s output). A list of arrays of **one** shape, as a whole batch, is the
+  loader's list of fields (``[x]`` from a one-array ``TensorDataset``, ``[x, y]``), so a
+  batch of 2-D images ``[x]`` with ``x`` ``(N, H, W)`` is refused with the fix like
+  ``(x, labels)`` is, never taken for one image of ``N`` channels (a ``collate_fn`` that
+  returns photos of one size as a bare list is refused too: stack them, or return them next
+  to the labels);
 * ``rng`` defaults to the current batch context's generator inside a DataLoader; a random
   transform called outside a loader without ``rng`` raises, naming the fix. Nothing reads
   numpy's global random state.
@@ -45,9 +56,11 @@ from tinytorch.data.seeding import get_batch_context
 
 __all__ = [
     "Layout",
+    "SampleList",
     "Transform",
     "batch_layout",
     "is_image_list",
+    "is_sample_list",
     "resolve_batched",
     "resolve_rng",
     "stack_images",
@@ -95,14 +108,55 @@ def resolve_batched(batched: bool | None) -> bool | None:
     return context.batched and context.position is None
 
 
+class SampleList(list):  # type: ignore[type-arg]
+    """A list of samples a transform returned (e.g. ``Resize(256)`` on photos of different
+    sizes): later steps take it as a batch of samples, never as a container of fields, even
+    where its arrays happen to share one shape."""
+
+
 def is_image_list(data: object, sample_ndim: int) -> bool:
-    """Whether ``data`` is a non-empty ``list`` of arrays of rank ``sample_ndim`` (a batch of
-    samples that may differ in size), as opposed to an ``(images, labels, ...)`` container."""
+    """Whether ``data`` is a non-empty ``list`` of arrays of rank ``sample_ndim``: shaped like a
+    list of samples (:func:`is_sample_list` says whether it is one)."""
     return (
         isinstance(data, list)
         and len(data) > 0
         and all(isinstance(x, np.ndarray) and x.ndim == sample_ndim for x in data)
     )
+
+
+def _batch_length(items: tuple[Any, ...]) -> int | None:
+    """The batch length of a container's other items (labels ``(N,)``, a list of N names)."""
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            return len(item)
+        shape = getattr(item, "shape", None)
+        if shape is not None and len(shape) > 0:
+            return int(shape[0])
+    return None
+
+
+def is_sample_list(
+    data: object, sample_ndim: int, batched: bool | None, siblings: tuple[Any, ...] | None = None
+) -> bool:
+    """Whether the list ``data`` is a list of samples (a batch) rather than a container of
+    fields: the one rule, stated in the module docs.
+
+    Args:
+        data: what a transform was given (or a container's first item).
+        sample_ndim: rank of one sample.
+        batched: from :func:`resolve_batched`.
+        siblings: ``None`` for the data as given; a container's other items when ``data`` is
+            its first item.
+    """
+    if not is_image_list(data, sample_ndim) or batched is False:
+        return False
+    if batched is None or isinstance(data, SampleList):
+        return True
+    assert isinstance(data, list)
+    if siblings is not None:  # a field of a batch: a list there holds one entry per sample
+        length = _batch_length(siblings)
+        return length is None or length == len(data)
+    return len({x.shape for x in data}) > 1  # one shape: the loader's list of fields
 
 
 def batch_layout(data: Any, sample_ndim: int, batched: bool | None, owner: str) -> Layout:
@@ -163,6 +217,20 @@ def batch_layout(data: Any, sample_ndim: int, batched: bool | None, owner: str) 
     )
 
 
+def _fields_of_2d_images(owner: str, data: list[Any] | tuple[Any, ...]) -> ValueError:
+    """The error for a whole batch that is a list of one-shape ``(N, H, W)`` arrays."""
+    shape = data[0].shape
+    return ValueError(
+        f"{owner} expects a batch (N, C, H, W) here (a DataLoader's batch stage, or batched=True), "
+        f"got a list of {len(data)} array(s) of shape {shape}: a DataLoader batch is a list of fields "
+        f"(e.g. [x] from a one-array TensorDataset), so its first field would be {shape[0]} "
+        f"single-channel images (N, H, W); add the channel axis (x[:, None], e.g. in the dataset) "
+        f"to make it {(shape[0], 1, *shape[1:])}. If it is a list of images (C, H, W) of one size "
+        "made by a collate_fn, return np.stack(images), or the images next to their labels "
+        "(images, labels)"
+    )
+
+
 def stack_images(images: list[NDArray[Any]], owner: str) -> NDArray[Any]:
     """One ``(N, *shape)`` array from a list of samples of one shape and dtype, else the fix."""
     first = images[0]
@@ -218,25 +286,38 @@ class Transform:
 
         See the module docstring for how ``data`` and ``batched`` are read.
         """
-        batched = resolve_batched(batched)
+        return self._transform(data, rng, resolve_batched(batched), None)
+
+    def _transform(
+        self,
+        data: Any,
+        rng: np.random.Generator | None,
+        batched: bool | None,
+        siblings: tuple[Any, ...] | None,
+    ) -> Any:
+        """:meth:`__call__` for ``data`` given as it is (``siblings`` ``None``) or as the first
+        item of a container whose other items are ``siblings``."""
         name = type(self).__name__
-        if isinstance(data, tuple) or (isinstance(data, list) and not self._takes_as_list(data, batched)):
+        rank = self.sample_rank()
+        if isinstance(data, tuple) or (
+            isinstance(data, list) and not is_sample_list(data, rank, batched, siblings)
+        ):
             if not data:
                 raise ValueError(f"{name} got an empty {type(data).__name__}")
-            first = self(data[0], rng, batched=batched)
+            if batched and siblings is None and rank == 3 and is_image_list(data, rank):
+                raise _fields_of_2d_images(name, data)
+            first = self._transform(data[0], rng, batched, tuple(data[1:]))
             rest = list(data[1:])
             return (first, *rest) if isinstance(data, tuple) else [first, *rest]
-        layout = batch_layout(data, self.sample_rank(), batched, name)
+        layout = batch_layout(data, rank, batched, name)
         if layout == "list":
             batch = data if self.takes_lists else stack_images(data, name)
-            return self.apply(batch, self._params(rng, len(batch)))
+            out = self.apply(batch, self._params(rng, len(batch)))
+            return SampleList(out) if isinstance(out, list) else out
         x = np.asarray(data)
         if layout == "sample":
             return self.apply(x[None], self._params(rng, 1))[0]
         return self.apply(x, self._params(rng, len(x)))
-
-    def _takes_as_list(self, data: list[Any], batched: bool | None) -> bool:
-        return batched is not False and is_image_list(data, self.sample_rank())
 
     def _params(self, rng: np.random.Generator | None, n: int) -> Any:
         if not self.random:
