@@ -1,10 +1,10 @@
 """What seeding the global generators per batch costs (issue 13 item 1).
 
 Where user code can run in the batch path, every batch is made with numpy's, Python's and
-torch's CPU generator seeded from (seed, epoch, batch index): in a process worker that is
-``seed_global_rngs``; in the loading process (``num_workers=0``) the user's state is also saved
-before and restored after (``global_rngs_seeded``). A pipeline of the library's own objects
-skips both. This prints the cost of each, with and without torch imported, and the in-process
+torch's CPU generator seeded from (seed, epoch, batch index) (``seed_global_rngs``); in the
+loading process (``num_workers=0``) the user's state is also saved when an epoch starts and
+restored when it ends (``borrow_global_rngs`` / ``return_global_rngs``, once per epoch). A
+pipeline of the library's own objects skips both. This prints the cost of each, with and without torch imported, and the in-process
 loader overhead per batch for a dataset of ours and the same dataset subclassed (user code:
 seeded), interleaved, medians.
 
@@ -25,15 +25,15 @@ CODE = """
 import sys, timeit
 if {torch}:
     import torch
-from tinytorch.data.seeding import global_rngs_seeded, seed_global_rngs
+from tinytorch.data.seeding import borrow_global_rngs, return_global_rngs, seed_global_rngs
 
-def seeded():
-    with global_rngs_seeded(0, 1, 2):
-        pass
+def borrowed():
+    borrow_global_rngs()
+    return_global_rngs()
 
 n = 20000
 best = lambda stmt: min(timeit.repeat(stmt, number=n, repeat=7)) / n * 1e6
-print(best(lambda: seed_global_rngs(0, 1, 2)), best(seeded))
+print(best(lambda: seed_global_rngs(0, 1, 2)), best(borrowed))
 """
 
 
@@ -54,8 +54,8 @@ def main() -> None:
     for torch in (False, True):
         seed_us, seeded_us = costs(torch)
         print(
-            f"torch {'imported' if torch else 'not imported'}: seed_global_rngs {seed_us:.1f} us, "
-            f"seed + save/restore (num_workers=0) {seeded_us:.1f} us per batch"
+            f"torch {'imported' if torch else 'not imported'}: seed_global_rngs {seed_us:.1f} us per batch, "
+            f"save + restore the user's state (num_workers=0) {seeded_us:.1f} us per epoch"
         )
 
     import tinytorch as tt
@@ -70,7 +70,7 @@ def main() -> None:
         "TensorDataset (library only: not seeded)": tt.DataLoader(
             tt.TensorDataset(images, labels), batch_size=256, shuffle=True, seed=0
         ),
-        "subclass of TensorDataset (seeded, restored)": tt.DataLoader(
+        "subclass of TensorDataset (seeded per batch)": tt.DataLoader(
             Yours(images, labels), batch_size=256, shuffle=True, seed=0
         ),
     }

@@ -31,14 +31,16 @@ __all__ = [
     "BatchContext",
     "Stream",
     "batch_context",
+    "borrow_global_rngs",
     "check_seed",
     "default_seed",
     "derive_rng",
     "draws_from_global_rngs",
     "fresh_seed",
     "get_batch_context",
-    "global_rngs_seeded",
+    "global_seed",
     "resolve_seed",
+    "return_global_rngs",
     "seed_global_rngs",
 ]
 
@@ -244,20 +246,47 @@ def draws_from_global_rngs(obj: object) -> bool:
     return bool(getattr(obj, "uses_global_rngs", True))
 
 
+_M64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def global_seed(seed: int, epoch: int, batch_index: int) -> int:
+    """The 32-bit value the global generators are seeded with for one batch.
+
+    A SplitMix64 chain (Steele, Lea and Flood, "Fast splittable pseudorandom number generators",
+    OOPSLA 2014) over ``(seed, WORKER_GLOBALS, epoch, batch_index)``: well mixed, ~1 µs (a
+    ``SeedSequence`` takes ~6 µs, and this runs once per batch).
+    """
+    h = _splitmix64(int(Stream.WORKER_GLOBALS))
+    seed = int(seed)
+    while True:  # a seed wider than 64 bits, 64 bits at a time
+        h = _splitmix64(h ^ (seed & _M64))
+        seed >>= 64
+        if not seed:
+            break
+    for key in (epoch, batch_index):
+        h = _splitmix64(h ^ (int(key) & _M64))
+    return h >> 32
+
+
 def seed_global_rngs(seed: int, epoch: int, batch_index: int) -> None:
     """Seed the global generators user code may draw from, for batch ``batch_index`` of ``epoch``.
 
     numpy's legacy global generator (``np.random.*``), Python's ``random`` and, when torch is
     already imported, torch's default CPU generator (``torch.rand`` and torchvision's v1
-    transforms) all restart from one 32-bit value derived from ``(seed, WORKER_GLOBALS, epoch,
-    batch_index)``, so code that calls them inside ``__getitem__`` makes the same batch whichever
-    process makes it. torch is never imported here. ``torch.manual_seed`` would also seed every
-    CUDA device, which a data worker does not use and which costs more than seeding everything
-    else together, so only torch's CPU generator is seeded (costs: docs/benchmarks.md, "Global
-    generators").
+    transforms) all restart from :func:`global_seed`, so code that calls them inside
+    ``__getitem__`` makes the same batch whichever process makes it. torch is never imported
+    here. ``torch.manual_seed`` would also seed every CUDA device, which a data worker does not
+    use and which costs more than seeding everything else together, so only torch's CPU
+    generator is seeded (costs: docs/benchmarks.md, "Global generators").
     """
-    keys = (int(Stream.WORKER_GLOBALS), int(epoch), int(batch_index))
-    value = int(np.random.SeedSequence(seed, spawn_key=keys).generate_state(1)[0])  # no Generator needed
+    value = global_seed(seed, epoch, batch_index)
     np.random.seed(value)
     random.seed(value)
     torch = sys.modules.get("torch")
@@ -265,25 +294,36 @@ def seed_global_rngs(seed: int, epoch: int, batch_index: int) -> None:
         torch.default_generator.manual_seed(value)
 
 
-@contextlib.contextmanager
-def global_rngs_seeded(seed: int, epoch: int, batch_index: int) -> Iterator[None]:
-    """Seed the global generators for one batch (:func:`seed_global_rngs`), then restore them.
+class _Borrowed:
+    """The user's global generators while in-process epochs seed them (process-wide, as the
+    generators are): how many epochs hold them, and their state from before the first."""
 
-    Used where the global generators belong to the user (the loading process: ``num_workers=0``):
-    user code inside the block draws exactly what it would draw in a process worker, and after
-    the block numpy's, Python's and torch's CPU generators are as they were, so the user's own
-    draws between batches (dropout masks, say) are not changed by the loader. Saving and restoring
-    numpy's state is most of its cost (docs/benchmarks.md, "Global generators").
-    """
+    depth = 0
+    numpy: Any = None
+    random: Any = None
+    torch: Any = None
+
+
+def borrow_global_rngs() -> None:
+    """An epoch made in the loading process starts seeding the global generators: the first such
+    epoch saves the user's state (see :func:`return_global_rngs`)."""
+    if _Borrowed.depth == 0:
+        torch = sys.modules.get("torch")
+        _Borrowed.numpy = np.random.get_state()
+        _Borrowed.random = random.getstate()
+        _Borrowed.torch = torch.default_generator.get_state() if torch is not None else None
+    _Borrowed.depth += 1
+
+
+def return_global_rngs() -> None:
+    """An epoch made in the loading process ended (ran out, raised, was closed or dropped): when
+    no other such epoch runs, the user's state from before the first one comes back."""
+    _Borrowed.depth -= 1
+    if _Borrowed.depth > 0:
+        return
+    np.random.set_state(_Borrowed.numpy)
+    random.setstate(_Borrowed.random)
     torch = sys.modules.get("torch")
-    saved_numpy = np.random.get_state()
-    saved_random = random.getstate()
-    saved_torch: Any = torch.default_generator.get_state() if torch is not None else None
-    try:
-        seed_global_rngs(seed, epoch, batch_index)
-        yield
-    finally:
-        np.random.set_state(saved_numpy)
-        random.setstate(saved_random)
-        if torch is not None:
-            torch.default_generator.set_state(saved_torch)
+    if torch is not None and _Borrowed.torch is not None:
+        torch.default_generator.set_state(_Borrowed.torch)
+    _Borrowed.numpy = _Borrowed.random = _Borrowed.torch = None

@@ -81,16 +81,30 @@ def test_the_users_global_generators_are_as_they_were_after_the_loop():
     assert (np.random.random(), random.random(), float(torch.rand(1))) == expected
 
 
-def test_the_users_draws_between_batches_are_not_changed_by_the_loader():
-    def between_batches(loader):
-        np.random.seed(5)
-        draws = []
-        for _ in loader:
-            draws.append(np.random.random())
-        return draws
+def test_draws_between_batches_are_reproducible_and_the_users_state_returns_when_the_epoch_ends():
+    """Between batches the global generators are where the last batch left them (seeded from
+    (seed, epoch, batch)): the training loop's own draws there repeat from run to run."""
 
-    plain = between_batches(range(3))
-    assert between_batches(DataLoader(GlobalDraws(), batch_size=4, seed=1)) == plain
+    def between_batches():
+        np.random.seed(5)
+        draws = [np.random.random() for _ in DataLoader(GlobalDraws(), batch_size=4, seed=1)]
+        return draws, np.random.random()
+
+    first, after = between_batches()
+    again, after_again = between_batches()
+    assert first == again
+    np.random.seed(5)
+    assert after == after_again == np.random.random()  # the user's own stream, as before the loop
+
+
+def test_an_epoch_dropped_mid_way_gives_the_state_back():
+    np.random.seed(9)
+    expected = np.random.random()
+    np.random.seed(9)
+    epoch = iter(DataLoader(GlobalDraws(), batch_size=4, seed=1))
+    next(epoch)
+    del epoch
+    assert np.random.random() == expected
 
 
 # ---- issue 13 item 6: one epoch at a time, never a silently short one --------------------------

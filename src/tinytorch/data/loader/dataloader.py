@@ -341,7 +341,12 @@ class DataLoader(Generic[T_co]):
         length = self._len_or_none()
         if options.num_workers == 0:
             batches = (
-                stream_batches(self._fetcher_for(b), epoch, start=start)  # type: ignore[arg-type]
+                stream_batches(
+                    self._fetcher_for(b),  # type: ignore[arg-type]
+                    epoch,
+                    start=start,
+                    seed_globals=b.draws_from_global_rngs,
+                )
                 if b.iterable
                 else in_process(
                     self._fetcher_for(b).make, self._tasks(epoch, start), seed=self._globals_seed()

@@ -16,7 +16,7 @@ from tinytorch.data.fetch.timing import Made, StageTimes
 from tinytorch.data.loader.stats import StatsRecorder
 from tinytorch.data.sampling.batching import plan_batches, plan_samples
 from tinytorch.data.sampling.samplers import IndexArray
-from tinytorch.data.seeding import global_rngs_seeded
+from tinytorch.data.seeding import borrow_global_rngs, return_global_rngs, seed_global_rngs
 
 __all__ = ["Epoch", "EpochProgress", "in_process", "plan_tasks", "stream_batches"]
 
@@ -64,23 +64,32 @@ def plan_tasks(
         yield BatchTask(epoch, k, indices, bulk)
 
 
-def stream_batches(fetcher: StreamFetcher, epoch: int, *, start: int = 0) -> Iterator[Made]:
+def stream_batches(
+    fetcher: StreamFetcher, epoch: int, *, start: int = 0, seed_globals: bool = True
+) -> Iterator[Made]:
     """Batches of an ``IterableDataset`` read in the calling thread, in stream order, to its end.
 
-    ``start``: batches a resumed run had delivered; the stream is read past them first. Each
-    batch is made with the global RNGs seeded for it and restored afterwards (see :func:`in_process`).
+    ``start``: batches a resumed run had delivered; the stream is read past them first. The
+    global generators are seeded per batch while the epoch runs (see :func:`in_process`).
     """
     k = start
     streams: dict[Any, Any] = {}  # this epoch's own stream: two epochs side by side never share one
-    while True:
-        task = BatchTask(epoch, k, start=start if k == start else None)
-        try:
-            with global_rngs_seeded(fetcher.seed, epoch, k):
+    if seed_globals:
+        borrow_global_rngs()
+    try:
+        while True:
+            task = BatchTask(epoch, k, start=start if k == start else None)
+            if seed_globals:
+                seed_global_rngs(fetcher.seed, epoch, k)
+            try:
                 batch, times = fetcher.make(task, streams)
-        except StreamExhausted:
-            return
-        yield Made(batch, times)
-        k += 1
+            except StreamExhausted:
+                return
+            yield Made(batch, times)
+            k += 1
+    finally:
+        if seed_globals:
+            return_global_rngs()
 
 
 def in_process(
@@ -89,18 +98,26 @@ def in_process(
     """Make every task in the calling thread.
 
     With ``seed``, each batch is made with numpy's, Python's and torch's global generators seeded
-    from ``(seed, epoch, batch index)``, exactly as a process worker seeds them, and restored
-    afterwards: code that draws from them in ``__getitem__`` gives the same bytes as with process
-    workers, and the user's own global state is as it was between batches. ``None``: nothing
-    that makes a batch draws from them (only this library's code), so they are left alone.
+    from ``(seed, epoch, batch index)``, exactly as a process worker seeds them: code that draws
+    from them in ``__getitem__`` gives the same bytes as with process workers. The generators are
+    the user's: their state from before the epoch is saved when it starts and comes back when it
+    ends (ran out, raised, was closed or dropped); between batches they are where the last batch
+    left them, so the training loop's own draws there are reproducible too. ``None``: nothing that
+    makes a batch draws from them (only this library's code), so they are left alone.
     """
-    for task in tasks:
-        if seed is None:
+    if seed is None:
+        for task in tasks:
             batch, times = make(task)
-        else:
-            with global_rngs_seeded(seed, task.epoch, task.index):
-                batch, times = make(task)
-        yield Made(batch, times)
+            yield Made(batch, times)
+        return
+    borrow_global_rngs()
+    try:
+        for task in tasks:
+            seed_global_rngs(seed, task.epoch, task.index)
+            batch, times = make(task)
+            yield Made(batch, times)
+    finally:
+        return_global_rngs()
 
 
 @dataclass
