@@ -12,8 +12,8 @@ __all__ = ["Made", "StageTimes"]
 class StageTimes:
     """Seconds spent on one batch in each stage (``read`` excludes per-sample transforms).
 
-    ``private_bytes``: the memory private to the process worker that made the batch, when it
-    measured it with this batch (a few times a second), else 0. ``skipped``: the samples the
+    ``private_bytes``: the memory private to the process worker that made the batch, as it last
+    measured it (about once a second, after sending a batch), else 0. ``skipped``: the samples the
     dataset left out of the batch (``BatchContext.skipped``, e.g. ``on_error="skip"``).
     """
 

@@ -26,9 +26,12 @@ from tinytorch.data.workers.transport import BlockReader, BlockWriter, Packed
 
 __all__ = ["PROBE_SECONDS", "WorkerChannel", "encode_job", "receive"]
 
-PROBE_SECONDS = 0.25
-"""How often a process worker reports its private memory with a batch (``loader.stats()``; ~0.1 ms),
-besides the first batch of every epoch."""
+PROBE_SECONDS = 1.0
+"""How often a process worker measures its private memory (``loader.stats()``), besides once early
+in every epoch. A measurement reads ``/proc/self/smaps_rollup``, whose cost grows with the
+process's mappings: ~1 ms for a worker of a numpy-only program, 2-4 ms for one that has torch
+imported. It is taken after a batch is sent, never between making a batch and sending it, and
+travels with the next batch."""
 
 
 def encode_job(job: Job | None) -> bytes:
@@ -45,7 +48,8 @@ class WorkerChannel:
         self.writer = BlockWriter(worker_id)
         self._pending_fd: int | None = None
         self._probed_at = -PROBE_SECONDS
-        self._probed_generation = -1  # the first batch of every epoch reports the worker's memory
+        self._probed_generation = -1  # measured once early in every epoch
+        self._private = 0  # the latest measurement, sent with every batch
 
     def receive(self) -> Job | None:
         job: Job | None = pickle.loads(self.conn.recv_bytes())  # see encode_job
@@ -64,11 +68,7 @@ class WorkerChannel:
         start = time.perf_counter()
         packed, fd = self.writer.write(batch)
         self._pending_fd = fd
-        private = 0
-        if start - self._probed_at >= PROBE_SECONDS or job.generation != self._probed_generation:
-            self._probed_at, self._probed_generation = start, job.generation  # ~0.1 ms each
-            private = private_memory() or 0
-        times = times.with_transport(time.perf_counter() - start, private)
+        times = times.with_transport(time.perf_counter() - start, self._private)
         return Done(job.generation, job.task.index, packed, times)
 
     def send(self, message: Reply) -> None:
@@ -86,6 +86,15 @@ class WorkerChannel:
         if fd is not None:
             send_handle(self.conn, fd, os.getppid())
             os.close(fd)
+        if isinstance(message, Done):
+            self._probe(message.generation)
+
+    def _probe(self, generation: int) -> None:
+        """Measure private memory when due (see ``PROBE_SECONDS``): the batch is already sent."""
+        now = time.perf_counter()
+        if now - self._probed_at >= PROBE_SECONDS or generation != self._probed_generation:
+            self._probed_at, self._probed_generation = now, generation
+            self._private = private_memory() or self._private
 
     def close(self) -> None:
         self.writer.close()
