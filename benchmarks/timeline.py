@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from tinytorch.data.workers.info import get_worker_info
 
 import tinytorch as tt
+from tinytorch.data import get_worker_info
 from tinytorch.data.seeding import get_batch_context
 
 FIELDS = ("sent", "started", "finished", "received", "delivered", "worker", "cpu", "main_cpu")
@@ -230,8 +230,9 @@ def plot(timelines: list[Timeline], path: str, *, window_ms: float | None = None
         ax.set_xlim(0, end)
         s = t.summary()
         shares = ", ".join(f"w{k.split()[1]} {v:.0%}" for k, v in s.items() if k.endswith("busy share"))
+        busy = f" busy {shares};" if shares else ""
         ax.set_title(
-            f"{t.label}: epoch {t.wall_ms:.0f} ms; busy {shares}; worker CPU/batch "
+            f"{t.label}: epoch {t.wall_ms:.0f} ms;{busy} CPU/batch "
             f"{s['worker CPU per batch ms']:.2f} ms; loading thread CPU/batch "
             f"{s['loading thread CPU per batch us']:.0f} us",
             fontsize=9,
