@@ -1,6 +1,9 @@
 """``tinytorch-data profile``: the command end to end and what it says about extrapolation."""
 
 import json
+import mmap
+
+import pytest
 
 from tinytorch.analysis.profile import MemoryFit, MemoryPoint, fit_memory
 from tinytorch.cli.main import main
@@ -73,3 +76,33 @@ def test_pipeline_memory_leaves_out_file_backed_pages():
 
     pipeline = pss_bytes(fields=PIPELINE_FIELDS)
     assert 0 < pipeline <= pss_bytes()  # the interpreter's own code is file-backed
+
+
+def test_a_fit_never_has_a_negative_fixed_part():
+    # the profile of the fast kernels measured 1.1 MB at batch 32 and 38.4 MB at 2,048, rising
+    # faster than linearly at the end: the free line crossed at -0.6 MB
+    sizes = [32, 64, 128, 256, 512, 1024, 2048]
+    peaks = [1.1, 1.5, 2.4, 4.1, 7.4, 14.2, 38.4]
+    fit = fit_memory([MemoryPoint(s, 0, int(p * 2**20)) for s, p in zip(sizes, peaks, strict=True)])
+    assert fit.fixed_bytes == 0.0
+    expected = sum(s * p * 2**20 for s, p in zip(sizes, peaks, strict=True)) / sum(s * s for s in sizes)
+    assert fit.bytes_per_sample == pytest.approx(expected, rel=1e-6)
+    assert fit.largest_within(int(fit.bytes_per_sample * 100) + 1) == 100
+
+
+def test_compiled_kernels_are_loaded_before_measuring_and_reported_apart(monkeypatch):
+    from tinytorch.analysis import profile
+    from tinytorch.data.transforms import kernels
+
+    monkeypatch.setattr(kernels, "crop_flip_normalize_kernel", lambda: None)
+    assert profile.load_compiled_kernels() == 0  # without numba nothing is loaded
+    grown = []
+
+    def load():  # a new anonymous mapping, written: what loading numba and LLVM does
+        block = mmap.mmap(-1, 8 << 20)
+        block.write(b"\x01" * len(block))
+        grown.append(block)
+        return len
+
+    monkeypatch.setattr(kernels, "crop_flip_normalize_kernel", load)
+    assert profile.load_compiled_kernels() >= 7 << 20

@@ -7,7 +7,9 @@ next one's) runs a few batches with the standard augmentation while its proporti
 PSS before the loader existed is the pipeline's memory at that batch size. A line
 ``memory = fixed + per_sample * batch_size`` fitted through the points answers: what is the
 largest batch whose *input pipeline* fits the budget? Model activations, gradients and optimizer
-state are not included: they come on top.
+state are not included: they come on top. Nor is a library's one-time cost: the compiled kernels
+of the ``fast`` extra are loaded before the measuring processes are forked (see
+:func:`load_compiled_kernels`), so a fit's fixed part is the pipeline's, not numba's.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ import numpy as np
 from tinytorch.analysis.sources import augmentation
 from tinytorch.data import DataLoader
 
-__all__ = ["MemoryFit", "MemoryPoint", "fit_memory", "profile_memory", "pss_bytes"]
+__all__ = [
+    "MemoryFit",
+    "MemoryPoint",
+    "fit_memory",
+    "load_compiled_kernels",
+    "profile_memory",
+    "pss_bytes",
+]
 
 
 PIPELINE_FIELDS = ("Pss_Anon", "Pss_Shmem")
@@ -83,8 +92,25 @@ def _measure(dataset: Any, batch_size: int, batches: int, conn: Any) -> None:
     conn.close()
 
 
+def load_compiled_kernels() -> int:
+    """Load the batch transforms' compiled kernels (numba: the ``fast`` extra) in this process.
+
+    Returns:
+        The bytes of anonymous and shared memory (PSS) loading them added: numba and its LLVM
+        compiler, tens of MB once per process whatever the batch size (38 MB on the project's
+        machine). 0 without numba, or when they were loaded already.
+    """
+    from tinytorch.data.transforms.kernels import crop_flip_normalize_kernel
+
+    before = pss_bytes(fields=PIPELINE_FIELDS)
+    if crop_flip_normalize_kernel() is None:
+        return 0
+    return max(0, pss_bytes(fields=PIPELINE_FIELDS) - before)
+
+
 def profile_memory(dataset: Any, batch_sizes: list[int], *, batches: int = 5) -> list[MemoryPoint]:
     """Measure every batch size in its own forked process; see the module docstring."""
+    load_compiled_kernels()  # inherited by every measuring process: not counted as pipeline memory
     context = mp.get_context("fork")
     points = []
     for batch_size in sorted(batch_sizes):
@@ -131,11 +157,19 @@ class MemoryFit:
 
 
 def fit_memory(points: list[MemoryPoint]) -> MemoryFit:
-    """Least-squares line through ``points`` (with one point: through the origin)."""
+    """Least-squares line through ``points`` with a fixed part of at least 0 bytes.
+
+    A pipeline cannot need less than nothing at batch size 0: where the unconstrained line
+    crosses below 0 (measurement noise, or memory growing faster than linearly at the largest
+    batches), the best line with ``fixed_bytes >= 0`` is the one through the origin (the
+    squared error is convex, so the constrained optimum lies on the boundary). With one point:
+    through the origin.
+    """
     sizes = np.array([p.batch_size for p in points], dtype=np.float64)
     memory = np.array([p.peak_pipeline_bytes for p in points], dtype=np.float64)
+    per_sample, fixed = float(memory @ sizes / (sizes @ sizes)), 0.0
     if len(points) >= 2 and np.ptp(sizes) > 0:
-        per_sample, fixed = np.polyfit(sizes, memory, 1)
-    else:
-        per_sample, fixed = memory[0] / sizes[0], 0.0
+        free_per_sample, free_fixed = np.polyfit(sizes, memory, 1)
+        if free_fixed >= 0:
+            per_sample, fixed = free_per_sample, free_fixed
     return MemoryFit(float(fixed), float(per_sample), (int(sizes.min()), int(sizes.max())))

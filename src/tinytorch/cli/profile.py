@@ -9,7 +9,13 @@ import numpy as np
 
 from tinytorch.analysis.machine import describe_machine, versions
 from tinytorch.analysis.plots import INSTALL_HINT, Series, line_chart
-from tinytorch.analysis.profile import MemoryFit, MemoryPoint, fit_memory, profile_memory
+from tinytorch.analysis.profile import (
+    MemoryFit,
+    MemoryPoint,
+    fit_memory,
+    load_compiled_kernels,
+    profile_memory,
+)
 from tinytorch.cli.args import at_least, positive_float, subcommand
 from tinytorch.cli.errors import CommandError
 from tinytorch.cli.measure import (
@@ -61,14 +67,21 @@ def run(args: argparse.Namespace) -> int:
         )
     plots = prepare_outputs(args)
     dataset, description = load_dataset(args, sizes[-1], sizes[-1])
+    kernels = load_compiled_kernels()
     points = profile_memory(dataset, sizes)
     fit = fit_memory(points)
     for line in machine_lines("profile", description):
         print(line)
     print(
         "each batch size measured in its own process: peak increase of anonymous and shared memory "
-        "(PSS) over its first 5 batches; the memory-mapped dataset is page cache and not counted\n"
+        "(PSS) over its first 5 batches; the memory-mapped dataset is page cache and not counted"
     )
+    if kernels:
+        print(
+            f"numba's compiled transform kernels (the fast extra): {kernels / MB:.0f} MB once per process, "
+            "loaded before measuring and not in the figures below"
+        )
+    print()
     rows = [
         [f"{p.batch_size:,}", f"{p.bytes_per_batch / MB:.2f}", f"{p.peak_pipeline_bytes / MB:.1f}"]
         for p in points
@@ -87,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         document = {
             "points": [p.to_json() for p in points],
             "fit": {"fixed_bytes": fit.fixed_bytes, "bytes_per_sample": fit.bytes_per_sample},
+            "compiled_kernels_bytes": kernels,
             "budget_mb": args.budget_mb,
             "largest_batch": best,
             "extrapolated": best is not None and fit.extrapolates(best),
