@@ -97,7 +97,7 @@ def load_compiled_kernels() -> int:
 
     Returns:
         The bytes of anonymous and shared memory (PSS) loading them added: numba and its LLVM
-        compiler, tens of MB once per process whatever the batch size (38 MB on the project's
+        compiler, tens of MB once per process whatever the batch size (28 MB on the project's
         machine). 0 without numba, or when they were loaded already.
     """
     from tinytorch.data.transforms.kernels import crop_flip_normalize_kernel
