@@ -28,8 +28,7 @@ if {torch}:
 from tinytorch.data.seeding import borrow_global_rngs, return_global_rngs, seed_global_rngs
 
 def borrowed():
-    borrow_global_rngs()
-    return_global_rngs()
+    return_global_rngs(borrow_global_rngs())
 
 n = 20000
 best = lambda stmt: min(timeit.repeat(stmt, number=n, repeat=7)) / n * 1e6

@@ -294,36 +294,52 @@ def seed_global_rngs(seed: int, epoch: int, batch_index: int) -> None:
         torch.default_generator.manual_seed(value)
 
 
-class _Borrowed:
-    """The user's global generators while in-process epochs seed them (process-wide, as the
-    generators are): how many epochs hold them, and their state from before the first."""
-
-    depth = 0
-    numpy: Any = None
-    random: Any = None
-    torch: Any = None
-
-
-def borrow_global_rngs() -> None:
-    """An epoch made in the loading process starts seeding the global generators: the first such
-    epoch saves the user's state (see :func:`return_global_rngs`)."""
-    if _Borrowed.depth == 0:
-        torch = sys.modules.get("torch")
-        _Borrowed.numpy = np.random.get_state()
-        _Borrowed.random = random.getstate()
-        _Borrowed.torch = torch.default_generator.get_state() if torch is not None else None
-    _Borrowed.depth += 1
-
-
-def return_global_rngs() -> None:
-    """An epoch made in the loading process ended (ran out, raised, was closed or dropped): when
-    no other such epoch runs, the user's state from before the first one comes back."""
-    _Borrowed.depth -= 1
-    if _Borrowed.depth > 0:
-        return
-    np.random.set_state(_Borrowed.numpy)
-    random.setstate(_Borrowed.random)
+def _global_states() -> tuple[Any, Any, Any]:
     torch = sys.modules.get("torch")
-    if torch is not None and _Borrowed.torch is not None:
-        torch.default_generator.set_state(_Borrowed.torch)
-    _Borrowed.numpy = _Borrowed.random = _Borrowed.torch = None
+    return (
+        np.random.get_state(),
+        random.getstate(),
+        torch.default_generator.get_state() if torch is not None else None,
+    )
+
+
+def _set_global_states(states: tuple[Any, Any, Any]) -> None:
+    numpy_state, random_state, torch_state = states
+    np.random.set_state(numpy_state)
+    random.setstate(random_state)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch_state is not None:
+        torch.default_generator.set_state(torch_state)
+
+
+_BORROWERS: list[list[Any]] = []
+"""The in-process epochs that hold the global generators (process-wide, as the generators are),
+oldest first: ``[token, the state to give back when it ends]``."""
+
+
+def borrow_global_rngs() -> object:
+    """An epoch made in the loading process starts seeding the global generators: their state now
+    is saved. Returns the token to pass to :func:`return_global_rngs` when the epoch ends."""
+    token = object()
+    _BORROWERS.append([token, _global_states()])
+    return token
+
+
+def return_global_rngs(token: object) -> None:
+    """The epoch of ``token`` ended (ran out, raised, was closed or dropped).
+
+    The latest epoch to start gives back the state saved when it started (for epochs nested in
+    a loop, the outer epoch's state where its batch left it). An epoch that ends while one that
+    started after it still runs (``zip(loader_a, loader_b)``) hands its older saved state to that
+    one, which gives it back when it ends. So an epoch left running (an iterator kept in a
+    variable or a traceback) does not keep later epochs from giving the user's state back, as a
+    count of running epochs did.
+    """
+    i = next((i for i, (held, _) in enumerate(_BORROWERS) if held is token), None)
+    if i is None:
+        return
+    _, states = _BORROWERS.pop(i)
+    if i == len(_BORROWERS):
+        _set_global_states(states)
+    else:
+        _BORROWERS[i][1] = states

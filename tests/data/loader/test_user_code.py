@@ -23,7 +23,7 @@ from support.worker_datasets import (
     TorchRandom,
     Trainer,
 )
-from tinytorch import DataLoader, RandomSampler, TensorDataset
+from tinytorch import DataLoader, Dataset, IterableDataset, RandomSampler, Sampler, TensorDataset
 from tinytorch.data.workers.errors import WorkerDiedError, WorkerError, WorkerStartError, WorkerTimeoutError
 
 torch = pytest.importorskip("torch")
@@ -105,6 +105,96 @@ def test_an_epoch_dropped_mid_way_gives_the_state_back():
     next(epoch)
     del epoch
     assert np.random.random() == expected
+
+
+@pytest.mark.parametrize("iterable", [False, True])
+def test_an_epoch_closed_mid_way_gives_the_state_back_at_once(iterable):
+    """close() (or leaving ``with iter(loader) as epoch:``) ends the epoch: the user's state comes
+    back then, not when the iterator is garbage-collected (it was kept as long as the variable)."""
+    dataset = GlobalStream() if iterable else GlobalDraws()
+    np.random.seed(9)
+    expected = np.random.random()
+    np.random.seed(9)
+    with iter(DataLoader(dataset, batch_size=4, seed=1)) as epoch:
+        next(epoch)
+    assert np.random.random() == expected
+    np.random.seed(9)
+    epoch.close()  # closing again changes nothing
+    assert np.random.random() == expected
+
+
+def test_an_epoch_left_running_does_not_keep_later_epochs_from_giving_the_state_back():
+    """A mid-epoch iterator kept alive (a variable in a notebook, a traceback pytest keeps) made
+    the count of running epochs stay above zero: every later epoch left the generators where its
+    last batch left them, and the user's np.random.seed() before it was lost."""
+    stale = iter(DataLoader(GlobalDraws(), batch_size=4, seed=1))
+    next(stale)
+    np.random.seed(9)
+    expected = np.random.random()
+    np.random.seed(9)
+    for _ in DataLoader(GlobalDraws(), batch_size=4, seed=2):
+        pass
+    assert np.random.random() == expected
+    stale.close()
+
+
+def test_interleaved_and_nested_epochs_give_the_users_state_back():
+    np.random.seed(9)
+    expected = np.random.random()
+    np.random.seed(9)
+    short, long = (
+        DataLoader(GlobalDraws(), batch_size=6, seed=1),
+        DataLoader(GlobalDraws(), batch_size=4, seed=2),
+    )
+    pairs = list(zip(short, long, strict=False))  # short ends first; long is dropped mid-epoch
+    alone = [b.tolist() for b in DataLoader(GlobalDraws(), batch_size=4, seed=2)]
+    assert [b.tolist() for _, b in pairs] == alone[:2]
+    for _ in short:
+        for _ in long:
+            pass
+    assert np.random.random() == expected
+
+
+class GlobalStream(IterableDataset):
+    def __iter__(self):
+        for _ in range(12):
+            yield np.random.randint(1 << 30)
+
+
+class Indices(Dataset):
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, i):
+        return i
+
+
+class PermutesGlobally(Sampler):
+    """A torch-style sampler that shuffles with the global generators (no generator= of its own)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        torch.randperm(self.n)
+        return iter(np.random.permutation(self.n).tolist())
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_sampler_drawing_from_the_global_generators_gives_a_new_order_every_epoch(workers):
+    """The sampler draws from the user's generators (as with torch and with workers), before the
+    epoch borrows them: with num_workers=0 every epoch had the same order, as the state from
+    before the epoch came back at its end."""
+    np.random.seed(0)
+    torch.manual_seed(0)
+    loader = DataLoader(Indices(), batch_size=4, sampler=PermutesGlobally(12), num_workers=workers, seed=1)
+    orders = [tuple(int(i) for b in loader for i in b) for _ in range(3)]
+    assert len(set(orders)) == 3
+    np.random.seed(0)
+    assert orders[0] == tuple(np.random.permutation(12))  # the user's own stream, as torch draws it
 
 
 # ---- issue 13 item 6: one epoch at a time, never a silently short one --------------------------

@@ -6,6 +6,8 @@ numbering, shutdown on every exit path) are small and testable on their own.
 
 from __future__ import annotations
 
+import itertools
+import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -74,8 +76,7 @@ def stream_batches(
     """
     k = start
     streams: dict[Any, Any] = {}  # this epoch's own stream: two epochs side by side never share one
-    if seed_globals:
-        borrow_global_rngs()
+    token = borrow_global_rngs() if seed_globals else None
     try:
         while True:
             task = BatchTask(epoch, k, start=start if k == start else None)
@@ -88,8 +89,8 @@ def stream_batches(
             yield Made(batch, times)
             k += 1
     finally:
-        if seed_globals:
-            return_global_rngs()
+        if token is not None:
+            return_global_rngs(token)
 
 
 def in_process(
@@ -110,14 +111,21 @@ def in_process(
             batch, times = make(task)
             yield Made(batch, times)
         return
-    borrow_global_rngs()
+    # The first task is planned before the generators are borrowed: a sampler of yours that
+    # shuffles with them when its iteration starts (torch.randperm, np.random.permutation) draws
+    # from your state and advances it, as with workers and torch. Planned after, it drew from the
+    # state that comes back at the epoch's end: the same order every epoch.
+    first = next(tasks, None)
+    if first is None:
+        return
+    token = borrow_global_rngs()
     try:
-        for task in tasks:
+        for task in itertools.chain((first,), tasks):
             seed_global_rngs(seed, task.epoch, task.index)
             batch, times = make(task)
             yield Made(batch, times)
     finally:
-        return_global_rngs()
+        return_global_rngs(token)
 
 
 @dataclass
@@ -213,6 +221,10 @@ class Epoch(Iterator[Any]):
         self._done = True
         if self._finalizer is not None:
             self._finalizer()
+        if isinstance(self._batches, types.GeneratorType):
+            # In-process epochs: ends them now (their finally gives the global generators back)
+            # instead of when the iterator is garbage-collected.
+            self._batches.close()
 
     def __enter__(self) -> Epoch:
         return self
