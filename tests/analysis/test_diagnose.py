@@ -55,6 +55,26 @@ def test_slow_io_is_diagnosed_as_reading():
     assert "num_workers=2" in d.advice  # cores - 1: one core stays with training
 
 
+class SlowBatchedIO(SlowIO):
+    """Reads a batch in one call (as ImageFolder and the shard datasets do), slowly."""
+
+    def __getitems__(self, indices):
+        time.sleep(0.004)
+        return [np.full(4, i, dtype=np.float32) for i in indices]
+
+
+def test_slow_batched_reads_are_not_told_to_read_batches():
+    """A dataset that has __getitems__ already was told to add one (ImageFolder users were)."""
+    stats = run(DataLoader(SlowBatchedIO(), batch_size=8))
+    assert stats.batched_reads is True
+    d = diagnose(stats, cores=3)
+    assert d.bottleneck == "read"
+    assert "already reads each batch in one call" in d.advice
+    assert "a dataset with __getitems__" not in d.advice
+    assert "convert imagefolder" in d.advice
+    assert run(DataLoader(SlowIO(), batch_size=8)).batched_reads is False
+
+
 def test_slow_per_sample_transform_is_diagnosed():
     d = diagnose(run(DataLoader(SlowTransform(), batch_size=8)))
     assert d.input_bound

@@ -48,6 +48,14 @@ _ADVICE = {
         "TensorDataset, CIFAR10Dataset or ShardedDataset) and keep data in memory-mapped shards "
         "instead of many small files."
     ),
+    "read_batched": (
+        "reading samples from the dataset takes most of the time, and it already reads each "
+        "batch in one call (__getitems__): the time is in the reads themselves (file opens, disk "
+        "or network, decoding). Keep data in memory or in memory-mapped shards instead of many "
+        "small files (`tinytorch-data convert imagefolder SRC DST`, then ImageShards, for a "
+        "folder of images); for photos, decode below full size where the transform shrinks them "
+        "anyway (decode_size=)."
+    ),
     "sample_transform": (
         "per-sample transforms take most of the time: each image goes through Python on its "
         "own. Move them to the loader's batch_transform= (RandomCrop, RandomHorizontalFlip, "
@@ -214,5 +222,6 @@ def diagnose(stats: LoaderStats, step_seconds: float | None = None, *, cores: in
     per_batch = {name: stats.stage_seconds[name] / stats.batches for name in STAGES}
     bottleneck = max(per_batch, key=lambda name: per_batch[name])
     cores = available_cores() if cores is None else cores
-    advice = _ADVICE[bottleneck] + _workers_advice(stats, bottleneck, cores)
+    key = "read_batched" if bottleneck == "read" and stats.batched_reads else bottleneck
+    advice = _ADVICE[key] + _workers_advice(stats, bottleneck, cores)
     return Diagnosis(True, share, step, bottleneck, advice, memory)

@@ -588,7 +588,9 @@ class DataLoader(Generic[T_co]):
         if not self.record_stats:
             return None
         kind = self._options.worker_type if self._options.num_workers else "in-process"
-        stats = LoaderStats(epoch, self._options.num_workers, kind)
+        b = self._batching
+        batched = None if b.iterable else hasattr(b.dataset, "__getitems__")
+        stats = LoaderStats(epoch, self._options.num_workers, kind, batched_reads=batched)
         self._stats = [*self._stats[-1:], stats]
         return StatsRecorder(stats)
 

@@ -47,6 +47,8 @@ class LoaderStats:
         per_worker: per worker id (``-1`` for the loading process).
         finished: whether the epoch ran to its end.
         skipped: samples the dataset left out of their batches (``ImageFolder(on_error="skip")``).
+        batched_reads: the dataset reads a batch in one call (it has ``__getitems__``);
+            ``None`` for an ``IterableDataset`` (it yields samples) or when not known.
 
     A worker's *utilization* (:attr:`utilization`) is the share of the epoch's wall time it
     spent making batches: well under 1 with the consumer waiting means something other than
@@ -66,6 +68,7 @@ class LoaderStats:
     per_worker: dict[int, WorkerStats] = field(default_factory=dict)
     finished: bool = False
     skipped: int = 0
+    batched_reads: bool | None = None
 
     @property
     def samples_per_second(self) -> float:
