@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import platform
 
+from tinytorch.data.cpus import available_cores
+
 __all__ = ["available_cores", "describe_machine", "versions"]
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on: its affinity mask where the OS has one (Linux; a
-    container's ``--cpuset-cpus``, ``taskset``), else ``os.cpu_count()``; at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def _cpu_model() -> str:

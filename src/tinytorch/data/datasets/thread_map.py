@@ -21,6 +21,8 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from tinytorch.data.cpus import available_cores
+
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -36,11 +38,7 @@ _hook_registered = False
 
 def default_num_threads() -> int:
     """Threads for decoding: the CPUs this process may run on, at most 8."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(8, cpus))
+    return min(8, available_cores())
 
 
 class ThreadMap:

@@ -10,7 +10,6 @@ that delivers them. See docs/architecture.md for the determinism contract.
 from __future__ import annotations
 
 import dataclasses
-import os
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -18,6 +17,7 @@ from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
 
+from tinytorch.data.cpus import available_cores
 from tinytorch.data.datasets.base import Dataset
 from tinytorch.data.fetch.fetcher import BatchTask, BatchTransform, MapFetcher, StreamFetcher
 from tinytorch.data.loader.config import (
@@ -553,14 +553,14 @@ class DataLoader(Generic[T_co]):
         return self._pools
 
     def _warn_about_workers(self, num_workers: int) -> None:
-        cpus = _available_cpus()
-        if self._warned_workers or cpus is None or num_workers <= cpus:
+        cpus = available_cores()
+        if self._warned_workers or num_workers <= cpus:
             return
         self._warned_workers = True
         warnings.warn(
             f"This DataLoader will create {num_workers} worker {_plural(self.worker_type)}, but this "
-            f"process may use only {cpus} CPUs: workers beyond the CPUs time-share them and make "
-            f"epochs slower (measured: 3-4 workers on 2 cores ran ~20% slower than 2). Use "
+            f"process may use only {cpus} CPU{'s' * (cpus != 1)}: workers beyond the CPUs time-share "
+            f"them and make epochs slower (measured: 3-4 workers on 2 cores ran ~20% slower than 2). Use "
             f"num_workers <= {cpus}",
             UserWarning,
             stacklevel=3,
@@ -670,13 +670,6 @@ def _num_replicas(b: Batching) -> int | None:
     if isinstance(world, bool) or not isinstance(world, (int, np.integer)):
         return None
     return int(world)
-
-
-def _available_cpus() -> int | None:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count()
 
 
 def _plural(kind: str) -> str:
