@@ -356,3 +356,40 @@ def test_a_loader_with_a_drawn_seed_takes_the_saved_runs_seed():
     assert digests(fresh) == whole[3:]
     with pytest.raises(ValueError, match="saved by a loader with seed="):
         make(seed=123).load_state_dict(state)  # a seed you chose is never replaced
+
+
+@pytest.mark.parametrize("kind", ["ours", "torch generator"])
+def test_a_state_from_a_sampler_with_another_seed_is_refused(kind):
+    """The sampler the user passed shuffles with its own seed, not the loader's: resumed with
+    another, the position meant other samples and the run went on silently with other batches."""
+    if kind == "ours":
+        make_sampler = lambda seed: RandomSampler(range(40), seed=seed)  # noqa: E731
+    else:
+        torch = pytest.importorskip("torch")
+        make_sampler = lambda seed: torch.utils.data.RandomSampler(  # noqa: E731
+            range(40), generator=torch.Generator().manual_seed(seed)
+        )
+
+    def make(sampler_seed):
+        return DataLoader(images(), batch_size=6, sampler=make_sampler(sampler_seed), seed=1)
+
+    loader = make(7)
+    epoch = iter(loader)
+    next(epoch)
+    state = json.loads(json.dumps(loader.state_dict()))
+    assert state["sampler_seed"] == 7
+    with pytest.raises(ValueError, match="sampler_seed=7, this loader has sampler_seed=8.*seed=7"):
+        make(8).load_state_dict(state)
+    resumed = make(7)
+    resumed.load_state_dict(state)
+    assert digests(resumed) == digests(epoch)
+
+
+def test_a_state_saved_before_the_sampler_seed_was_recorded_still_loads():
+    loader = DataLoader(images(), batch_size=6, sampler=RandomSampler(range(40), seed=7), seed=1)
+    state = loader.state_dict()
+    del state["sampler_seed"]
+    DataLoader(images(), batch_size=6, sampler=RandomSampler(range(40), seed=8), seed=1).load_state_dict(
+        state
+    )
+    assert DataLoader(images(), batch_size=6, shuffle=True, seed=1).state_dict()["sampler_seed"] is None

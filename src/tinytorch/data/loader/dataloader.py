@@ -451,8 +451,9 @@ class DataLoader(Generic[T_co]):
         Returns:
             ``{"format", "version", "seed", "epoch", "batches_delivered", "dataset",
             "dataset_length", "batch_size", "drop_last", "num_workers", "num_replicas",
-            "streams", "sampler"}`` (``num_replicas``: the world size of a distributed sampler,
-            else ``None``; the state names no rank, as ranks run in lockstep);
+            "sampler_seed", "streams", "sampler"}`` (``num_replicas``: the world size of a
+            distributed sampler, else ``None``; the state names no rank, as ranks run in
+            lockstep; ``sampler_seed``: the seed of a sampler you passed, else ``None``);
             ``epoch``/``batches_delivered`` are the running epoch's (or the next epoch and 0
             once it finished or ``set_epoch`` chose another). ``sampler`` is your sampler's own
             ``state_dict()`` at the start of the epoch when it has one.
@@ -485,6 +486,7 @@ class DataLoader(Generic[T_co]):
             streams=streams,
             sampler_state=sampler_state,
             num_replicas=_num_replicas(b),
+            sampler_seed=_sampler_seed(b),
         )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -495,9 +497,9 @@ class DataLoader(Generic[T_co]):
 
         Raises:
             TypeError, ValueError: ``state`` is not a loader state, of another format version, or
-                from a loader with another seed, dataset length, batch size, ``drop_last`` or
-                sampler world size (for a stream read by workers: another ``num_workers``); the
-                message names the field.
+                from a loader with another seed, dataset length, batch size, ``drop_last``,
+                sampler world size or seed of the sampler you passed (for a stream read by
+                workers: another ``num_workers``); the message names the field.
         """
         saved_seed = state.get("seed") if isinstance(state, dict) else None
         if not self._batching.seed_given and isinstance(saved_seed, int) and saved_seed != self.seed:
@@ -670,6 +672,22 @@ def _num_replicas(b: Batching) -> int | None:
     if isinstance(world, bool) or not isinstance(world, (int, np.integer)):
         return None
     return int(world)
+
+
+def _sampler_seed(b: Batching) -> int | None:
+    """The seed of a sampler the user passed: its ``seed`` (this package's samplers, torch's
+    ``DistributedSampler``) or its torch ``generator``'s ``initial_seed()``; ``None`` for the
+    loader's own sampler (the loader's seed is recorded) or one without a seed."""
+    if b.library_sampler:
+        return None
+    sampler = b.sampler if b.sampler is not None else getattr(b.batch_sampler, "sampler", None)
+    seed = getattr(sampler, "seed", None)
+    if seed is None:
+        initial_seed = getattr(getattr(sampler, "generator", None), "initial_seed", None)
+        seed = initial_seed() if callable(initial_seed) else None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        return None
+    return int(seed)
 
 
 def _plural(kind: str) -> str:

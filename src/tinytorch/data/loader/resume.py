@@ -61,6 +61,7 @@ def loader_state(
     streams: dict[str, Any] | None,
     sampler_state: Any,
     num_replicas: int | None = None,
+    sampler_seed: int | None = None,
 ) -> dict[str, Any]:
     """The state ``DataLoader.state_dict()`` returns (see the module docstring)."""
     return {
@@ -75,6 +76,7 @@ def loader_state(
         "drop_last": drop_last,
         "num_workers": num_workers,
         "num_replicas": num_replicas,
+        "sampler_seed": sampler_seed,
         "streams": streams,
         "sampler": sampler_state,
     }
@@ -91,8 +93,8 @@ def check_state(state: object, expected: dict[str, Any]) -> Resume:
         TypeError: ``state`` is not a dict.
         ValueError: another format or version, or a field that differs from this loader's
             (seed, dataset length, batch size, drop_last, kind of dataset, the sampler's world
-            size; for a stream read by workers, the number of workers), naming the field, both
-            values and the fix.
+            size, the seed of a sampler you passed; for a stream read by workers, the number of
+            workers), naming the field, both values and the fix.
     """
     if not isinstance(state, dict):
         raise TypeError(f"load_state_dict() takes the dict state_dict() returned, got {type(state).__name__}")
@@ -107,6 +109,8 @@ def check_state(state: object, expected: dict[str, Any]) -> Resume:
             f"{VERSION}; resume with the tinytorch version that saved it"
         )
     fields = ["seed", "dataset", "dataset_length", "batch_size", "drop_last", "num_replicas"]
+    if "sampler_seed" in state:  # absent from states saved before it was recorded: not checked
+        fields.append("sampler_seed")
     if expected["dataset"] == "iterable" and (state.get("streams") or expected["num_workers"]):
         fields.append("num_workers")  # a stream is split by worker: the split must be the same
     for field in fields:
@@ -114,6 +118,8 @@ def check_state(state: object, expected: dict[str, Any]) -> Resume:
             why = {
                 "seed": "every order and augmentation derives from it; build the loader with seed="
                 f"{state.get('seed')!r}",
+                "sampler_seed": "your sampler's order derives from its own seed, not the loader's; "
+                f"build the sampler with seed={state.get(field)!r} (torch's: a generator seeded with it)",
                 "num_workers": "an IterableDataset's stream is split between workers, so another "
                 f"number of workers reads other samples; resume with num_workers={state.get(field)!r}",
                 "num_replicas": "the sampler splits each epoch between the processes of the job, so the "
