@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from support.cifar_files import cifar10_files, make_tar, md5
 from support.worker_datasets import Numbers, Uneven
 from tinytorch import (
+    BatchSampler,
     CIFAR10Dataset,
     Compose,
     DataLoader,
@@ -20,11 +21,13 @@ from tinytorch import (
     RandomCrop,
     RandomHorizontalFlip,
     RandomSampler,
+    Sampler,
     ShardedDataset,
     TensorDataset,
     WindowedShuffleSampler,
     write_shards,
 )
+from tinytorch.data.loader.resume import order_follows_epoch
 
 
 def digests(batches):
@@ -393,3 +396,101 @@ def test_a_state_saved_before_the_sampler_seed_was_recorded_still_loads():
         state
     )
     assert DataLoader(images(), batch_size=6, shuffle=True, seed=1).state_dict()["sampler_seed"] is None
+
+
+# ---- samplers whose order changes with every pass over them ------------------------------------
+
+
+class HiddenStateSampler(Sampler):
+    """Draws a new order from a generator it carries on every pass, as torch's RandomSampler
+    with generator= does; no state_dict(), and set_epoch (inherited) changes nothing."""
+
+    def __init__(self, n):
+        self.n, self.rng = n, np.random.default_rng(5)
+
+    def __iter__(self):
+        return iter(self.rng.permutation(self.n).tolist())
+
+    def __len__(self):
+        return self.n
+
+
+def _resume_after(loader, make, k, resume_kwargs):
+    epoch = iter(loader)
+    for _ in range(k):
+        next(epoch)
+    state = json.loads(json.dumps(loader.state_dict()))
+    rest = digests(epoch) + digests(loader)  # the uninterrupted run: the rest of this epoch and the next
+    loader.close()
+    fresh = make(**(resume_kwargs or {}))
+    fresh.load_state_dict(state)
+    resumed = digests(fresh) + digests(fresh)
+    fresh.close()
+    return resumed, rest
+
+
+@pytest.mark.parametrize("kind", ["ours", "torch generator"])
+@pytest.mark.parametrize(("epochs", "k"), [(1, 0), (1, 3), (2, 5)])
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_sampler_with_a_new_order_every_pass_resumes_in_later_epochs(kind, epochs, k, workers):
+    """torch's RandomSampler(generator=g) draws each epoch's order from g: a resumed loader gave
+    epoch 0's order in every later epoch (the generator started over), silently."""
+    if kind == "ours":
+        make_sampler = lambda: HiddenStateSampler(40)  # noqa: E731
+    else:
+        torch = pytest.importorskip("torch")
+        make_sampler = lambda: torch.utils.data.RandomSampler(  # noqa: E731
+            range(40), generator=torch.Generator().manual_seed(5)
+        )
+
+    def make(**kwargs):
+        kwargs.setdefault("num_workers", workers)
+        return DataLoader(
+            images(), batch_size=6, sampler=make_sampler(), seed=1, batch_transform=AUGMENT, **kwargs
+        )
+
+    resumed, rest = _resume_after(_after_epochs(make(), epochs), make, k, {"num_workers": 2 - workers})
+    assert resumed == rest
+
+
+def _after_epochs(loader, epochs):
+    for _ in range(epochs):
+        digests(loader)
+    return loader
+
+
+def test_a_state_cannot_go_back_over_passes_already_made():
+    def make():
+        return DataLoader(images(), batch_size=6, sampler=HiddenStateSampler(40), seed=1)
+
+    early = make()
+    state = early.state_dict()  # before any pass
+    late = _after_epochs(make(), 2)
+    with pytest.raises(ValueError, match="saved after 0 passes over your HiddenStateSampler.*already made 2"):
+        late.load_state_dict(state)
+    assert make().state_dict()["sampler_passes"] == 0
+    assert late.state_dict()["sampler_passes"] == 2
+
+
+def test_which_samplers_replay_their_passes():
+    torch = pytest.importorskip("torch")
+    data = torch.utils.data
+    pure = [
+        RandomSampler(range(4), seed=1),
+        IndexShuffleSampler(range(4), seed=1),
+        BatchSampler(RandomSampler(range(4), seed=1), 2, False),
+        data.SequentialSampler(range(4)),
+        data.DistributedSampler(range(4), num_replicas=2, rank=0),
+        data.BatchSampler(data.SequentialSampler(range(4)), 2, False),
+        [3, 1, 2, 0],
+        range(4),
+        np.arange(4),
+    ]
+    stateful = [
+        data.RandomSampler(range(4), generator=torch.Generator()),
+        data.BatchSampler(data.RandomSampler(range(4)), 2, False),
+        BatchSampler(HiddenStateSampler(4), 2, False),
+        HiddenStateSampler(4),
+    ]
+    assert all(order_follows_epoch(s) for s in pure)
+    assert not any(order_follows_epoch(s) for s in stateful)

@@ -31,7 +31,7 @@ from tinytorch.data.loader.config import (
 from tinytorch.data.loader.epoch import Epoch, EpochProgress, in_process, plan_tasks, stream_batches
 from tinytorch.data.loader.pinning import pin_memory_function
 from tinytorch.data.loader.pools import Lease, PoolStrategy, Prefetcher, WorkerBatches, ordered, pool_strategy
-from tinytorch.data.loader.resume import Resume, check_state, loader_state
+from tinytorch.data.loader.resume import Resume, check_state, loader_state, order_follows_epoch
 from tinytorch.data.loader.stats import LoaderStats, StatsRecorder
 from tinytorch.data.validate import check_bool, check_int
 from tinytorch.data.workers.loop import PoolSpec
@@ -197,6 +197,7 @@ class DataLoader(Generic[T_co]):
         self._fetcher: MapFetcher | StreamFetcher | None = None
         self._progress: EpochProgress | None = None  # of the epoch started last
         self._sampler_state: Any = None  # the user's sampler's state_dict() at its start
+        self._passes = 0  # passes over a sampler whose order may depend on them (_counts_passes)
         self._resume: Resume | None = None  # set by load_state_dict() for the next iter()
         self._spec: PoolSpec | None = None
         self._pools: PoolStrategy | None = None
@@ -336,6 +337,8 @@ class DataLoader(Generic[T_co]):
         )
         start = resume.start if resume else 0
         b, options = self._batching, self._options
+        if self._counts_passes():
+            self._catch_up(resume.sampler_passes if resume else None)
         progress = self._progress = EpochProgress(epoch, start)
         recorder = self._recorder(epoch)
         length = self._len_or_none()
@@ -375,6 +378,34 @@ class DataLoader(Generic[T_co]):
             recorder=recorder,
             progress=progress,
         )
+
+    def _counts_passes(self) -> bool:
+        """Whether the user's index source may change its order with each pass over it (and
+        has no ``state_dict()`` of its own): then a resumed run replays the passes (see
+        :func:`~tinytorch.data.loader.resume.order_follows_epoch`)."""
+        b = self._batching
+        source = b.index_source
+        if b.iterable or b.library_sampler or source is None:
+            return False
+        owner = self._user_sampler()
+        return not callable(getattr(owner, "state_dict", None)) and not order_follows_epoch(source)
+
+    def _user_sampler(self) -> Any:
+        """The sampler or batch sampler the user passed (``sampler=`` first)."""
+        b = self._batching
+        return b.sampler if b.sampler is not None else b.batch_sampler
+
+    def _catch_up(self, passes: int | None) -> None:
+        """Start the next pass over the user's sampler where the saved run started it: iterate
+        it (indices only) through the passes the saved run had made and this loader has not."""
+        if passes is not None:
+            source = self._batching.index_source
+            assert source is not None
+            for _ in range(passes - self._passes):
+                for _ in source:
+                    pass
+            self._passes = passes
+        self._passes += 1
 
     def _globals_seed(self) -> int | None:
         """The seed for the global generators, or ``None`` when nothing in the batch path draws
@@ -451,9 +482,11 @@ class DataLoader(Generic[T_co]):
         Returns:
             ``{"format", "version", "seed", "epoch", "batches_delivered", "dataset",
             "dataset_length", "batch_size", "drop_last", "num_workers", "num_replicas",
-            "sampler_seed", "streams", "sampler"}`` (``num_replicas``: the world size of a
-            distributed sampler, else ``None``; the state names no rank, as ranks run in
-            lockstep; ``sampler_seed``: the seed of a sampler you passed, else ``None``);
+            "sampler_seed", "sampler_passes", "streams", "sampler"}`` (``num_replicas``: the
+            world size of a distributed sampler, else ``None``; the state names no rank, as
+            ranks run in lockstep; ``sampler_seed``: the seed of a sampler you passed, else
+            ``None``; ``sampler_passes``: for a sampler of yours whose order may change with
+            each pass, the passes made before this epoch, which a resumed loader replays);
             ``epoch``/``batches_delivered`` are the running epoch's (or the next epoch and 0
             once it finished or ``set_epoch`` chose another). ``sampler`` is your sampler's own
             ``state_dict()`` at the start of the epoch when it has one.
@@ -464,15 +497,18 @@ class DataLoader(Generic[T_co]):
             assert p is not None
             epoch, delivered = p.epoch, p.delivered
             streams = p.streams.state() if p.streams is not None else None
-            sampler_state = self._sampler_state
+            sampler_state, passes = self._sampler_state, self._passes - 1
         elif self._resume is not None:
             r = self._resume
             epoch, delivered, streams, sampler_state = r.epoch, r.start, r.streams, r.sampler_state
+            passes = self._passes if r.sampler_passes is None else r.sampler_passes
         else:
-            epoch, delivered, streams, sampler_state = self._epoch, 0, None, None
-        return self._state(epoch, delivered, streams, sampler_state)
+            epoch, delivered, streams, sampler_state, passes = self._epoch, 0, None, None, self._passes
+        return self._state(epoch, delivered, streams, sampler_state, passes)
 
-    def _state(self, epoch: int, delivered: int, streams: Any, sampler_state: Any) -> dict[str, Any]:
+    def _state(
+        self, epoch: int, delivered: int, streams: Any, sampler_state: Any, passes: int | None = None
+    ) -> dict[str, Any]:
         b = self._batching
         return loader_state(
             seed=b.seed,
@@ -487,6 +523,7 @@ class DataLoader(Generic[T_co]):
             sampler_state=sampler_state,
             num_replicas=_num_replicas(b),
             sampler_seed=_sampler_seed(b),
+            sampler_passes=passes if self._counts_passes() else None,
         )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -505,6 +542,18 @@ class DataLoader(Generic[T_co]):
         if not self._batching.seed_given and isinstance(saved_seed, int) and saved_seed != self.seed:
             self._adopt_seed(saved_seed)
         resume = check_state(state, self._state(0, 0, None, None))
+        if (
+            self._counts_passes()
+            and resume.sampler_passes is not None
+            and resume.sampler_passes < self._passes
+        ):
+            raise ValueError(
+                f"load_state_dict(): the state was saved after {resume.sampler_passes} passes over your "
+                f"{type(self._user_sampler()).__name__}, and this loader has already made "
+                f"{self._passes}: its order may depend on how often it was iterated, and a pass cannot be "
+                "undone. Load the state into a fresh loader with a fresh sampler (before any iter()), or "
+                "give the sampler state_dict()/load_state_dict()"
+            )
         length = self._len_or_none()
         if length is not None and resume.start > length:
             raise ValueError(

@@ -20,12 +20,16 @@ the batches it had delivered, without collating or transforming them.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from tinytorch.data.validate import check_int
 
-__all__ = ["FORMAT", "VERSION", "Resume", "check_state", "loader_state"]
+__all__ = ["FORMAT", "VERSION", "Resume", "check_state", "loader_state", "order_follows_epoch"]
 
 FORMAT = "tinytorch.DataLoader"
 VERSION = 1
@@ -40,12 +44,16 @@ class Resume:
         start: batches of it already delivered.
         streams: per-worker stream positions (an iterable dataset read by workers), else ``None``.
         sampler_state: the user's sampler's ``state_dict()`` at the start of the epoch, or ``None``.
+        sampler_passes: how many times the saved run had started iterating the user's sampler
+            before this epoch, for a sampler whose order may depend on it (see
+            :func:`order_follows_epoch`), else ``None``.
     """
 
     epoch: int
     start: int
     streams: dict[str, Any] | None = None
     sampler_state: Any = None
+    sampler_passes: int | None = None
 
 
 def loader_state(
@@ -62,6 +70,7 @@ def loader_state(
     sampler_state: Any,
     num_replicas: int | None = None,
     sampler_seed: int | None = None,
+    sampler_passes: int | None = None,
 ) -> dict[str, Any]:
     """The state ``DataLoader.state_dict()`` returns (see the module docstring)."""
     return {
@@ -77,6 +86,7 @@ def loader_state(
         "num_workers": num_workers,
         "num_replicas": num_replicas,
         "sampler_seed": sampler_seed,
+        "sampler_passes": sampler_passes,
         "streams": streams,
         "sampler": sampler_state,
     }
@@ -138,7 +148,34 @@ def check_state(state: object, expected: dict[str, Any]) -> Resume:
     streams = state.get("streams")
     if streams is not None:
         _check_streams(streams, expected["num_workers"])
-    return Resume(epoch, start, streams, state.get("sampler"))
+    passes = state.get("sampler_passes")
+    passes = None if passes is None else check_int(passes, "state['sampler_passes']")
+    return Resume(epoch, start, streams, state.get("sampler"), passes)
+
+
+def order_follows_epoch(source: object) -> bool:
+    """Whether the order of the index source ``source`` is a function of its epoch alone.
+
+    True for the samplers of this package and their ``BatchSampler`` (pure functions of
+    ``(seed, epoch)``), torch's ``SequentialSampler``, ``DistributedSampler`` and ``BatchSampler``
+    over such, and plain sequences (a list, a range, an array). Any other sampler may carry
+    state that each pass advances (torch's ``RandomSampler`` with a ``generator=`` draws a new
+    order from it on every ``iter()``): unless it has ``state_dict()``, a resumed loader
+    iterates it, indices only, as often as the saved run had before the saved epoch, so its
+    hidden state is where the saved run's was.
+    """
+    if isinstance(source, (Sequence, np.ndarray)):
+        return True
+    kind = type(source)
+    if kind.__module__.startswith("tinytorch.data.sampling."):
+        inner = getattr(source, "sampler", None)
+        return inner is None or order_follows_epoch(inner)
+    data = sys.modules.get("torch.utils.data")
+    if data is None or kind.__module__.split(".")[0] != "torch":
+        return False
+    if kind is data.BatchSampler:
+        return order_follows_epoch(source.sampler)  # type: ignore[attr-defined]
+    return kind in (data.SequentialSampler, data.DistributedSampler)
 
 
 def _check_streams(streams: Any, num_workers: int) -> None:
