@@ -101,13 +101,16 @@ def test_a_ragged_batch_from_a_sampler_is_named():
         list(DataLoader(TensorDataset(np.arange(4)), batch_sampler=[[1, [2, 3]]]))
 
 
+@pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("persistent", [False, True])
 @pytest.mark.parametrize("kind", ["process", "thread"])
-def test_a_failing_worker_init_fn_is_reported_every_time_with_its_exception(kind, persistent):
+def test_a_failing_worker_init_fn_is_reported_every_time_with_its_exception(kind, persistent, stream):
     """The real error was sometimes lost ('exited with code 0'); persistent thread workers hung
-    in the next epoch and persistent process workers repeated a stale death."""
+    in the next epoch and persistent process workers repeated a stale death. An IterableDataset's
+    epoch dropped the failure as another epoch's reply: process workers reported 'exited with
+    code 0', thread workers waited until the timeout (forever without one)."""
     loader = DataLoader(
-        Squares(n=16),
+        Counting() if stream else Squares(n=16),
         batch_size=4,
         num_workers=2,
         worker_type=kind,

@@ -4,15 +4,19 @@ import numpy as np
 import pytest
 
 from tinytorch.data.fetch.fetcher import BatchTask
+from tinytorch.data.workers import replies
 from tinytorch.data.workers.errors import WorkerTimeoutError
 from tinytorch.data.workers.messages import Done, Failed
-from tinytorch.data.workers.prefetch import Inflight, OrderedPrefetcher
+from tinytorch.data.workers.prefetch import OrderedPrefetcher
+from tinytorch.data.workers.replies import Inflight
+from tinytorch.data.workers.streams import StreamPrefetcher
 
 
 class FakePool:
     """Answers jobs in a scripted order, synchronously; records what was sent."""
 
     kind = "fake"
+    pids = (41, 42, 43)
 
     def __init__(self, num_workers, reverse=False, fail=None, silent=()):
         self.num_workers = num_workers
@@ -107,3 +111,42 @@ def test_results_of_an_abandoned_generation_are_discarded():
     new = OrderedPrefetcher(pool, inflight, tasks(2), generation=2, window=2, timeout=0)
     assert [m.batch for m in new] == [0, 10]
     assert pool.discarded  # the old epoch's in-flight results were dropped, not delivered
+
+
+@pytest.mark.parametrize("kind", ["map-style", "stream"])
+def test_a_late_batch_is_reported_when_waiting_forever(kind, monkeypatch):
+    """With timeout=0 a stuck worker is named with its pid after STALL_WARNING_SECONDS (the
+    stream prefetcher waited silently)."""
+    monkeypatch.setattr(replies, "POLL_SECONDS", 0.01)
+    pool = FakePool(2, silent={1})
+    if kind == "map-style":
+        prefetcher = OrderedPrefetcher(pool, Inflight(2), tasks(4), generation=1, window=1, timeout=0)
+    else:
+        prefetcher = StreamPrefetcher(pool, Inflight(2), 0, generation=1, window=1, timeout=0)
+    assert next(prefetcher).batch == 0
+    monkeypatch.setattr(replies, "STALL_WARNING_SECONDS", 0.0)
+    calls = []
+    monkeypatch.setattr(
+        pool, "wait", lambda timeout: calls.append(timeout) or ([] if len(calls) < 5 else 1 / 0)
+    )
+    with (
+        pytest.warns(
+            RuntimeWarning, match="waited 0 s for batch 1 from fake worker 1 \\(pid 42; `py-spy dump"
+        ),
+        pytest.raises(ZeroDivisionError),
+    ):
+        next(prefetcher)
+    assert not prefetcher.healthy  # waiting failed: the pool is not reused
+
+
+def test_a_worker_init_failure_reaches_a_stream_epoch():
+    """A stream epoch took the failure (generation -1) for another epoch's reply and dropped it."""
+    pool = FakePool(2)
+    failure = Failed(
+        -1, -1, -1, 1, 42, "fake", "builtins.ZeroDivisionError", "tb", pickle.dumps(ZeroDivisionError("init"))
+    )
+    pool.wait = lambda timeout: [(1, failure)]
+    prefetcher = StreamPrefetcher(pool, Inflight(2), 0, generation=3, window=1, timeout=1)
+    with pytest.raises(ZeroDivisionError, match="fake worker 1 \\(pid 42\\) while making start-up"):
+        next(prefetcher)
+    assert not prefetcher.healthy

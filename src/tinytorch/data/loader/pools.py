@@ -33,7 +33,8 @@ from tinytorch.data.fetch.timing import Made
 from tinytorch.data.workers.capacity import available_memory, check_window
 from tinytorch.data.workers.loop import PoolSpec
 from tinytorch.data.workers.pool import Pool, make_pool
-from tinytorch.data.workers.prefetch import Inflight, OrderedPrefetcher
+from tinytorch.data.workers.prefetch import OrderedPrefetcher
+from tinytorch.data.workers.replies import Inflight
 
 __all__ = [
     "Lease",
@@ -221,7 +222,10 @@ class Prefetcher(Protocol):
     """Hands back an epoch's batches from a pool (``OrderedPrefetcher``, ``StreamPrefetcher``)."""
 
     window: int
-    healthy: bool
+
+    @property
+    def healthy(self) -> bool:
+        """False once a worker timed out or died: the pool must not be reused."""
 
     def __next__(self) -> Made: ...
 

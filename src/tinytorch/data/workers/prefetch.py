@@ -11,39 +11,15 @@ to any pool with ``send``/``wait``/``decode``/``discard`` and can be tested with
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Iterator
 
 from tinytorch.data.fetch.fetcher import BatchTask
 from tinytorch.data.fetch.timing import Made
-from tinytorch.data.workers.errors import WorkerTimeoutError
 from tinytorch.data.workers.messages import Done, Failed, Reply, rebuild_exception
 from tinytorch.data.workers.pool import Pool
+from tinytorch.data.workers.replies import Inflight, ReplyWaiter
 
-__all__ = ["Inflight", "OrderedPrefetcher"]
-
-POLL_SECONDS = 1.0
-"""Longest single wait; between waits the pool checks that its workers are alive."""
-
-STALL_WARNING_SECONDS = 120.0
-"""With ``timeout=0`` (wait forever), a batch this late is reported once per epoch with
-``warnings.warn``: a worker stuck in user code is never waited for silently."""
-
-
-class Inflight:
-    """Jobs sent and not yet answered, per worker (shared by the epochs of persistent workers)."""
-
-    def __init__(self, num_workers: int) -> None:
-        self.jobs: list[dict[tuple[int, int], BatchTask]] = [{} for _ in range(num_workers)]
-
-    def count(self, worker_id: int) -> int:
-        return len(self.jobs[worker_id])
-
-    def owner(self, generation: int, index: int) -> int | None:
-        for worker_id, jobs in enumerate(self.jobs):
-            if (generation, index) in jobs:
-                return worker_id
-        return None
+__all__ = ["OrderedPrefetcher"]
 
 
 class OrderedPrefetcher(Iterator[Made]):
@@ -77,9 +53,12 @@ class OrderedPrefetcher(Iterator[Made]):
         self._sent = start
         self._held: BatchTask | None = None  # next task, waiting for its worker to have room
         self._exhausted = False
-        self._warned = False
-        self.healthy = True
+        self._waiter = ReplyWaiter(pool, inflight, generation, timeout, "__getitem__")
+
+    @property
+    def healthy(self) -> bool:
         """False once a worker timed out or died, or waiting failed: the pool must not be reused."""
+        return self._waiter.healthy
 
     def _fill(self) -> None:
         while not self._exhausted:
@@ -101,24 +80,7 @@ class OrderedPrefetcher(Iterator[Made]):
         self._fill()
         if self._next >= self._sent and self._exhausted:
             raise StopIteration
-        start = time.monotonic()
-        while self._next not in self._ready:
-            waited = time.monotonic() - start
-            if self.timeout and waited >= self.timeout:
-                self.healthy = False
-                raise self._timeout_error(waited)
-            if not self.timeout and waited >= STALL_WARNING_SECONDS and not self._warned:
-                self._warned = True
-                warnings.warn(self._stall_message(waited), RuntimeWarning, stacklevel=3)
-            budget = POLL_SECONDS if not self.timeout else min(POLL_SECONDS, self.timeout - waited)
-            try:
-                answered = self.pool.wait(budget)
-            except BaseException:
-                self.healthy = False
-                raise
-            for worker_id, message in answered:
-                self._receive(worker_id, message)
-            self._fill()  # answered jobs (even stale ones) free room in the window
+        self._waiter.until(lambda: self._next in self._ready, self._keep, self._next, between=self._fill)
         worker_id, message = self._ready.pop(self._next)
         self._next += 1
         if isinstance(message, Failed):
@@ -130,37 +92,8 @@ class OrderedPrefetcher(Iterator[Made]):
         self._fill()
         return Made(batch, times, worker_id)
 
-    def _receive(self, worker_id: int, message: Reply) -> None:
-        self.inflight.jobs[worker_id].pop((message.generation, message.index), None)
-        if message.generation != self.generation and message.generation >= 0:
-            if isinstance(message, Done):
-                self.pool.discard(worker_id, message)
-            return
-        if isinstance(message, Failed) and message.index < 0:
-            self.healthy = False  # the worker is gone: a persistent pool must be replaced
-            raise rebuild_exception(message)  # failed before any batch (worker_init_fn)
+    def _keep(self, worker_id: int, message: Reply) -> None:
         self._ready[message.index] = (worker_id, message)
-
-    def _timeout_error(self, waited: float) -> WorkerTimeoutError:
-        owner = self.inflight.owner(self.generation, self._next)
-        who = f"{self.pool.kind} worker {owner}" if owner is not None else "the workers"
-        return WorkerTimeoutError(
-            f"DataLoader timed out after {waited:.1f} s waiting for batch {self._next} from {who} "
-            f"(timeout={self.timeout}). The dataset's __getitem__ or the collate/transform code "
-            "is stuck or very slow: check it, or raise timeout"
-        )
-
-    def _stall_message(self, waited: float) -> str:
-        owner = self.inflight.owner(self.generation, self._next)
-        who = f"{self.pool.kind} worker {owner}" if owner is not None else "the workers"
-        pids = self.pool.pids
-        if owner is not None and owner < len(pids):
-            who += f" (pid {pids[owner]}; `py-spy dump --pid {pids[owner]}` shows where it is)"
-        return (
-            f"DataLoader has waited {waited:.0f} s for batch {self._next} from {who}. If it is stuck "
-            "(a deadlock in __getitem__, a lock held across a fork), pass timeout=<seconds> to get an "
-            "error instead of waiting forever"
-        )
 
     def abandon(self) -> None:
         """Stop this epoch: results still in flight will be dropped when they arrive."""

@@ -22,10 +22,9 @@ from typing import Any
 
 from tinytorch.data.fetch.fetcher import BatchTask
 from tinytorch.data.fetch.timing import Made
-from tinytorch.data.workers.errors import WorkerTimeoutError
 from tinytorch.data.workers.messages import Done, Exhausted, Failed, Reply, rebuild_exception
 from tinytorch.data.workers.pool import Pool
-from tinytorch.data.workers.prefetch import POLL_SECONDS, Inflight
+from tinytorch.data.workers.replies import Inflight, ReplyWaiter
 
 __all__ = ["StreamPrefetcher", "StreamState"]
 
@@ -70,7 +69,12 @@ class StreamPrefetcher(Iterator[Made]):
         self._cycle = collections.deque(w for w in (*range(turn, n), *range(turn)) if w not in ended)
         self._ended = sorted(ended)
         self._ready: dict[int, Reply] = {}  # epoch batch index -> its message
-        self.healthy = True
+        self._waiter = ReplyWaiter(pool, inflight, generation, timeout, "__iter__")
+
+    @property
+    def healthy(self) -> bool:
+        """False once a worker timed out or died, or waiting failed: the pool must not be reused."""
+        return self._waiter.healthy
 
     def state(self) -> StreamState:
         """How far every stream got (what :class:`StreamPrefetcher` ``resume=`` takes)."""
@@ -114,34 +118,11 @@ class StreamPrefetcher(Iterator[Made]):
         raise StopIteration
 
     def _await(self, index: int) -> Reply:
-        start = time.monotonic()
-        while index not in self._ready:
-            waited = time.monotonic() - start
-            if self.timeout and waited >= self.timeout:
-                self.healthy = False
-                raise WorkerTimeoutError(
-                    f"DataLoader timed out after {waited:.1f} s waiting for batch {index} from "
-                    f"{self.pool.kind} worker {index % self.pool.num_workers} (timeout={self.timeout}). "
-                    "The dataset's __iter__ or the collate/transform code is stuck or very slow: check "
-                    "it, or raise timeout"
-                )
-            budget = POLL_SECONDS if not self.timeout else min(POLL_SECONDS, self.timeout - waited)
-            try:
-                answered = self.pool.wait(budget)
-            except BaseException:
-                self.healthy = False
-                raise
-            for worker, message in answered:
-                self.inflight.jobs[worker].pop((message.generation, message.index), None)
-                if message.generation != self.generation:
-                    if isinstance(message, Done):
-                        self.pool.discard(worker, message)
-                    continue
-                if isinstance(message, Failed) and message.index < 0:
-                    self.healthy = False  # the worker is gone: a persistent pool must be replaced
-                    raise rebuild_exception(message)  # failed before any batch (worker_init_fn)
-                self._ready[message.index] = message
+        self._waiter.until(lambda: index in self._ready, self._keep, index)
         return self._ready.pop(index)
+
+    def _keep(self, worker_id: int, message: Reply) -> None:
+        self._ready[message.index] = message
 
     def abandon(self) -> None:
         """Stop this epoch: results still in flight will be dropped when they arrive."""
