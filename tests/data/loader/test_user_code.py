@@ -197,6 +197,59 @@ def test_a_sampler_drawing_from_the_global_generators_gives_a_new_order_every_ep
     assert orders[0] == tuple(np.random.permutation(12))  # the user's own stream, as torch draws it
 
 
+class DrawsEachIndex(Sampler):
+    """A sampler with replacement that draws each index from np.random as it yields it."""
+
+    def __len__(self):
+        return 12
+
+    def __iter__(self):
+        for _ in range(12):
+            yield int(np.random.randint(12))
+
+
+class IndexAndDraw(Dataset):
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, i):
+        return np.array([i, np.random.randint(1 << 30)])
+
+
+def lazy_order(workers):
+    np.random.seed(0)
+    loader = DataLoader(IndexAndDraw(), batch_size=4, sampler=DrawsEachIndex(), num_workers=workers, seed=1)
+    return [b.tolist() for b in loader], np.random.random()
+
+
+def test_a_sampler_drawing_an_index_at_a_time_gives_the_workers_order_with_num_workers_0():
+    """Indices after the first batch were drawn from the state the last batch left (seeded by the
+    loader), not from the user's stream as with workers: the second batch on differed."""
+    np.random.seed(0)
+    expected = [int(np.random.randint(12)) for _ in range(12)]
+    after = np.random.random()
+    in_process, left = lazy_order(0)
+    assert [row[0] for b in in_process for row in b] == expected
+    assert left == after  # the sampler advanced the user's stream, as with workers
+    assert lazy_order(0) == lazy_order(2)
+
+
+@pytest.mark.parametrize(("before", "after"), [(0, 0), (0, 2), (2, 0)])
+def test_resuming_with_a_sampler_drawing_an_index_at_a_time_gives_the_uninterrupted_batches(before, after):
+    def loader(workers):
+        np.random.seed(0)
+        return DataLoader(IndexAndDraw(), batch_size=4, sampler=DrawsEachIndex(), num_workers=workers, seed=1)
+
+    first = loader(before)
+    epoch = iter(first)
+    next(epoch)
+    state = first.state_dict()
+    rest = [b.tolist() for b in epoch]
+    resumed = loader(after)
+    resumed.load_state_dict(state)
+    assert [b.tolist() for b in resumed] == rest
+
+
 # ---- issue 13 item 6: one epoch at a time, never a silently short one --------------------------
 
 

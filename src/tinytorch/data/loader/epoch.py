@@ -6,7 +6,6 @@ numbering, shutdown on every exit path) are small and testable on their own.
 
 from __future__ import annotations
 
-import itertools
 import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -18,7 +17,12 @@ from tinytorch.data.fetch.timing import Made, StageTimes
 from tinytorch.data.loader.stats import StatsRecorder
 from tinytorch.data.sampling.batching import plan_batches, plan_samples
 from tinytorch.data.sampling.samplers import IndexArray
-from tinytorch.data.seeding import borrow_global_rngs, return_global_rngs, seed_global_rngs
+from tinytorch.data.seeding import (
+    borrow_global_rngs,
+    return_global_rngs,
+    seed_global_rngs,
+    users_global_rngs,
+)
 
 __all__ = ["Epoch", "EpochProgress", "in_process", "plan_tasks", "stream_batches"]
 
@@ -94,7 +98,11 @@ def stream_batches(
 
 
 def in_process(
-    make: Callable[[BatchTask], tuple[Any, StageTimes]], tasks: Iterator[BatchTask], *, seed: int | None
+    make: Callable[[BatchTask], tuple[Any, StageTimes]],
+    tasks: Iterator[BatchTask],
+    *,
+    seed: int | None,
+    plan_with_users_rngs: bool = True,
 ) -> Iterator[Made]:
     """Make every task in the calling thread.
 
@@ -105,24 +113,33 @@ def in_process(
     ends (ran out, raised, was closed or dropped); between batches they are where the last batch
     left them, so the training loop's own draws there are reproducible too. ``None``: nothing that
     makes a batch draws from them (only this library's code), so they are left alone.
+
+    ``plan_with_users_rngs`` (a sampler of the user's): each task is planned with the user's
+    state in place (:func:`~tinytorch.data.seeding.users_global_rngs`), so a sampler that
+    shuffles with the global generators (``torch.randperm``, ``np.random.permutation``) when its
+    iteration starts, or draws an index at a time (``np.random.randint``), draws from the
+    user's stream and advances it, as with workers and torch: the same order with any
+    ``num_workers`` and after a resume. Planned with the state the last batch left, every epoch
+    had the same order, and the second batch on differed from the workers'.
     """
     if seed is None:
         for task in tasks:
             batch, times = make(task)
             yield Made(batch, times)
         return
-    # The first task is planned before the generators are borrowed: a sampler of yours that
-    # shuffles with them when its iteration starts (torch.randperm, np.random.permutation) draws
-    # from your state and advances it, as with workers and torch. Planned after, it drew from the
-    # state that comes back at the epoch's end: the same order every epoch.
-    first = next(tasks, None)
-    if first is None:
-        return
     token = borrow_global_rngs()
     try:
-        for task in itertools.chain((first,), tasks):
-            seed_global_rngs(seed, task.epoch, task.index)
-            batch, times = make(task)
+        while True:
+            planned: BatchTask | None
+            if plan_with_users_rngs:
+                with users_global_rngs(token):
+                    planned = next(tasks, None)
+            else:
+                planned = next(tasks, None)
+            if planned is None:
+                return
+            seed_global_rngs(seed, planned.epoch, planned.index)
+            batch, times = make(planned)
             yield Made(batch, times)
     finally:
         return_global_rngs(token)
