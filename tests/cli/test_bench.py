@@ -121,3 +121,17 @@ def test_sweep_varies_one_factor_at_a_time():
     workers = [(s.num_workers, s.worker_type) for s in settings if s.sweep == "workers"]
     assert workers == [(0, "thread"), (2, "process")]
     assert [s.shuffle for s in settings if s.sweep == "shuffle"] == [False]
+
+
+def test_too_little_data_for_the_baseline_is_an_error_naming_it(tmp_path, capsys):
+    """The baseline (batch 256) runs whatever --batch-sizes says: with --size 300 it was measured
+    on batches of 256 and 44 and every ratio to it was off, silently."""
+    argv = ["bench", *SMALL[3:], "--synthetic", "--size", "300", "--batch-sizes", "64", "--workers", "0"]
+    code = main([*argv, "--storage", "memory", "--no-plots", "--json", str(tmp_path / "b.json")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "the baseline's batch of 256" in err
+    assert "768 images" in err
+    assert "--size" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "b.json").exists()

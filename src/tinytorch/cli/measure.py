@@ -55,14 +55,27 @@ def prepare_outputs(args: argparse.Namespace) -> bool:
     return plots
 
 
-def load_dataset(args: argparse.Namespace, largest_batch: int, needed: int) -> tuple[Any, str]:
-    """The data to measure; a :class:`CommandError` when it holds fewer than ``needed`` samples."""
+def load_dataset(
+    args: argparse.Namespace, largest_batch: int, needed: int, *, fixed: bool = False
+) -> tuple[Any, str]:
+    """The data to measure; a :class:`CommandError` when it holds fewer than ``needed`` samples.
+
+    ``fixed``: ``largest_batch`` is the command's own (``bench``'s baseline), not one of
+    ``--batch-sizes``, so only a larger ``--size`` helps.
+    """
     dataset, description = load_source(args.root, args.synthetic, args.size, md5=args.md5)
     if len(dataset) < needed:
-        fix = "a larger --size or " if args.synthetic else ""
+        size = "a larger --size" if args.synthetic else "more data"
+        what, fix = (
+            (f"the baseline's batch of {largest_batch} (measured in every run)", size)
+            if fixed
+            else (
+                f"--batch-sizes {largest_batch}",
+                f"{size} or smaller --batch-sizes" if args.synthetic else "smaller --batch-sizes",
+            )
+        )
         raise CommandError(
-            f"--batch-sizes {largest_batch} needs at least {needed:,} images; the data has {len(dataset):,}: "
-            f"pass {fix}smaller --batch-sizes"
+            f"{what} needs at least {needed:,} images; the data has {len(dataset):,}: pass {fix}"
         )
     return dataset, description
 
