@@ -135,3 +135,26 @@ def test_too_little_data_for_the_baseline_is_an_error_naming_it(tmp_path, capsys
     assert "--size" in err
     assert "Traceback" not in err
     assert not (tmp_path / "b.json").exists()
+
+
+@pytest.mark.parametrize("command", ["bench", "profile"])
+def test_a_size_too_large_to_generate_is_an_error_naming_size_before_any_work(command, capsys):
+    """--size 10**11 raised numpy's MemoryError from the generator: a traceback, exit code 1."""
+    code = main([command, "--synthetic", "--size", str(10**11), "--batch-sizes", "2", "4", "--no-plots"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--size 100,000,000,000" in err
+    assert "pass a smaller --size" in err
+    assert "Traceback" not in err
+
+
+def test_memory_refused_while_generating_is_an_error_naming_size(capsys, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise MemoryError("Unable to allocate 745. GiB")
+
+    monkeypatch.setattr("tinytorch.analysis.sources.synthetic_cifar", refuse)
+    code = main(["profile", "--synthetic", "--size", "1000", "--batch-sizes", "2", "4", "--no-plots"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--size 1,000" in err
+    assert "more memory than this process could get" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,7 +64,14 @@ def load_dataset(
     ``fixed``: ``largest_batch`` is the command's own (``bench``'s baseline), not one of
     ``--batch-sizes``, so only a larger ``--size`` helps.
     """
-    dataset, description = load_source(args.root, args.synthetic, args.size, md5=args.md5)
+    if args.synthetic:
+        _check_room_for(args.size)
+    try:
+        dataset, description = load_source(args.root, args.synthetic, args.size, md5=args.md5)
+    except MemoryError as e:
+        if not args.synthetic:
+            raise
+        raise CommandError(_too_large(args.size, "more memory than this process could get")) from e
     if len(dataset) < needed:
         size = "a larger --size" if args.synthetic else "more data"
         what, fix = (
@@ -78,6 +86,30 @@ def load_dataset(
             f"{what} needs at least {needed:,} images; the data has {len(dataset):,}: pass {fix}"
         )
     return dataset, description
+
+
+GENERATING_BYTES_PER_IMAGE = 48 * 1024
+"""Peak memory per image while ``--synthetic`` data is generated (float32 images, and float64
+noise with its float32 copy, in ``tinytorch.demo.synthetic``); 3 KB per image are kept."""
+
+
+def _too_large(size: int, available: str) -> str:
+    need = size * GENERATING_BYTES_PER_IMAGE / 1e9
+    return (
+        f"--size {size:,}: generating that many images needs about {need:,.1f} GB of memory, "
+        f"{available}: pass a smaller --size (the default, 50,000, needs about 2.5 GB)"
+    )
+
+
+def _check_room_for(size: int) -> None:
+    """A ``--size`` whose generation cannot fit in the machine's memory is refused before any
+    work: a ``MemoryError`` came out as a traceback, or the kernel killed the process."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system: MemoryError is caught
+        return
+    if physical > 0 and size * GENERATING_BYTES_PER_IMAGE > physical:
+        raise CommandError(_too_large(size, f"more than this machine has ({physical / 1e9:,.1f} GB)"))
 
 
 def machine_lines(command: str, description: str) -> list[str]:
