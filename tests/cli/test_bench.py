@@ -1,7 +1,9 @@
 """``tinytorch-data bench``: the command end to end, the table, the comparisons, matplotlib missing."""
 
 import json
+import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -158,3 +160,39 @@ def test_memory_refused_while_generating_is_an_error_naming_size(capsys, monkeyp
     assert code == 2
     assert "--size 1,000" in err
     assert "more memory than this process could get" in err
+
+
+def refuse_writes_under(monkeypatch, folder):
+    """What os.access says for a read-only folder (tests run as root, whom permissions never stop)."""
+    real = os.access
+
+    def access(path, mode, *args, **kwargs):
+        if mode & os.W_OK and (Path(path) == folder or folder in Path(path).parents):
+            return False
+        return real(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+
+
+@pytest.mark.parametrize("command", ["bench", "profile"])
+def test_an_unwritable_json_or_out_is_a_usage_error_before_any_work(command, tmp_path, capsys, monkeypatch):
+    """--json in a folder that refuses writes failed only after the whole measurement."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    refuse_writes_under(monkeypatch, locked)
+
+    def no_work(*args, **kwargs):
+        pytest.fail("the measurement started before the outputs were checked")
+
+    monkeypatch.setattr("tinytorch.cli.measure.load_source", no_work)
+    small = ["--synthetic", "--size", "1000", "--batch-sizes", "2", "4"]
+    code = main([command, *small, "--no-plots", "--json", str(locked / "new" / "r.json")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "argument --json" in err
+    assert f"{locked} is not writable" in err
+    code = main([command, *small, "--out", str(locked)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"--out {locked} is not writable" in err
+    assert "--no-plots" in err

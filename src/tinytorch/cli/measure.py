@@ -53,6 +53,10 @@ def prepare_outputs(args: argparse.Namespace) -> bool:
             plots = False
     if plots:
         args.out.mkdir(parents=True, exist_ok=True)
+        if not os.access(args.out, os.W_OK):  # found now, not after minutes of measuring
+            raise CommandError(
+                f"--out {args.out} is not writable: pass a folder you can write, or --no-plots"
+            )
     return plots
 
 
