@@ -196,3 +196,22 @@ def test_an_unwritable_json_or_out_is_a_usage_error_before_any_work(command, tmp
     assert code == 2
     assert f"--out {locked} is not writable" in err
     assert "--no-plots" in err
+
+
+def test_json_is_written_in_one_step_and_a_full_disk_is_reported(tmp_path, capsys, monkeypatch):
+    """The results were written with write_text: a full disk left a truncated file and exit code 0."""
+    target = tmp_path / "p.json"
+    target.write_text('{"old": true}')
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    small = ["--synthetic", "--size", "64", "--batch-sizes", "2", "4", "--no-plots"]
+    code = main(["profile", *small, "--json", str(target)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "No space left on device" in err
+    assert "--json" in err
+    assert json.loads(target.read_text()) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["p.json"]

@@ -14,6 +14,7 @@ from tinytorch.analysis.plots import matplotlib_missing
 from tinytorch.analysis.sources import load_source
 from tinytorch.cli.args import add_cifar_options, at_least, directory_or_new, writable_file
 from tinytorch.cli.errors import CommandError
+from tinytorch.data.storage.atomic import atomic_write
 
 __all__ = ["add_measure_options", "format_table", "load_dataset", "machine_lines", "prepare_outputs"]
 
@@ -135,5 +136,6 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, left:
 
 def write_json(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)  # only now, when there is something to write
-    path.write_text(text)
+    with atomic_write(path) as f:  # a full disk or an interruption leaves no half-written file
+        f.write(text.encode())
     print(f"wrote {path}")
