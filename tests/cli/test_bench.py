@@ -1,7 +1,9 @@
 """``tinytorch-data bench``: the command end to end, the table, the comparisons, matplotlib missing."""
 
 import json
+import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +123,95 @@ def test_sweep_varies_one_factor_at_a_time():
     workers = [(s.num_workers, s.worker_type) for s in settings if s.sweep == "workers"]
     assert workers == [(0, "thread"), (2, "process")]
     assert [s.shuffle for s in settings if s.sweep == "shuffle"] == [False]
+
+
+def test_too_little_data_for_the_baseline_is_an_error_naming_it(tmp_path, capsys):
+    """The baseline (batch 256) runs whatever --batch-sizes says: with --size 300 it was measured
+    on batches of 256 and 44 and every ratio to it was off, silently."""
+    argv = ["bench", *SMALL[3:], "--synthetic", "--size", "300", "--batch-sizes", "64", "--workers", "0"]
+    code = main([*argv, "--storage", "memory", "--no-plots", "--json", str(tmp_path / "b.json")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "the baseline's batch of 256" in err
+    assert "768 images" in err
+    assert "--size" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "b.json").exists()
+
+
+@pytest.mark.parametrize("command", ["bench", "profile"])
+def test_a_size_too_large_to_generate_is_an_error_naming_size_before_any_work(command, capsys):
+    """--size 10**11 raised numpy's MemoryError from the generator: a traceback, exit code 1."""
+    code = main([command, "--synthetic", "--size", str(10**11), "--batch-sizes", "2", "4", "--no-plots"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--size 100,000,000,000" in err
+    assert "pass a smaller --size" in err
+    assert "Traceback" not in err
+
+
+def test_memory_refused_while_generating_is_an_error_naming_size(capsys, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise MemoryError("Unable to allocate 745. GiB")
+
+    monkeypatch.setattr("tinytorch.analysis.sources.synthetic_cifar", refuse)
+    code = main(["profile", "--synthetic", "--size", "1000", "--batch-sizes", "2", "4", "--no-plots"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--size 1,000" in err
+    assert "more memory than this process could get" in err
+
+
+def refuse_writes_under(monkeypatch, folder):
+    """What os.access says for a read-only folder (tests run as root, whom permissions never stop)."""
+    real = os.access
+
+    def access(path, mode, *args, **kwargs):
+        if mode & os.W_OK and (Path(path) == folder or folder in Path(path).parents):
+            return False
+        return real(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+
+
+@pytest.mark.parametrize("command", ["bench", "profile"])
+def test_an_unwritable_json_or_out_is_a_usage_error_before_any_work(command, tmp_path, capsys, monkeypatch):
+    """--json in a folder that refuses writes failed only after the whole measurement."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    refuse_writes_under(monkeypatch, locked)
+
+    def no_work(*args, **kwargs):
+        pytest.fail("the measurement started before the outputs were checked")
+
+    monkeypatch.setattr("tinytorch.cli.measure.load_source", no_work)
+    small = ["--synthetic", "--size", "1000", "--batch-sizes", "2", "4"]
+    code = main([command, *small, "--no-plots", "--json", str(locked / "new" / "r.json")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "argument --json" in err
+    assert f"{locked} is not writable" in err
+    code = main([command, *small, "--out", str(locked)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"--out {locked} is not writable" in err
+    assert "--no-plots" in err
+
+
+def test_json_is_written_in_one_step_and_a_full_disk_is_reported(tmp_path, capsys, monkeypatch):
+    """The results were written with write_text: a full disk left a truncated file and exit code 0."""
+    target = tmp_path / "p.json"
+    target.write_text('{"old": true}')
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    small = ["--synthetic", "--size", "64", "--batch-sizes", "2", "4", "--no-plots"]
+    code = main(["profile", *small, "--json", str(target)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "No space left on device" in err
+    assert "--json" in err
+    assert json.loads(target.read_text()) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["p.json"]

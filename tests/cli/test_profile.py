@@ -1,5 +1,6 @@
 """``tinytorch-data profile``: the command end to end and what it says about extrapolation."""
 
+import builtins
 import json
 import mmap
 
@@ -106,3 +107,28 @@ def test_compiled_kernels_are_loaded_before_measuring_and_reported_apart(monkeyp
 
     monkeypatch.setattr(kernels, "crop_flip_normalize_kernel", load)
     assert profile.load_compiled_kernels() >= 7 << 20
+
+
+def without_smaps_rollup(monkeypatch):
+    """A system without /proc/self/smaps_rollup (macOS, Linux before 4.14, some sandboxes)."""
+    real = builtins.open
+
+    def open_(path, *args, **kwargs):
+        if str(path).endswith("smaps_rollup"):
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_)
+
+
+def test_without_smaps_rollup_profile_says_it_cannot_measure(tmp_path, capsys, monkeypatch):
+    """Every point read 0 MB and the answer blamed noise ("measure larger batches"), exit code 0."""
+    without_smaps_rollup(monkeypatch)
+    argv = ["profile", "--synthetic", "--size", "256", "--batch-sizes", "32", "64", "--no-plots"]
+    code = main([*argv, "--json", str(tmp_path / "p.json")])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "/proc/self/smaps_rollup" in captured.err
+    assert "cannot measure here" in captured.err
+    assert "Traceback" not in captured.err
+    assert not (tmp_path / "p.json").exists()

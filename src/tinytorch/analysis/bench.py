@@ -35,6 +35,7 @@ from tinytorch.data import DataLoader
 from tinytorch.data.loader.stats import STAGES
 
 __all__ = [
+    "BASELINE",
     "WARMUP_BATCHES",
     "BenchResult",
     "Comparison",
@@ -163,11 +164,15 @@ def compare(result: BenchResult, baseline: BenchResult) -> Comparison:
     return Comparison(statistics.median(ratios), min(ratios), max(ratios))
 
 
+BASELINE = Setting("baseline")
+"""The setting every other one is compared with; measured in every sweep, whatever the options."""
+
+
 def sweep_settings(
     batch_sizes: Sequence[int], workers: Sequence[int], storages: Sequence[str]
 ) -> list[Setting]:
     """The one-factor-at-a-time sweep around the baseline."""
-    base = Setting("baseline")
+    base = BASELINE
     settings = [base]
     settings += [
         replace(base, sweep="batch_size", batch_size=b)

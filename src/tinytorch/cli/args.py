@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -134,11 +135,19 @@ def existing_directory(text: str) -> Path:
 
 
 def writable_file(text: str) -> Path:
-    """An argparse ``type``: a file to write (its folder is created if needed; not a directory)."""
+    """An argparse ``type``: a file to write (its folder is created if needed; not a directory).
+
+    The file, or the nearest folder that exists on its way, must be writable: the results are
+    written after the measurement, and a place that refuses them lost minutes of work."""
     path = Path(text).expanduser().absolute()
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a directory; pass a file name such as {text}/out.json")
     directory_or_new(str(path.parent))
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not os.access(existing, os.W_OK):
+        raise argparse.ArgumentTypeError(
+            f"{text} cannot be written: {existing} is not writable; pass a file in a folder you can write"
+        )
     return path
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from tinytorch.analysis.bench import (
+    BASELINE,
     WARMUP_BATCHES,
     BenchResult,
     compare,
@@ -77,8 +78,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     plots = prepare_outputs(args)
-    largest = max(args.batch_sizes)
-    dataset, description = load_dataset(args, largest, (WARMUP_BATCHES + 1) * largest)
+    # The baseline runs whatever --batch-sizes says: with fewer images than its warm-up and a
+    # batch, its "batch 256" was measured on short batches and every ratio was off.
+    largest = max(*args.batch_sizes, BASELINE.batch_size)
+    dataset, description = load_dataset(
+        args, largest, (WARMUP_BATCHES + 1) * largest, fixed=largest not in args.batch_sizes
+    )
     settings = sweep_settings(args.batch_sizes, args.workers, args.storage)
     from tqdm import tqdm
 

@@ -15,6 +15,7 @@ from tinytorch.analysis.profile import (
     fit_memory,
     load_compiled_kernels,
     profile_memory,
+    pss_bytes,
 )
 from tinytorch.cli.args import at_least, positive_float, subcommand
 from tinytorch.cli.errors import CommandError
@@ -64,6 +65,12 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(
             f"--batch-sizes {' '.join(map(str, args.batch_sizes))}: the fit of memory against batch size "
             "needs two different batch sizes at least (e.g. --batch-sizes 64 1024)"
+        )
+    if pss_bytes() == 0:  # a live process always has some: the file cannot be read here
+        raise CommandError(
+            "profile measures memory with /proc/self/smaps_rollup (Linux 4.14 or later), which this "
+            "system does not provide, so it cannot measure here (every figure would read 0 MB). "
+            "Run it on a Linux machine"
         )
     plots = prepare_outputs(args)
     dataset, description = load_dataset(args, sizes[-1], sizes[-1])

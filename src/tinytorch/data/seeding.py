@@ -42,6 +42,7 @@ __all__ = [
     "resolve_seed",
     "return_global_rngs",
     "seed_global_rngs",
+    "users_global_rngs",
 ]
 
 
@@ -343,3 +344,24 @@ def return_global_rngs(token: object) -> None:
         _set_global_states(states)
     else:
         _BORROWERS[i][1] = states
+
+
+@contextlib.contextmanager
+def users_global_rngs(token: object) -> Iterator[None]:
+    """Run the block with the global generators in the state the epoch of ``token`` gives back.
+
+    For code of the user's that runs between batches of an in-process epoch on the user's
+    behalf, such as a sampler drawing ``np.random.randint`` for each index it yields: it draws
+    from (and advances) the user's state, as it does with workers and with torch, instead of
+    from the state the last batch left. The state it leaves is what the epoch gives back. What
+    the generators held before the block is not put back: the caller seeds them for its batch.
+    """
+    slot = next((held for held in _BORROWERS if held[0] is token), None)
+    if slot is None:
+        yield
+        return
+    _set_global_states(slot[1])
+    try:
+        yield
+    finally:
+        slot[1] = _global_states()

@@ -143,3 +143,25 @@ def test_skipped_samples_are_summed_and_shown_only_when_there_are_some():
     assert stats.skipped == 3
     assert "skipped samples: 3" in str(stats)
     assert "skipped" not in str(LoaderStats(epoch=0, num_workers=0, worker_type="thread"))
+
+
+def test_without_smaps_rollup_process_workers_report_no_private_memory_and_nothing_breaks(monkeypatch):
+    """A system without /proc/self/smaps_rollup: 0 (not measured), left out of str() and diagnose."""
+    import builtins
+
+    from tinytorch.analysis.diagnose import diagnose
+
+    real = builtins.open
+
+    def open_(path, *args, **kwargs):
+        if str(path).endswith("smaps_rollup"):
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_)  # forked workers inherit it
+    loader = DataLoader(TensorDataset(np.zeros((64, 4))), batch_size=4, num_workers=2, seed=0)
+    assert len(list(loader)) == 16
+    stats = loader.stats()
+    assert {w: s.private_bytes for w, s in stats.per_worker.items()} == {0: 0, 1: 0}
+    assert "private" not in str(stats)
+    assert "Memory:" not in str(diagnose(stats, cores=2))

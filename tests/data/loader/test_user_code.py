@@ -197,6 +197,83 @@ def test_a_sampler_drawing_from_the_global_generators_gives_a_new_order_every_ep
     assert orders[0] == tuple(np.random.permutation(12))  # the user's own stream, as torch draws it
 
 
+class DrawsEachIndex(Sampler):
+    """A sampler with replacement that draws each index from np.random as it yields it (80
+    indices: 20 batches of 4, more than an in-process epoch plans at a time)."""
+
+    def __len__(self):
+        return 80
+
+    def __iter__(self):
+        for _ in range(80):
+            yield int(np.random.randint(12))
+
+
+class IndexAndDraw(Dataset):
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, i):
+        return np.array([i, np.random.randint(1 << 30)])
+
+
+def lazy_order(workers):
+    np.random.seed(0)
+    loader = DataLoader(IndexAndDraw(), batch_size=4, sampler=DrawsEachIndex(), num_workers=workers, seed=1)
+    return [b.tolist() for b in loader], np.random.random()
+
+
+def test_a_sampler_drawing_an_index_at_a_time_gives_the_workers_order_with_num_workers_0():
+    """Indices after the first batch were drawn from the state the last batch left (seeded by the
+    loader), not from the user's stream as with workers: the second batch on differed."""
+    np.random.seed(0)
+    expected = [int(np.random.randint(12)) for _ in range(80)]
+    after = np.random.random()
+    in_process, left = lazy_order(0)
+    assert [row[0] for b in in_process for row in b] == expected
+    assert left == after  # the sampler advanced the user's stream, as with workers
+    assert lazy_order(0) == lazy_order(2)
+
+
+@pytest.mark.parametrize(("before", "after"), [(0, 0), (0, 2), (2, 0)])
+def test_resuming_with_a_sampler_drawing_an_index_at_a_time_gives_the_uninterrupted_batches(before, after):
+    def loader(workers):
+        np.random.seed(0)
+        return DataLoader(IndexAndDraw(), batch_size=4, sampler=DrawsEachIndex(), num_workers=workers, seed=1)
+
+    first = loader(before)
+    epoch = iter(first)
+    next(epoch)
+    state = first.state_dict()
+    rest = [b.tolist() for b in epoch]
+    resumed = loader(after)
+    resumed.load_state_dict(state)
+    assert [b.tolist() for b in resumed] == rest
+
+
+class FailsAfterEight(Sampler):
+    def __len__(self):
+        return 12
+
+    def __iter__(self):
+        yield from range(8)
+        raise ValueError("the sampler's own error")
+
+
+def test_a_sampler_error_comes_after_the_batches_planned_before_it_and_the_state_comes_back():
+    """Tasks are planned a few at a time with the user's generators in place: an error of the
+    sampler still surfaces at the batch it belongs to, not with the first."""
+    np.random.seed(3)
+    expected = np.random.random()
+    np.random.seed(3)
+    epoch = iter(DataLoader(IndexAndDraw(), batch_size=4, sampler=FailsAfterEight(), seed=1))
+    got = [next(epoch)[:, 0].tolist() for _ in range(2)]
+    with pytest.raises(ValueError, match="the sampler's own error"):
+        next(epoch)
+    assert got == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert np.random.random() == expected
+
+
 # ---- issue 13 item 6: one epoch at a time, never a silently short one --------------------------
 
 

@@ -352,7 +352,10 @@ class DataLoader(Generic[T_co]):
                 )
                 if b.iterable
                 else in_process(
-                    self._fetcher_for(b).make, self._tasks(epoch, start), seed=self._globals_seed()
+                    self._fetcher_for(b).make,
+                    self._tasks(epoch, start),
+                    seed=self._globals_seed(),
+                    plan_with_users_rngs=not b.library_sampler,
                 )
             )
             return Epoch(

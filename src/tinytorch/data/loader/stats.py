@@ -23,7 +23,14 @@ STAGES = ("read", "sample_transform", "collate", "batch_transform", "transport")
 class WorkerStats:
     """Batches one worker made, the seconds it spent making them, and (process workers) the
     most memory private to it that it reported (``private_bytes``: what it does not share with
-    the loading process; see ``workers.capacity.private_memory``)."""
+    the loading process; see ``workers.capacity.private_memory``).
+
+    ``private_bytes`` is 0 where nothing was measured: thread workers and the loading process
+    (``-1``), which share the loading process's memory; a process worker that made only one
+    batch this epoch (a worker measures after sending a batch, so as not to delay it, and the
+    figure travels with its next batch); and systems without ``/proc/self/smaps_rollup``
+    (not Linux, or Linux before 4.14). ``str(stats)`` and ``diagnose`` leave 0 out.
+    """
 
     batches: int = 0
     busy_seconds: float = 0.0
