@@ -335,6 +335,13 @@ def return_global_rngs(token: object) -> None:
     one, which gives it back when it ends. So an epoch left running (an iterator kept in a
     variable or a traceback) does not keep later epochs from giving the user's state back, as a
     count of running epochs did.
+
+    Known limit (a decision, for cost): an epoch left running, then dropped *during* a later
+    loop after the user reseeded between the two (``stale = iter(a); next(stale);
+    np.random.seed(9); for x in b: ...``, ``stale`` collected inside the loop), hands its older
+    state over as ``zip`` needs, so the later loop ends with the state from before ``stale``
+    instead of seed 9's. Telling the two apart would take a copy of the states after every
+    batch (~33 us); close or exhaust an epoch you stop early (``with iter(loader) as epoch:``).
     """
     i = next((i for i, (held, _) in enumerate(_BORROWERS) if held is token), None)
     if i is None:
