@@ -25,7 +25,15 @@ from support.images import (
     variants,
     write_folder,
 )
-from tinytorch.data import DataLoader, ImageDecodeError, ImageFolder, ImageTooLargeError, SkippedImageWarning
+from tinytorch.data import (
+    DataLoader,
+    ImageDecodeError,
+    ImageFolder,
+    ImageTooLargeError,
+    SkippedImageWarning,
+    get_worker_info,
+)
+from tinytorch.data.cpus import available_cores
 from tinytorch.data.datasets.stacked import StackedSamples
 from tinytorch.data.seeding import BatchContext, Stream, batch_context, derive_rng, get_batch_context
 from tinytorch.data.storage.decode import IMG_EXTENSIONS
@@ -504,3 +512,21 @@ def test_no_decode_thread_lives_across_a_fork(same_size):
     ds.__getitems__(list(range(8)))  # ...and starts it again when needed
     assert ds._threads.running
     ds.close()
+
+
+def _decode_threads_here(samples):
+    return get_worker_info().dataset.num_threads
+
+
+@pytest.mark.parametrize("kind", ["process", "thread"])
+def test_process_workers_split_the_cores_among_their_decode_threads(same_size, kind):
+    """A folder read by 2 process workers decoded with a thread per core in each (4 decoders on
+    2 cores); the default now gives each worker its share."""
+    cores = available_cores()
+    loader = DataLoader(
+        ImageFolder(same_size), batch_size=2, num_workers=2, worker_type=kind, collate_fn=_decode_threads_here
+    )
+    expected = max(1, min(8, cores // 2)) if kind == "process" else min(8, cores)
+    assert set(loader) == {expected}
+    assert ImageFolder(same_size).num_threads == min(8, cores)
+    assert ImageFolder(same_size, num_threads=3).num_threads == 3  # asked for: kept everywhere

@@ -12,7 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tinytorch.data.datasets import thread_map
 from tinytorch.data.datasets.thread_map import ThreadMap, default_num_threads
+from tinytorch.data.worker_info import WorkerInfo, worker_info
 
 
 @settings(max_examples=30, deadline=None)
@@ -115,3 +117,32 @@ def test_idle_pools_are_stopped_before_a_fork_and_a_busy_one_is_not_inherited():
 def test_default_threads_follow_the_cpus_available():
     assert 1 <= default_num_threads() <= 8
     assert default_num_threads() <= len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(
+    ("cores", "kind", "workers", "expected"),
+    [
+        (2, "process", 2, 1),  # one decoder per worker: two each ran 17-18% slower (docs/benchmarks.md)
+        (8, "process", 2, 4),
+        (2, "process", 3, 1),  # never 0
+        (64, "process", 2, 8),  # at most 8, as outside workers
+        (8, "thread", 2, 8),  # thread workers share one dataset, so one pool
+        (64, None, 0, 8),
+    ],
+)
+def test_process_workers_share_the_cores_among_their_decoders(monkeypatch, cores, kind, workers, expected):
+    monkeypatch.setattr(thread_map, "available_cores", lambda: cores)
+    if kind is None:
+        assert default_num_threads() == expected
+        return
+    with worker_info(WorkerInfo(0, workers, 0, None, kind, os.getpid())):
+        assert default_num_threads() == expected
+
+
+def test_an_unset_count_is_decided_in_the_process_that_maps_and_pickles_unset(monkeypatch):
+    pool = ThreadMap(None)
+    monkeypatch.setattr(thread_map, "available_cores", lambda: 4)
+    assert pool.threads == 4
+    copy = pickle.loads(pickle.dumps(pool))
+    assert copy.num_threads is None  # a spawned worker decides its own
+    assert ThreadMap(3).threads == 3

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from tinytorch.data.datasets.base import Dataset, timed_sample_transform
 from tinytorch.data.datasets.indexing import check_index, check_indices
 from tinytorch.data.datasets.stacked import StackedSamples
-from tinytorch.data.datasets.thread_map import ThreadMap, default_num_threads
+from tinytorch.data.datasets.thread_map import ThreadMap
 from tinytorch.data.memory import batch_empty
 from tinytorch.data.seeding import BatchContext, batch_context, get_batch_context
 from tinytorch.data.storage.decode import ImageDecodeError, ImageDecoder
@@ -78,8 +78,8 @@ class EncodedImageDataset(Dataset[tuple[Any, Any]]):
         self.target_transform = target_transform
         self.decode = decode
         self.on_error = on_error  # type: ignore[assignment]
-        threads = default_num_threads() if num_threads is None else check_int(num_threads, "num_threads")
-        self._threads = ThreadMap(threads)
+        threads = None if num_threads is None else check_int(num_threads, "num_threads")
+        self._threads = ThreadMap(threads)  # None: decided where it decodes (default_num_threads)
 
     # -- what a subclass provides ---------------------------------------------------------
 
@@ -97,8 +97,8 @@ class EncodedImageDataset(Dataset[tuple[Any, Any]]):
 
     @property
     def num_threads(self) -> int:
-        """Decode threads (``0``/``1``: the calling thread decodes)."""
-        return self._threads.num_threads
+        """Decode threads in this process (``0``/``1``: the calling thread decodes)."""
+        return self._threads.threads
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         i = check_index(index, len(self), owner=type(self).__name__)

@@ -81,9 +81,11 @@ class ImageFolder(EncodedImageDataset):
             (never filled with another sample), warns with :class:`SkippedImageWarning` and adds
             the count to the batch context's ``skipped`` (the loader's statistics). ``ds[i]``
             always raises: a single sample cannot be skipped.
-        num_threads: decode threads of this dataset (``None``: the CPUs available, at most 8;
-            ``0`` or ``1``: decode in the calling thread). Started at the first batch read, stopped
-            by :meth:`close` (or ``with``, or garbage collection); never pickled to workers.
+        num_threads: decode threads of this dataset (``None``: the cores available, at most 8,
+            and in each of a loader's ``n`` process workers ``cores // n`` of them, so workers do
+            not oversubscribe the cores; ``0`` or ``1``: decode in the calling thread). Started at
+            the first batch read, stopped by :meth:`close` (or ``with``, or garbage collection);
+            never pickled to workers.
 
     Attributes:
         classes: class names, sorted. ``class_to_idx``: name -> index.

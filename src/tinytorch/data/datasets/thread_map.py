@@ -11,6 +11,11 @@ Lifecycle, explicit and leak-free:
   thread and the parent restarts its threads when it next needs them; a pool is never used
   in a process other than the one that started it;
 * pickling (spawned workers) carries the setting, never the threads.
+
+``num_threads=None`` means "decide where the work runs" (:func:`default_num_threads`): the
+count is resolved in the process that decodes, so a dataset built in the loading process and
+copied into process workers does not give every worker as many threads as the machine has
+cores.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tinytorch.data.cpus import available_cores
+from tinytorch.data.worker_info import get_worker_info
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -37,27 +43,52 @@ _hook_registered = False
 
 
 def default_num_threads() -> int:
-    """Threads for decoding: the CPUs this process may run on, at most 8."""
-    return min(8, available_cores())
+    """Threads for decoding where none were asked for: the cores this process may use, at most
+    8; in a loader's process worker, its share of them (``cores // num_workers``, at least 1).
+
+    Every process worker decodes its own batches, so ``num_workers`` processes with a thread
+    per core each would run ``num_workers x cores`` decoders on ``cores`` cores: with 2 process
+    workers on 2 cores, one thread each read 10,000 CIFAR-10 JPEGs 17-18% faster than two each
+    (``bench_images.py --task a``; docs/benchmarks.md). Thread workers share the dataset, and so
+    one pool of threads, which keeps the full count.
+    """
+    cores = available_cores()
+    info = get_worker_info()
+    if info is not None and info.kind == "process":
+        cores = max(1, cores // max(1, info.num_workers))
+    return min(8, cores)
 
 
 class ThreadMap:
     """Maps a function over a batch's items in ``num_threads`` threads, in order.
 
     Args:
-        num_threads: ``0`` or ``1``: run in the calling thread (no pool at all).
+        num_threads: ``0`` or ``1``: run in the calling thread (no pool at all). ``None``:
+            :func:`default_num_threads`, resolved in each process that maps (see the module
+            docstring).
 
     The function must be thread-safe; the threads help only when it releases the GIL (file
     reads and decoders do). Results come back in the items' order whatever the scheduling,
     so the output does not depend on the number of threads.
     """
 
-    def __init__(self, num_threads: int) -> None:
+    def __init__(self, num_threads: int | None) -> None:
         self.num_threads = num_threads
+        self._resolved: tuple[int, int] | None = None  # (pid, count) for num_threads=None
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._pid = 0
         self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    @property
+    def threads(self) -> int:
+        """The threads :meth:`map` uses in this process (``num_threads``, or its default here)."""
+        if self.num_threads is not None:
+            return self.num_threads
+        pid = os.getpid()
+        if self._resolved is None or self._resolved[0] != pid:
+            self._resolved = (pid, default_num_threads())
+        return self._resolved[1]
 
     @property
     def running(self) -> bool:
@@ -70,10 +101,11 @@ class ThreadMap:
         An exception from ``fn`` propagates (the earliest chunk's first); functions that must
         report per item should return their failures instead of raising.
         """
-        if self.num_threads <= 1 or len(items) <= 1:
+        threads = self.threads
+        if threads <= 1 or len(items) <= 1:
             return [fn(x) for x in items]
         # A few chunks per thread balance uneven files without a future per item (~20 us each).
-        chunks = min(len(items), 4 * self.num_threads)
+        chunks = min(len(items), 4 * threads)
         bounds = [len(items) * k // chunks for k in range(chunks + 1)]
 
         def run(k: int) -> list[R]:
@@ -95,7 +127,7 @@ class ThreadMap:
         from concurrent.futures import ThreadPoolExecutor  # imported with the first pool, not before
 
         _register_fork_hook()
-        executor = ThreadPoolExecutor(self.num_threads, thread_name_prefix="tinytorch-decode")
+        executor = ThreadPoolExecutor(self.threads, thread_name_prefix="tinytorch-decode")
         self._executor, self._pid = executor, os.getpid()
         self._finalizer = weakref.finalize(self, _shutdown, executor)
         _LIVE.add(self)
@@ -121,7 +153,7 @@ class ThreadMap:
         self.__init__(state["num_threads"])  # type: ignore[misc]
 
     def __repr__(self) -> str:
-        return f"ThreadMap(num_threads={self.num_threads}, running={self.running})"
+        return f"ThreadMap(num_threads={self.num_threads}, threads={self.threads}, running={self.running})"
 
 
 def _shutdown(executor: ThreadPoolExecutor) -> None:
