@@ -72,7 +72,10 @@ def test_slow_batched_reads_are_not_told_to_read_batches():
     assert "already reads each batch in one call" in d.advice
     assert "a dataset with __getitems__" not in d.advice
     assert "convert imagefolder" in d.advice
+    assert "num_workers=2, worker_type='process'" in d.advice  # measured: threads add little
     assert run(DataLoader(SlowIO(), batch_size=8)).batched_reads is False
+    threads = run(DataLoader(SlowBatchedIO(), batch_size=8, num_workers=2, worker_type="thread"))
+    assert "use worker_type='process' (num_workers=2" in diagnose(threads, cores=3).advice
 
 
 def test_slow_per_sample_transform_is_diagnosed():
