@@ -392,3 +392,39 @@ def make_images(tmp_path):
         (root / label).mkdir(parents=True)
         Image.new("RGB", (8, 8), (10, 20, 30)).save(root / label / "x.png")
     return root
+
+
+@pytest.mark.parametrize("command", ["bench", "profile", "demo"])
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--root", "elsewhere"], "--root"),
+        (["--md5", "0" * 32], "--md5"),
+        (["--root", "x", "--md5", "0" * 32], "them"),
+    ],
+)
+def test_options_that_synthetic_would_ignore_are_refused(
+    command, extra, named, capsys, tmp_path, monkeypatch
+):
+    """`bench --synthetic --root DIR` measured generated data and said nothing about DIR."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(
+        [command, "--synthetic", *extra, "--no-plots" if command != "demo" else "--quiet"], capsys
+    )
+    assert_usage_error(code, err, "--synthetic", named, "drop --synthetic")
+    assert not (tmp_path / "data").exists()  # no work done
+    assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.parametrize("command", ["bench", "profile"])
+def test_size_without_synthetic_is_refused(command, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run([command, "--size", "1000", "--no-plots"], capsys)
+    assert_usage_error(code, err, "--size", "add --synthetic")
+
+
+def test_the_default_root_with_synthetic_is_not_an_error(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["profile", "--synthetic", "--root", "./data", "--size", "256", "--batch-sizes", "32", "64"]
+    code, _, err = run([*argv, "--no-plots", "--quiet"], capsys)
+    assert code == 0, err

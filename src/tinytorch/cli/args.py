@@ -22,9 +22,14 @@ __all__ = [
     "directory_or_new",
     "examples",
     "existing_directory",
+    "ignored_options",
     "positive_float",
     "writable_file",
 ]
+
+
+SYNTHETIC_SIZE = 50_000
+"""Images ``--synthetic`` generates unless ``--size`` says otherwise (bench, profile)."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -171,4 +176,30 @@ def add_cifar_options(parser: argparse.ArgumentParser, *, downloads: bool, env: 
         default=None,
         help=f"the archive's MD5, for a mirror's copy (default $TINYTORCH_{env}_MD5, else the official "
         "archive's)",
+    )
+
+
+def ignored_options(args: argparse.Namespace) -> str | None:
+    """An option the chosen command would silently ignore, as a message with the fix; ``None``
+    when there is none.
+
+    With ``--synthetic`` the options that say where CIFAR-10 is (``--root`` other than its
+    default, ``--url``, ``--md5``); without it, ``--size`` (how many images to generate).
+    """
+    if not getattr(args, "synthetic", False):
+        size = getattr(args, "size", None)
+        if size is not None and size != SYNTHETIC_SIZE:
+            return "--size sets how many images --synthetic generates: add --synthetic, or drop --size"
+        return None
+    given = []
+    root = getattr(args, "root", None)
+    if root is not None and root != directory_or_new("./data"):
+        given.append(f"--root {root}")
+    given += [f"--{name}" for name in ("url", "md5") if getattr(args, name, None) is not None]
+    if not given:
+        return None
+    return (
+        f"--synthetic generates its data, so {' and '.join(given)} would be ignored: drop "
+        f"{'them' if len(given) > 1 else 'it'} to measure generated data, or drop --synthetic to use "
+        "CIFAR-10 from --root"
     )

@@ -19,7 +19,7 @@ import numpy as np
 
 import tinytorch
 from tinytorch.cli import bench, check, convert, demo, profile
-from tinytorch.cli.args import HelpFormatter, Parser, examples
+from tinytorch.cli.args import HelpFormatter, Parser, examples, ignored_options
 from tinytorch.cli.errors import explain
 
 COMMANDS = [demo, check, bench, profile, convert]
@@ -77,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     if args.command is None:
         parser.print_help()
+        return 2
+    ignored = ignored_options(args)
+    if ignored is not None:  # a usage error, found before any work
+        print(f"tinytorch-data {args.command}: error: {ignored}", file=sys.stderr)
         return 2
     try:
         code: int = args.run(args)
