@@ -547,3 +547,28 @@ def test_a_sampler_with_state_dict_resumes_from_a_state_saved_between_epochs(set
     fresh = make()
     fresh.load_state_dict(state)
     assert digests(fresh) + digests(fresh) == rest
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_torch_sampler_on_the_global_generator_is_refused_on_resume(batched):
+    """torch's RandomSampler() without generator= draws each pass's order from torch's global
+    generator: the resumed run replayed the passes on whatever state that generator had (the
+    fresh process's, or one restored from the checkpoint) and gave other batches, silently."""
+    torch = pytest.importorskip("torch")
+
+    def make():
+        sampler = torch.utils.data.RandomSampler(range(40))
+        if batched:
+            return DataLoader(
+                images(), batch_sampler=torch.utils.data.BatchSampler(sampler, 6, False), seed=1
+            )
+        return DataLoader(images(), batch_size=6, sampler=sampler, seed=1)
+
+    torch.manual_seed(0)
+    loader = make()
+    epoch = iter(loader)
+    next(epoch)
+    torch.rand(3)  # a training step draws from the global generator too
+    state = json.loads(json.dumps(loader.state_dict()))
+    with pytest.raises(ValueError, match=r"sampler_passes.*RandomSampler has generator=None.*manual_seed"):
+        make().load_state_dict(state)

@@ -31,7 +31,13 @@ from tinytorch.data.loader.config import (
 from tinytorch.data.loader.epoch import Epoch, EpochProgress, in_process, plan_tasks, stream_batches
 from tinytorch.data.loader.pinning import pin_memory_function
 from tinytorch.data.loader.pools import Lease, PoolStrategy, Prefetcher, WorkerBatches, ordered, pool_strategy
-from tinytorch.data.loader.resume import Resume, check_state, loader_state, order_follows_epoch
+from tinytorch.data.loader.resume import (
+    Resume,
+    check_state,
+    loader_state,
+    order_follows_epoch,
+    torch_global_sampler,
+)
 from tinytorch.data.loader.stats import LoaderStats, StatsRecorder
 from tinytorch.data.validate import check_bool, check_int
 from tinytorch.data.workers.loop import PoolSpec
@@ -567,6 +573,15 @@ class DataLoader(Generic[T_co]):
                 f"{self._passes}: its order may depend on how often it was iterated, and a pass cannot be "
                 "undone. Load the state into a fresh loader with a fresh sampler (before any iter()), or "
                 "give the sampler state_dict()/load_state_dict()"
+            )
+        drawn_from = torch_global_sampler(self._batching.index_source) if self._counts_passes() else None
+        if drawn_from is not None:
+            raise ValueError(
+                f"load_state_dict(): state['sampler_passes'] cannot be replayed: your {drawn_from} has "
+                "generator=None, so each pass's order comes from torch's global generator as it was "
+                "when the pass began (after everything else that drew from it), which no state holds. "
+                f"Build it with generator=torch.Generator().manual_seed(s), or pass shuffle=True, seed=s "
+                "to the DataLoader instead of the sampler"
             )
         length = self._len_or_none()
         if length is not None and resume.start > length:
