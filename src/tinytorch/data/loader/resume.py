@@ -196,7 +196,7 @@ def torch_global_sampler(source: object) -> str | None:
     while source is not None:
         kind = type(source)
         if kind.__module__.split(".")[0] == "torch" and hasattr(source, "generator"):
-            return kind.__name__ if source.generator is None else None  # type: ignore[attr-defined]
+            return kind.__name__ if source.generator is None else None
         source = getattr(source, "sampler", None)
     return None
 
