@@ -494,3 +494,81 @@ def test_which_samplers_replay_their_passes():
     ]
     assert all(order_follows_epoch(s) for s in pure)
     assert not any(order_follows_epoch(s) for s in stateful)
+
+
+class OwnStateSampler:
+    """A torch-style sampler (no ``set_epoch``: torch's ``Sampler`` has none) with its own
+    generator and ``state_dict()``/``load_state_dict()``: a new order on every pass."""
+
+    def __init__(self, n):
+        self.n, self.rng = n, np.random.default_rng(5)
+
+    def __iter__(self):
+        return iter(self.rng.permutation(self.n).tolist())
+
+    def __len__(self):
+        return self.n
+
+    def state_dict(self):
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state):
+        self.rng.bit_generator.state = state["rng"]
+
+
+@pytest.mark.parametrize(("epochs", "k"), [(1, 3), (2, 0)])
+def test_a_sampler_with_state_dict_and_no_set_epoch_resumes(epochs, k):
+    """Its state_dict() was saved only for a sampler with set_epoch: the state held
+    "sampler": None, and the resumed epoch ran epoch 0's order again, silently."""
+
+    def make(**kwargs):
+        return DataLoader(images(), batch_size=6, sampler=OwnStateSampler(40), seed=1, **kwargs)
+
+    resumed, rest = _resume_after(_after_epochs(make(), epochs), make, k, {"num_workers": 2})
+    assert resumed == rest
+
+
+@pytest.mark.parametrize("set_epoch", [False, True])
+def test_a_sampler_with_state_dict_resumes_from_a_state_saved_between_epochs(set_epoch):
+    """A state saved after an epoch ended held "sampler": None (the sampler's state was kept only
+    for a checkpoint mid-epoch): the resumed run started the sampler's generator over."""
+
+    class WithEpoch(OwnStateSampler):
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+    def make():
+        sampler = WithEpoch(40) if set_epoch else OwnStateSampler(40)
+        return DataLoader(images(), batch_size=6, sampler=sampler, seed=1)
+
+    loader = _after_epochs(make(), 1)
+    state = json.loads(json.dumps(loader.state_dict()))
+    rest = digests(loader) + digests(loader)
+    fresh = make()
+    fresh.load_state_dict(state)
+    assert digests(fresh) + digests(fresh) == rest
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_torch_sampler_on_the_global_generator_is_refused_on_resume(batched):
+    """torch's RandomSampler() without generator= draws each pass's order from torch's global
+    generator: the resumed run replayed the passes on whatever state that generator had (the
+    fresh process's, or one restored from the checkpoint) and gave other batches, silently."""
+    torch = pytest.importorskip("torch")
+
+    def make():
+        sampler = torch.utils.data.RandomSampler(range(40))
+        if batched:
+            return DataLoader(
+                images(), batch_sampler=torch.utils.data.BatchSampler(sampler, 6, False), seed=1
+            )
+        return DataLoader(images(), batch_size=6, sampler=sampler, seed=1)
+
+    torch.manual_seed(0)
+    loader = make()
+    epoch = iter(loader)
+    next(epoch)
+    torch.rand(3)  # a training step draws from the global generator too
+    state = json.loads(json.dumps(loader.state_dict()))
+    with pytest.raises(ValueError, match=r"sampler_passes.*RandomSampler has generator=None.*manual_seed"):
+        make().load_state_dict(state)

@@ -31,7 +31,13 @@ from tinytorch.data.loader.config import (
 from tinytorch.data.loader.epoch import Epoch, EpochProgress, in_process, plan_tasks, stream_batches
 from tinytorch.data.loader.pinning import pin_memory_function
 from tinytorch.data.loader.pools import Lease, PoolStrategy, Prefetcher, WorkerBatches, ordered, pool_strategy
-from tinytorch.data.loader.resume import Resume, check_state, loader_state, order_follows_epoch
+from tinytorch.data.loader.resume import (
+    Resume,
+    check_state,
+    loader_state,
+    order_follows_epoch,
+    torch_global_sampler,
+)
 from tinytorch.data.loader.stats import LoaderStats, StatsRecorder
 from tinytorch.data.validate import check_bool, check_int
 from tinytorch.data.workers.loop import PoolSpec
@@ -316,16 +322,16 @@ class DataLoader(Generic[T_co]):
                 epoch = theirs
             owner.set_epoch(epoch)
             self._owner_epoch = epoch
+        keeper = self._state_keeper()
         if (
             self._resume is not None
             and self._resume.epoch == epoch
             and self._resume.sampler_state is not None
         ):
-            load = getattr(owner, "load_state_dict", None)
+            load = getattr(keeper, "load_state_dict", None)
             if callable(load):
                 load(self._resume.sampler_state)
-        save = getattr(owner, "state_dict", None)
-        self._sampler_state = save() if callable(save) else None  # for a checkpoint mid-epoch
+        self._sampler_state = _saved_state(keeper)  # for a checkpoint mid-epoch
         self._epoch, self._epoch_given = epoch + 1, False
         return epoch
 
@@ -392,6 +398,16 @@ class DataLoader(Generic[T_co]):
             return False
         owner = self._user_sampler()
         return not callable(getattr(owner, "state_dict", None)) and not order_follows_epoch(source)
+
+    def _state_keeper(self) -> Any:
+        """The user's object whose ``state_dict()`` a checkpoint holds: the epoch owner, else
+        (torch's ``Sampler`` has no ``set_epoch``) the sampler or batch sampler of a map-style
+        dataset; ``None`` when the loader built the sampler."""
+        owner = self._epoch_owner()
+        b = self._batching
+        if owner is None and not b.iterable and not b.library_sampler:
+            owner = self._user_sampler()
+        return owner
 
     def _user_sampler(self) -> Any:
         """The sampler or batch sampler the user passed (``sampler=`` first)."""
@@ -505,8 +521,9 @@ class DataLoader(Generic[T_co]):
             r = self._resume
             epoch, delivered, streams, sampler_state = r.epoch, r.start, r.streams, r.sampler_state
             passes = self._passes if r.sampler_passes is None else r.sampler_passes
-        else:
-            epoch, delivered, streams, sampler_state, passes = self._epoch, 0, None, None, self._passes
+        else:  # between epochs: the sampler's state now is the one the next epoch starts from
+            epoch, delivered, streams, passes = self._epoch, 0, None, self._passes
+            sampler_state = _saved_state(self._state_keeper())
         return self._state(epoch, delivered, streams, sampler_state, passes)
 
     def _state(
@@ -556,6 +573,15 @@ class DataLoader(Generic[T_co]):
                 f"{self._passes}: its order may depend on how often it was iterated, and a pass cannot be "
                 "undone. Load the state into a fresh loader with a fresh sampler (before any iter()), or "
                 "give the sampler state_dict()/load_state_dict()"
+            )
+        drawn_from = torch_global_sampler(self._batching.index_source) if self._counts_passes() else None
+        if drawn_from is not None:
+            raise ValueError(
+                f"load_state_dict(): state['sampler_passes'] cannot be replayed: your {drawn_from} has "
+                "generator=None, so each pass's order comes from torch's global generator as it was "
+                "when the pass began (after everything else that drew from it), which no state holds. "
+                f"Build it with generator=torch.Generator().manual_seed(s), or pass shuffle=True, seed=s "
+                "to the DataLoader instead of the sampler"
             )
         length = self._len_or_none()
         if length is not None and resume.start > length:
@@ -715,6 +741,12 @@ def _current_epoch(owner: Any) -> int | None:
     if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
         return None
     return int(epoch)
+
+
+def _saved_state(keeper: Any) -> Any:
+    """``keeper.state_dict()`` where it has one, else ``None``."""
+    save = getattr(keeper, "state_dict", None)
+    return save() if callable(save) else None
 
 
 def _num_replicas(b: Batching) -> int | None:

@@ -29,7 +29,15 @@ import numpy as np
 
 from tinytorch.data.validate import check_int
 
-__all__ = ["FORMAT", "VERSION", "Resume", "check_state", "loader_state", "order_follows_epoch"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "Resume",
+    "check_state",
+    "loader_state",
+    "order_follows_epoch",
+    "torch_global_sampler",
+]
 
 FORMAT = "tinytorch.DataLoader"
 VERSION = 1
@@ -176,6 +184,21 @@ def order_follows_epoch(source: object) -> bool:
     if kind is data.BatchSampler:
         return order_follows_epoch(source.sampler)  # type: ignore[attr-defined]
     return kind in (data.SequentialSampler, data.DistributedSampler)
+
+
+def torch_global_sampler(source: object) -> str | None:
+    """The name of a torch sampler in ``source`` (itself, or the sampler a batch sampler wraps)
+    that draws each pass's order from torch's global generator (``generator=None``), else ``None``.
+
+    Such an order depends on everything else that drew from torch's generator before the pass (a
+    model's dropout included), which no loader state can hold, so it cannot be resumed exactly.
+    """
+    while source is not None:
+        kind = type(source)
+        if kind.__module__.split(".")[0] == "torch" and hasattr(source, "generator"):
+            return kind.__name__ if source.generator is None else None
+        source = getattr(source, "sampler", None)
+    return None
 
 
 def _check_streams(streams: Any, num_workers: int) -> None:
