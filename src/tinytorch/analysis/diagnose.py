@@ -53,10 +53,10 @@ _ADVICE = {
     "read_batched": (
         "reading samples from the dataset takes most of the time, and it already reads each "
         "batch in one call (__getitems__): the time is in the reads themselves (file opens, disk "
-        "or network, decoding). Keep data in memory or in memory-mapped shards instead of many "
-        "small files (`tinytorch-data convert imagefolder SRC DST`, then ImageShards, for a "
-        "folder of images); for photos, decode below full size where the transform shrinks them "
-        "anyway (decode_size=)."
+        "or network, decoding). Samples in many small files read faster as memory-mapped shards "
+        "(`tinytorch-data convert imagefolder SRC DST`, then ImageShards, for a folder of "
+        "images); photos decode faster below full size where the transform shrinks them anyway "
+        "(decode_size=)."
     ),
     "sample_transform": (
         "per-sample transforms take most of the time: each image goes through Python on its "

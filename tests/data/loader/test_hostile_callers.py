@@ -119,7 +119,7 @@ def test_a_failing_worker_init_fn_is_reported_every_time_with_its_exception(kind
         timeout=30,
     )
     for _ in range(4 if kind == "process" else 2):
-        with pytest.raises(ZeroDivisionError, match="start-up"):
+        with pytest.raises(ZeroDivisionError, match="while running worker_init_fn at start-up"):
             list(loader)
     loader.close()
 

@@ -147,6 +147,8 @@ def test_a_worker_init_failure_reaches_a_stream_epoch():
     )
     pool.wait = lambda timeout: [(1, failure)]
     prefetcher = StreamPrefetcher(pool, Inflight(2), 0, generation=3, window=1, timeout=1)
-    with pytest.raises(ZeroDivisionError, match="fake worker 1 \\(pid 42\\) while making start-up"):
+    with pytest.raises(
+        ZeroDivisionError, match="fake worker 1 \\(pid 42\\) while running worker_init_fn at start-up"
+    ):
         next(prefetcher)
     assert not prefetcher.healthy

@@ -112,10 +112,14 @@ def rebuild_exception(failure: Failed) -> BaseException:
     re-raised as itself, it would end the epoch early and silently. The original's attributes
     (an ``ImageDecodeError``'s ``path`` and ``index``, say) are copied over.
     """
-    where = f"batch {failure.index} of epoch {failure.epoch}" if failure.index >= 0 else "start-up"
+    doing = (  # a failure before any batch is worker_init_fn's (workers/loop.py)
+        f"making batch {failure.index} of epoch {failure.epoch}"
+        if failure.index >= 0
+        else "running worker_init_fn at start-up"
+    )
     message = (
         f"Caught {failure.type_name} in DataLoader {failure.kind} worker {failure.worker_id} "
-        f"(pid {failure.pid}) while making {where}.\nOriginal traceback:\n{failure.traceback}"
+        f"(pid {failure.pid}) while {doing}.\nOriginal traceback:\n{failure.traceback}"
     )
     original: BaseException | None = None
     if failure.exception is not None:
