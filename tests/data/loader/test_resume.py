@@ -27,7 +27,7 @@ from tinytorch import (
     WindowedShuffleSampler,
     write_shards,
 )
-from tinytorch.data.loader.resume import order_follows_epoch
+from tinytorch.data.loader.user_sampler import order_follows_epoch
 
 
 def digests(batches):

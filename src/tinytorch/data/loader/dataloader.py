@@ -15,8 +15,6 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar, overload
 
-import numpy as np
-
 from tinytorch.data.cpus import available_cores
 from tinytorch.data.datasets.base import Dataset
 from tinytorch.data.fetch.fetcher import BatchTask, BatchTransform, MapFetcher, StreamFetcher
@@ -31,14 +29,9 @@ from tinytorch.data.loader.config import (
 from tinytorch.data.loader.epoch import Epoch, EpochProgress, in_process, plan_tasks, stream_batches
 from tinytorch.data.loader.pinning import pin_memory_function
 from tinytorch.data.loader.pools import Lease, PoolStrategy, Prefetcher, WorkerBatches, ordered, pool_strategy
-from tinytorch.data.loader.resume import (
-    Resume,
-    check_state,
-    loader_state,
-    order_follows_epoch,
-    torch_global_sampler,
-)
+from tinytorch.data.loader.resume import Resume, check_state, loader_state
 from tinytorch.data.loader.stats import LoaderStats, StatsRecorder
+from tinytorch.data.loader.user_sampler import UserSampler
 from tinytorch.data.validate import check_bool, check_int
 from tinytorch.data.workers.loop import PoolSpec
 from tinytorch.data.workers.streams import StreamPrefetcher
@@ -197,13 +190,9 @@ class DataLoader(Generic[T_co]):
         self.record_stats = check_bool(stats, "stats")
         self._epoch = 0
         self._epoch_given = False  # set_epoch() called since the last iter()
-        # A sampler's epoch already set when the loader is built is the user's choice; 0 is
-        # every sampler's default, and counts as not set.
-        self._owner_epoch: int | None = 0 if _current_epoch(self._epoch_owner()) == 0 else None
+        self._user = UserSampler(self._batching)  # the user's sampler: its epoch, state, passes
         self._fetcher: MapFetcher | StreamFetcher | None = None
         self._progress: EpochProgress | None = None  # of the epoch started last
-        self._sampler_state: Any = None  # the user's sampler's state_dict() at its start
-        self._passes = 0  # passes over a sampler whose order may depend on them (_counts_passes)
         self._resume: Resume | None = None  # set by load_state_dict() for the next iter()
         self._spec: PoolSpec | None = None
         self._pools: PoolStrategy | None = None
@@ -290,48 +279,10 @@ class DataLoader(Generic[T_co]):
         self._epoch = check_int(epoch, "epoch")
         self._epoch_given = True
 
-    def _epoch_owner(self) -> Any:
-        """The user's object whose ``set_epoch`` the loader keeps in step: their sampler or batch
-        sampler, or an iterable dataset (``None`` when the loader built the sampler)."""
-        b = self._batching
-        if b.library_sampler:
-            return None
-        owner = b.dataset if b.iterable else b.sampler if b.sampler is not None else b.batch_sampler
-        return owner if hasattr(owner, "set_epoch") else None
-
     def _next_epoch(self) -> int:
-        """The epoch ``iter()`` runs now, with the user's sampler kept in step (one rule).
-
-        The loader's epoch advances by one per ``iter()``. A user's sampler (or batch sampler,
-        or iterable dataset) with ``set_epoch`` is set to it, unless the user set the sampler's
-        epoch since the loader last did: then the loader runs the user's epoch, so a resumed
-        torch script that calls ``sampler.set_epoch(e)`` gets epoch ``e`` throughout. Setting
-        both ``loader.set_epoch`` and ``sampler.set_epoch`` to different values is an error.
-        """
-        epoch = self._epoch
-        owner = self._epoch_owner()
-        if owner is not None:
-            theirs = _current_epoch(owner)
-            if theirs is not None and theirs != self._owner_epoch and theirs != epoch:
-                if self._epoch_given:
-                    raise ValueError(
-                        f"loader.set_epoch({epoch}) and {type(owner).__name__}.set_epoch({theirs}) "
-                        "disagree: say the epoch once. Call loader.set_epoch(e) alone (the loader sets "
-                        "the sampler's epoch), or sampler.set_epoch(e) alone (the loader follows it)"
-                    )
-                epoch = theirs
-            owner.set_epoch(epoch)
-            self._owner_epoch = epoch
-        keeper = self._state_keeper()
-        if (
-            self._resume is not None
-            and self._resume.epoch == epoch
-            and self._resume.sampler_state is not None
-        ):
-            load = getattr(keeper, "load_state_dict", None)
-            if callable(load):
-                load(self._resume.sampler_state)
-        self._sampler_state = _saved_state(keeper)  # for a checkpoint mid-epoch
+        """The epoch ``iter()`` runs now: the loader's, or the one the user set on their sampler
+        (:meth:`UserSampler.start_epoch <tinytorch.data.loader.user_sampler.UserSampler.start_epoch>`)."""
+        epoch = self._user.start_epoch(self._epoch, given=self._epoch_given, resume=self._resume)
         self._epoch, self._epoch_given = epoch + 1, False
         return epoch
 
@@ -343,8 +294,7 @@ class DataLoader(Generic[T_co]):
         )
         start = resume.start if resume else 0
         b, options = self._batching, self._options
-        if self._counts_passes():
-            self._catch_up(resume.sampler_passes if resume else None)
+        self._user.catch_up(resume.sampler_passes if resume else None)
         progress = self._progress = EpochProgress(epoch, start)
         recorder = self._recorder(epoch)
         length = self._len_or_none()
@@ -387,44 +337,6 @@ class DataLoader(Generic[T_co]):
             recorder=recorder,
             progress=progress,
         )
-
-    def _counts_passes(self) -> bool:
-        """Whether the user's index source may change its order with each pass over it (and
-        has no ``state_dict()`` of its own): then a resumed run replays the passes (see
-        :func:`~tinytorch.data.loader.resume.order_follows_epoch`)."""
-        b = self._batching
-        source = b.index_source
-        if b.iterable or b.library_sampler or source is None:
-            return False
-        owner = self._user_sampler()
-        return not callable(getattr(owner, "state_dict", None)) and not order_follows_epoch(source)
-
-    def _state_keeper(self) -> Any:
-        """The user's object whose ``state_dict()`` a checkpoint holds: the epoch owner, else
-        (torch's ``Sampler`` has no ``set_epoch``) the sampler or batch sampler of a map-style
-        dataset; ``None`` when the loader built the sampler."""
-        owner = self._epoch_owner()
-        b = self._batching
-        if owner is None and not b.iterable and not b.library_sampler:
-            owner = self._user_sampler()
-        return owner
-
-    def _user_sampler(self) -> Any:
-        """The sampler or batch sampler the user passed (``sampler=`` first)."""
-        b = self._batching
-        return b.sampler if b.sampler is not None else b.batch_sampler
-
-    def _catch_up(self, passes: int | None) -> None:
-        """Start the next pass over the user's sampler where the saved run started it: iterate
-        it (indices only) through the passes the saved run had made and this loader has not."""
-        if passes is not None:
-            source = self._batching.index_source
-            assert source is not None
-            for _ in range(passes - self._passes):
-                for _ in source:
-                    pass
-            self._passes = passes
-        self._passes += 1
 
     def _globals_seed(self) -> int | None:
         """The seed for the global generators, or ``None`` when nothing in the batch path draws
@@ -516,14 +428,14 @@ class DataLoader(Generic[T_co]):
             assert p is not None
             epoch, delivered = p.epoch, p.delivered
             streams = p.streams.state() if p.streams is not None else None
-            sampler_state, passes = self._sampler_state, self._passes - 1
+            sampler_state, passes = self._user.state_at_start, self._user.passes - 1
         elif self._resume is not None:
             r = self._resume
             epoch, delivered, streams, sampler_state = r.epoch, r.start, r.streams, r.sampler_state
-            passes = self._passes if r.sampler_passes is None else r.sampler_passes
+            passes = self._user.passes if r.sampler_passes is None else r.sampler_passes
         else:  # between epochs: the sampler's state now is the one the next epoch starts from
-            epoch, delivered, streams, passes = self._epoch, 0, None, self._passes
-            sampler_state = _saved_state(self._state_keeper())
+            epoch, delivered, streams, passes = self._epoch, 0, None, self._user.passes
+            sampler_state = self._user.state_now()
         return self._state(epoch, delivered, streams, sampler_state, passes)
 
     def _state(
@@ -541,9 +453,9 @@ class DataLoader(Generic[T_co]):
             num_workers=self._options.num_workers,
             streams=streams,
             sampler_state=sampler_state,
-            num_replicas=_num_replicas(b),
-            sampler_seed=_sampler_seed(b),
-            sampler_passes=passes if self._counts_passes() else None,
+            num_replicas=self._user.num_replicas,
+            sampler_seed=self._user.seed,
+            sampler_passes=passes if self._user.counts_passes else None,
         )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -562,27 +474,7 @@ class DataLoader(Generic[T_co]):
         if not self._batching.seed_given and isinstance(saved_seed, int) and saved_seed != self.seed:
             self._adopt_seed(saved_seed)
         resume = check_state(state, self._state(0, 0, None, None))
-        if (
-            self._counts_passes()
-            and resume.sampler_passes is not None
-            and resume.sampler_passes < self._passes
-        ):
-            raise ValueError(
-                f"load_state_dict(): the state was saved after {resume.sampler_passes} passes over your "
-                f"{type(self._user_sampler()).__name__}, and this loader has already made "
-                f"{self._passes}: its order may depend on how often it was iterated, and a pass cannot be "
-                "undone. Load the state into a fresh loader with a fresh sampler (before any iter()), or "
-                "give the sampler state_dict()/load_state_dict()"
-            )
-        drawn_from = torch_global_sampler(self._batching.index_source) if self._counts_passes() else None
-        if drawn_from is not None:
-            raise ValueError(
-                f"load_state_dict(): state['sampler_passes'] cannot be replayed: your {drawn_from} has "
-                "generator=None, so each pass's order comes from torch's global generator as it was "
-                "when the pass began (after everything else that drew from it), which no state holds. "
-                f"Build it with generator=torch.Generator().manual_seed(s), or pass shuffle=True, seed=s "
-                "to the DataLoader instead of the sampler"
-            )
+        self._user.check_resume(resume)
         length = self._len_or_none()
         if length is not None and resume.start > length:
             raise ValueError(
@@ -733,45 +625,6 @@ class DataLoader(Generic[T_co]):
             f"DataLoader({type(self.dataset).__name__}, batch_size={self.batch_size}, "
             f"num_workers={self.num_workers}, seed={self.seed})"
         )
-
-
-def _current_epoch(owner: Any) -> int | None:
-    """``owner.epoch`` when it is an int (torch's samplers and ours keep it there)."""
-    epoch = getattr(owner, "epoch", None)
-    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
-        return None
-    return int(epoch)
-
-
-def _saved_state(keeper: Any) -> Any:
-    """``keeper.state_dict()`` where it has one, else ``None``."""
-    save = getattr(keeper, "state_dict", None)
-    return save() if callable(save) else None
-
-
-def _num_replicas(b: Batching) -> int | None:
-    """The world size of a sampler that splits epochs between processes (its ``num_replicas``)."""
-    sampler = b.sampler if b.sampler is not None else getattr(b.batch_sampler, "sampler", None)
-    world = getattr(sampler, "num_replicas", None)
-    if isinstance(world, bool) or not isinstance(world, (int, np.integer)):
-        return None
-    return int(world)
-
-
-def _sampler_seed(b: Batching) -> int | None:
-    """The seed of a sampler the user passed: its ``seed`` (this package's samplers, torch's
-    ``DistributedSampler``) or its torch ``generator``'s ``initial_seed()``; ``None`` for the
-    loader's own sampler (the loader's seed is recorded) or one without a seed."""
-    if b.library_sampler:
-        return None
-    sampler = b.sampler if b.sampler is not None else getattr(b.batch_sampler, "sampler", None)
-    seed = getattr(sampler, "seed", None)
-    if seed is None:
-        initial_seed = getattr(getattr(sampler, "generator", None), "initial_seed", None)
-        seed = initial_seed() if callable(initial_seed) else None
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        return None
-    return int(seed)
 
 
 def _plural(kind: str) -> str:

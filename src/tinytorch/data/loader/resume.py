@@ -20,24 +20,12 @@ the batches it had delivered, without collating or transforming them.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from tinytorch.data.validate import check_int
 
-__all__ = [
-    "FORMAT",
-    "VERSION",
-    "Resume",
-    "check_state",
-    "loader_state",
-    "order_follows_epoch",
-    "torch_global_sampler",
-]
+__all__ = ["FORMAT", "VERSION", "Resume", "check_state", "loader_state"]
 
 FORMAT = "tinytorch.DataLoader"
 VERSION = 1
@@ -54,7 +42,7 @@ class Resume:
         sampler_state: the user's sampler's ``state_dict()`` at the start of the epoch, or ``None``.
         sampler_passes: how many times the saved run had started iterating the user's sampler
             before this epoch, for a sampler whose order may depend on it (see
-            :func:`order_follows_epoch`), else ``None``.
+            :func:`~tinytorch.data.loader.user_sampler.order_follows_epoch`), else ``None``.
     """
 
     epoch: int
@@ -159,46 +147,6 @@ def check_state(state: object, expected: dict[str, Any]) -> Resume:
     passes = state.get("sampler_passes")
     passes = None if passes is None else check_int(passes, "state['sampler_passes']")
     return Resume(epoch, start, streams, state.get("sampler"), passes)
-
-
-def order_follows_epoch(source: object) -> bool:
-    """Whether the order of the index source ``source`` is a function of its epoch alone.
-
-    True for the samplers of this package and their ``BatchSampler`` (pure functions of
-    ``(seed, epoch)``), torch's ``SequentialSampler``, ``DistributedSampler`` and ``BatchSampler``
-    over such, and plain sequences (a list, a range, an array). Any other sampler may carry
-    state that each pass advances (torch's ``RandomSampler`` with a ``generator=`` draws a new
-    order from it on every ``iter()``): unless it has ``state_dict()``, a resumed loader
-    iterates it, indices only, as often as the saved run had before the saved epoch, so its
-    hidden state is where the saved run's was.
-    """
-    if isinstance(source, (Sequence, np.ndarray)):
-        return True
-    kind = type(source)
-    if kind.__module__.startswith("tinytorch.data.sampling."):
-        inner = getattr(source, "sampler", None)
-        return inner is None or order_follows_epoch(inner)
-    data = sys.modules.get("torch.utils.data")
-    if data is None or kind.__module__.split(".")[0] != "torch":
-        return False
-    if kind is data.BatchSampler:
-        return order_follows_epoch(source.sampler)  # type: ignore[attr-defined]
-    return kind in (data.SequentialSampler, data.DistributedSampler)
-
-
-def torch_global_sampler(source: object) -> str | None:
-    """The name of a torch sampler in ``source`` (itself, or the sampler a batch sampler wraps)
-    that draws each pass's order from torch's global generator (``generator=None``), else ``None``.
-
-    Such an order depends on everything else that drew from torch's generator before the pass (a
-    model's dropout included), which no loader state can hold, so it cannot be resumed exactly.
-    """
-    while source is not None:
-        kind = type(source)
-        if kind.__module__.split(".")[0] == "torch" and hasattr(source, "generator"):
-            return kind.__name__ if source.generator is None else None
-        source = getattr(source, "sampler", None)
-    return None
 
 
 def _check_streams(streams: Any, num_workers: int) -> None:
