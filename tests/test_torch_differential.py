@@ -123,6 +123,32 @@ def test_batch_size_none():
     assert len(tt.DataLoader(ds, batch_size=None)) == len(tud.DataLoader(ds, batch_size=None))
 
 
+class TupleSamples:
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, i):
+        Pair = namedtuple("Pair", "a b")
+        return (np.float32(i), i, (i, [i, (i,)]), {"k": (i,)}, Pair(i, (i,)))
+
+
+def _shape(x):
+    """The container types of ``x``, leaves as one marker (torch makes tensors of ours' arrays)."""
+    if isinstance(x, (list, tuple)):
+        return (type(x).__name__, [_shape(v) for v in x])
+    if isinstance(x, dict):
+        return ("dict", {k: _shape(v) for k, v in x.items()})
+    return "leaf"
+
+
+def test_batch_size_none_gives_torchs_containers():
+    """A plain tuple sample came through as a tuple; torch's default_convert gives a list."""
+    ours = list(tt.DataLoader(TupleSamples(), batch_size=None))
+    theirs = list(tud.DataLoader(TupleSamples(), batch_size=None))
+    assert [_shape(o) for o in ours] == [_shape(t) for t in theirs]
+    assert type(ours[0]) is list
+
+
 @pytest.mark.parametrize("batch_size", [1, 4, 10])
 def test_tensor_dataset_fast_path_matches(batch_size):
     x = np.arange(60, dtype=np.float32).reshape(20, 3)

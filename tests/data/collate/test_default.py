@@ -1,3 +1,4 @@
+import collections
 import re
 from collections import OrderedDict, namedtuple
 
@@ -121,9 +122,18 @@ def test_unsupported_and_empty():
         default_collate([2**70, 1])
 
 
-def test_default_convert_is_identity():
-    x = {"a": np.zeros(1)}
-    assert default_convert(x) is x
+def test_default_convert_keeps_the_leaves_and_follows_torchs_container_rules():
+    """batch_size=None handed tuples through as tuples, where torch (and our batches) give lists."""
+    image = np.zeros(3)
+    Pair = collections.namedtuple("Pair", "x y")
+    out = default_convert({"a": (image, 1), "b": Pair(image, [2, (3, "s")]), "c": "text"})
+    assert type(out) is dict
+    assert type(out["a"]) is list
+    assert out["a"][0] is image  # arrays are not copied or converted
+    assert type(out["b"]) is Pair
+    assert out["b"].y == [2, [3, "s"]]
+    assert out["c"] == "text"
+    assert default_convert(image) is image
 
 
 @given(

@@ -132,11 +132,55 @@ def _tensors_throughout(batch: Any, torch: Any) -> Any:
 
 
 def default_convert(sample: Any) -> Any:
-    """The ``collate_fn`` used when batching is off (``batch_size=None``): returns ``sample``.
+    """The ``collate_fn`` used when batching is off (``batch_size=None``): ``sample`` with
+    torch's container rules.
 
-    numpy is this library's batch format, so there is nothing to convert.
+    A plain tuple becomes a list (torch's ``default_convert`` does so "for backwards
+    compatibility", as ``default_collate`` does for batches: a script that assigns
+    ``batch[0] = ...`` works with either); named tuples, mappings and other sequences keep
+    their type where it can be rebuilt (torch's rule, :func:`_same_mapping`,
+    :func:`_same_sequence`); this applies through nested containers. The leaves are returned as
+    they are: numpy is this library's batch format, so arrays are not turned into tensors.
     """
+    if isinstance(sample, tuple) and hasattr(sample, "_fields"):  # a namedtuple
+        return type(sample)(*(default_convert(x) for x in sample))
+    if isinstance(sample, Mapping):
+        return _same_mapping(sample, {key: default_convert(value) for key, value in sample.items()})
+    if isinstance(sample, Sequence) and not isinstance(sample, (str, bytes)):
+        return _same_sequence(sample, [default_convert(x) for x in sample])
     return sample
+
+
+def _same_mapping(like: Mapping[Any, Any], values: dict[Any, Any]) -> Any:
+    """``values`` in the mapping type of ``like``, torch's rule: a copy of a mutable mapping
+    updated (it may carry attributes), else ``type(like)(values)``, else a plain dict."""
+    if type(like) is dict:
+        return values
+    try:
+        if isinstance(like, MutableMapping):
+            clone = copy.copy(like)
+            clone.update(values)
+            return clone
+        return type(like)(values)  # type: ignore[call-arg]
+    except TypeError:
+        return values
+
+
+def _same_sequence(like: Sequence[Any], items: list[Any]) -> Any:
+    """``items`` in the sequence type of ``like``, torch's rule: a list for a list or a plain
+    tuple, a copy of another mutable sequence with its items replaced, else
+    ``type(like)(items)``, else a list."""
+    if type(like) is list or isinstance(like, tuple):
+        return items
+    try:
+        if isinstance(like, MutableSequence):
+            clone = copy.copy(like)
+            for i, item in enumerate(items):
+                clone[i] = item
+            return clone
+        return type(like)(items)  # type: ignore[call-arg]
+    except TypeError:
+        return items
 
 
 Path = tuple[Any, ...]
@@ -378,16 +422,7 @@ def _collate_mappings(samples: list[Any], path: Path) -> Any:
         fix="give every sample the same keys",
     )
     collated = {k: _collate([s[k] for s in samples], (*path, k)) for k in keys}
-    if type(first) is dict:
-        return collated
-    try:  # torch's rule: keep the mapping's type (and any attributes of a mutable one)
-        if isinstance(first, MutableMapping):
-            clone = copy.copy(first)
-            clone.update(collated)
-            return clone
-        return type(first)(collated)
-    except TypeError:
-        return collated
+    return _same_mapping(first, collated)  # torch's rule: the mapping's type kept
 
 
 def _collate_namedtuples(samples: list[Any], path: Path) -> Any:
@@ -399,18 +434,7 @@ def _collate_namedtuples(samples: list[Any], path: Path) -> Any:
 def _collate_sequences(samples: list[Any], path: Path) -> Any:
     _check_same(samples, path, len, "lengths", fix="give every sample the same number of fields")
     fields = [_collate(list(f), (*path, i)) for i, f in enumerate(zip(*samples, strict=True))]
-    first = samples[0]
-    if type(first) is list or isinstance(first, tuple):
-        return fields
-    try:  # torch's rule for other sequences: the same type where it can be built, else a list
-        if isinstance(first, MutableSequence):
-            clone = copy.copy(first)
-            for i, field in enumerate(fields):
-                clone[i] = field
-            return clone
-        return type(first)(fields)
-    except TypeError:
-        return fields
+    return _same_sequence(samples[0], fields)  # torch's rule: a list, or the sequence's type
 
 
 def _unsupported(samples: list[Any], path: Path) -> Any:
