@@ -357,3 +357,28 @@ def test_pin_memory_without_cuda_is_a_documented_no_op():
     loader = DataLoader(ints(8), batch_size=4, pin_memory=True)
     assert not loader.pin_memory_active
     assert isinstance(next(iter(loader))[0], np.ndarray)
+
+
+class NoLen(Dataset):
+    def __getitem__(self, i):
+        return i
+
+
+@pytest.mark.parametrize(
+    ("make", "named"),
+    [
+        (
+            lambda: DataLoader(ints(6), batch_size=2, sampler=(i for i in range(6))),
+            "your sampler \\(generator\\)",
+        ),
+        (
+            lambda: DataLoader(ints(6), batch_sampler=([0, 1] for _ in range(3))),
+            "your batch_sampler \\(generator\\)",
+        ),
+        (lambda: DataLoader(NoLen(), batch_size=2), "NoLen has no __len__"),
+    ],
+)
+def test_an_unknown_length_names_what_the_user_passed(make, named):
+    """It named the loader's own BatchSampler or SequentialSampler, which the user never made."""
+    with pytest.raises(TypeError, match=f"len\\(DataLoader\\) is unknown: {named}"):
+        len(make())

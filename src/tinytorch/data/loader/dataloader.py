@@ -616,8 +616,16 @@ class DataLoader(Generic[T_co]):
         try:
             return len(b.index_source)  # type: ignore[arg-type]
         except TypeError:
+            if b.library_sampler:
+                raise TypeError(
+                    f"len(DataLoader) is unknown: {type(b.dataset).__name__} has no __len__. Define "
+                    "__len__ on the dataset (a map-style dataset needs it to be sampled)"
+                ) from None
+            passed = "sampler" if b.sampler is not None else "batch_sampler"
+            given = b.sampler if b.sampler is not None else b.batch_sampler
             raise TypeError(
-                f"len(DataLoader) is unknown: the {type(b.index_source).__name__} has no __len__"
+                f"len(DataLoader) is unknown: your {passed} ({type(given).__name__}) has no __len__. "
+                "Give it a __len__ (a list or a Sampler instead of a generator), or iterate without len()"
             ) from None
 
     def __repr__(self) -> str:
