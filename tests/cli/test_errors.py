@@ -467,6 +467,8 @@ def test_other_spellings_of_the_default_root_with_synthetic_are_not_an_error(com
         assert ignored_options(args) is None, root
     args = parser.parse_args([command, "--synthetic", "--root", "../real/other"])
     assert "--root" in ignored_options(args)
+    (real / "loop").symlink_to("loop")  # a symlink loop is another folder, not a traceback
+    assert "--root" in ignored_options(parser.parse_args([command, "--synthetic", "--root", "loop"]))
 
 
 @pytest.mark.parametrize("command", ["bench", "demo"])

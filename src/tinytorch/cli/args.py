@@ -221,7 +221,8 @@ def ignored_options(args: argparse.Namespace) -> str | None:
         return None
     given = []
     root = getattr(args, "root", None)
-    if root is not None and Path(root).resolve() != Path("./data").resolve():  # the same folder
+    # realpath, not Path.resolve: a symlink loop is just another folder, not a RuntimeError
+    if root is not None and os.path.realpath(root) != os.path.realpath("./data"):
         given.append(f"--root {root}")
     given += [f"--{name}" for name in ("url", "md5") if getattr(args, name, None) is not None]
     if not given:
