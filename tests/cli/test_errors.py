@@ -14,6 +14,7 @@ import pytest
 
 from support.cifar_files import cifar10_files, make_tar
 from support.http_server import LocalServer, closed_port
+from tinytorch.cli.args import ignored_options
 from tinytorch.cli.errors import explain
 from tinytorch.cli.main import build_parser, main
 
@@ -428,3 +429,63 @@ def test_the_default_root_with_synthetic_is_not_an_error(capsys, tmp_path, monke
     argv = ["profile", "--synthetic", "--root", "./data", "--size", "256", "--batch-sizes", "32", "64"]
     code, _, err = run([*argv, "--no-plots", "--quiet"], capsys)
     assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bench", "--size", "50000", "--no-plots"],  # the default value, given
+        ["profile", "--size=50000", "--no-plots"],
+        ["bench", "--si", "50000", "--no-plots"],  # argparse's abbreviation
+        ["demo", "--synthetic-size", "50000", "10000", "--quiet"],
+    ],
+)
+def test_synthetic_sizes_without_synthetic_are_refused_even_at_their_default(
+    argv, capsys, tmp_path, monkeypatch
+):
+    """Attack: `bench --size 50000` (no --synthetic) went on to read CIFAR-10 from ./data while
+    `--size 1000` was refused; demo's --synthetic-size was ignored without --synthetic."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(argv, capsys)
+    flag = "--synthetic-size" if argv[0] == "demo" else "--size"
+    assert_usage_error(code, err, f"{flag} sets how many images --synthetic generates", "add --synthetic")
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("command", ["bench", "profile", "demo"])
+def test_other_spellings_of_the_default_root_with_synthetic_are_not_an_error(command, tmp_path, monkeypatch):
+    """Attack: `--synthetic --root ../cwd/data` (or data/../data, or $PWD/data where the working
+    folder is reached through a symlink, as /tmp is on macOS) named ./data itself, and was refused
+    as 'another folder'."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    monkeypatch.chdir(tmp_path / "link")
+    parser = build_parser()
+    for root in ["../real/data", "data/../data", str(tmp_path / "link" / "data"), "./data/", "data"]:
+        args = parser.parse_args([command, "--synthetic", "--root", root])
+        assert ignored_options(args) is None, root
+    args = parser.parse_args([command, "--synthetic", "--root", "../real/other"])
+    assert "--root" in ignored_options(args)
+    (real / "loop").symlink_to("loop")  # a symlink loop is another folder, not a traceback
+    assert "--root" in ignored_options(parser.parse_args([command, "--synthetic", "--root", "loop"]))
+
+
+@pytest.mark.parametrize("command", ["bench", "demo"])
+def test_synthetic_with_the_mirror_environment_variables_is_not_an_error(command, monkeypatch):
+    monkeypatch.setenv("TINYTORCH_CIFAR10_URL", "http://127.0.0.1:9/cifar.tar.gz")
+    monkeypatch.setenv("TINYTORCH_CIFAR10_MD5", "0" * 32)
+    assert ignored_options(build_parser().parse_args([command, "--synthetic"])) is None
+    assert (
+        ignored_options(
+            build_parser().parse_args(
+                [
+                    command,
+                    "--synthetic",
+                    "--size" if command == "bench" else "--synthetic-size",
+                    *(["7"] if command == "bench" else ["7", "7"]),
+                ]
+            )
+        )
+        is None
+    )

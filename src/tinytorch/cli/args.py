@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 __all__ = [
+    "Given",
     "Parser",
     "add_cifar_options",
     "at_least",
@@ -24,6 +25,7 @@ __all__ = [
     "existing_directory",
     "ignored_options",
     "positive_float",
+    "was_given",
     "writable_file",
 ]
 
@@ -179,27 +181,55 @@ def add_cifar_options(parser: argparse.ArgumentParser, *, downloads: bool, env: 
     )
 
 
+class Given(argparse.Action):
+    """argparse's ``store`` action that also records that the option was on the command line
+    (read with :func:`was_given`): an option whose value equals its default was still given."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.given_options = frozenset({*getattr(namespace, "given_options", ()), self.dest})
+
+
+def was_given(args: argparse.Namespace, dest: str) -> bool:
+    """Whether the option stored in ``dest`` (with ``action=Given``) was on the command line."""
+    return dest in getattr(args, "given_options", ())
+
+
+_SYNTHETIC_ONLY = {"size": "--size", "synthetic_size": "--synthetic-size"}
+"""Options (by ``dest``) that only say how much data ``--synthetic`` generates."""
+
+
 def ignored_options(args: argparse.Namespace) -> str | None:
     """An option the chosen command would silently ignore, as a message with the fix; ``None``
     when there is none.
 
-    With ``--synthetic`` the options that say where CIFAR-10 is (``--root`` other than its
-    default, ``--url``, ``--md5``); without it, ``--size`` (how many images to generate).
+    With ``--synthetic`` the options that say where CIFAR-10 is (``--root`` naming another
+    folder than its default, ``--url``, ``--md5``; ``$TINYTORCH_CIFAR10_URL``/``_MD5`` are not
+    options and stay allowed); without it, ``--size``/``--synthetic-size`` (how many images to
+    generate) given at all, even with their default value.
     """
     if not getattr(args, "synthetic", False):
-        size = getattr(args, "size", None)
-        if size is not None and size != SYNTHETIC_SIZE:
-            return "--size sets how many images --synthetic generates: add --synthetic, or drop --size"
+        for dest, flag in _SYNTHETIC_ONLY.items():
+            if was_given(args, dest):
+                return f"{flag} sets how many images --synthetic generates: add --synthetic, or drop {flag}"
         return None
     given = []
     root = getattr(args, "root", None)
-    if root is not None and root != directory_or_new("./data"):
+    # realpath, not Path.resolve: a symlink loop is just another folder, not a RuntimeError
+    if root is not None and os.path.realpath(root) != os.path.realpath("./data"):
         given.append(f"--root {root}")
     given += [f"--{name}" for name in ("url", "md5") if getattr(args, name, None) is not None]
     if not given:
         return None
+    purpose = "train on" if getattr(args, "command", None) == "demo" else "measure"
     return (
         f"--synthetic generates its data, so {' and '.join(given)} would be ignored: drop "
-        f"{'them' if len(given) > 1 else 'it'} to measure generated data, or drop --synthetic to use "
+        f"{'them' if len(given) > 1 else 'it'} to {purpose} generated data, or drop --synthetic to use "
         "CIFAR-10 from --root"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tinytorch.cli.args import add_cifar_options, at_least, positive_float, subcommand
+from tinytorch.cli.args import Given, add_cifar_options, at_least, positive_float, subcommand
 from tinytorch.demo.train import DemoConfig, run_demo
 
 
@@ -32,6 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--synthetic-size",
         type=at_least(1),
         nargs=2,
+        action=Given,
         default=[defaults.synthetic_train, defaults.synthetic_test],
         metavar=("TRAIN", "TEST"),
         help="number of generated training and test images",

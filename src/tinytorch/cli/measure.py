@@ -12,7 +12,14 @@ from typing import Any
 from tinytorch.analysis.machine import describe_machine, versions
 from tinytorch.analysis.plots import matplotlib_missing
 from tinytorch.analysis.sources import load_source
-from tinytorch.cli.args import SYNTHETIC_SIZE, add_cifar_options, at_least, directory_or_new, writable_file
+from tinytorch.cli.args import (
+    SYNTHETIC_SIZE,
+    Given,
+    add_cifar_options,
+    at_least,
+    directory_or_new,
+    writable_file,
+)
 from tinytorch.cli.errors import CommandError
 from tinytorch.data.storage.atomic import atomic_write
 
@@ -29,7 +36,11 @@ def add_measure_options(parser: argparse.ArgumentParser) -> None:
         help="measure generated CIFAR-shaped data instead (no files needed)",
     )
     parser.add_argument(
-        "--size", type=at_least(1), default=SYNTHETIC_SIZE, help="number of generated images (--synthetic)"
+        "--size",
+        type=at_least(1),
+        default=SYNTHETIC_SIZE,
+        action=Given,
+        help="number of generated images (--synthetic)",
     )
     parser.add_argument(
         "--json", type=writable_file, default=None, help="also write the results as JSON to this file"

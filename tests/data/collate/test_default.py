@@ -442,3 +442,50 @@ def test_when_samples_hold_tensors_numbers_and_arrays_become_tensors_too():
     swapped = default_collate([(torch.ones(1), np.array([1, 2], dtype=">i4"))] * 2)[1]
     assert swapped.tolist() == [[1, 2], [1, 2]]  # another byte order is made native for torch
     assert isinstance(default_collate([(np.ones(2), 1)] * 2)[1], np.ndarray)  # no tensor: numpy
+
+
+def test_tensor_batches_keep_the_container_types_torch_keeps():
+    """Attack: samples holding a tensor in a defaultdict raised TypeError ('first argument must
+    be callable or None': the batch was rebuilt with defaultdict(pairs)), a list subclass came
+    back a plain list, and the numbers in a deque or a MutableMapping stayed numpy. torch's
+    default_collate keeps each container's type (and attributes) and makes every leaf a tensor."""
+    torch = _torch()
+
+    class Row(list):
+        pass
+
+    class Record(collections.abc.MutableMapping):
+        def __init__(self, data, source):
+            self.data, self.source = dict(data), source
+
+        def __getitem__(self, key):
+            return self.data[key]
+
+        def __setitem__(self, key, value):
+            self.data[key] = value
+
+        def __delitem__(self, key):
+            del self.data[key]
+
+        def __iter__(self):
+            return iter(self.data)
+
+        def __len__(self):
+            return len(self.data)
+
+    by_default = default_collate([collections.defaultdict(list, x=torch.ones(1), y=i) for i in range(2)])
+    assert type(by_default) is collections.defaultdict
+    assert by_default.default_factory is list
+    assert by_default["y"].tolist() == [0, 1]
+    assert isinstance(by_default["y"], torch.Tensor)
+    row = default_collate([Row([torch.ones(1), i]) for i in range(2)])
+    assert type(row) is Row
+    assert isinstance(row[1], torch.Tensor)
+    queue = default_collate([collections.deque([torch.ones(1), i]) for i in range(2)])
+    assert type(queue) is collections.deque
+    assert isinstance(queue[1], torch.Tensor)
+    assert queue[1].tolist() == [0, 1]
+    record = default_collate([Record({"x": torch.ones(1), "y": i}, "disk") for i in range(2)])
+    assert type(record) is Record
+    assert record.source == "disk"
+    assert isinstance(record["y"], torch.Tensor)

@@ -382,3 +382,74 @@ def test_an_unknown_length_names_what_the_user_passed(make, named):
     """It named the loader's own BatchSampler or SequentialSampler, which the user never made."""
     with pytest.raises(TypeError, match=f"len\\(DataLoader\\) is unknown: {named}"):
         len(make())
+
+
+class _Batches:
+    def __iter__(self):
+        return iter([[0, 1], [2, 3]])
+
+
+class _FloatLength(_Batches):
+    def __len__(self):
+        return 2.5  # a float: len() raises TypeError, though a __len__ exists
+
+
+class _FloatLengthDataset(Dataset):
+    def __getitem__(self, i):
+        return i
+
+    def __len__(self):
+        return 6.0
+
+
+class _FloatLengthStream(IterableDataset):
+    def __iter__(self):
+        yield 0
+
+    def __len__(self):
+        return 1.5
+
+
+@pytest.mark.parametrize(
+    ("make", "named"),
+    [
+        (
+            lambda: DataLoader(ints(6), batch_sampler=_FloatLength()),
+            "len\\(\\) of your batch_sampler \\(_FloatLength\\)",
+        ),
+        (
+            lambda: DataLoader(ints(6), batch_size=2, sampler=_FloatLength()),
+            "len\\(\\) of your sampler \\(_FloatLength\\)",
+        ),
+        (
+            lambda: DataLoader(_FloatLengthDataset(), batch_size=2),
+            "len\\(\\) of the dataset \\(_FloatLengthDataset\\)",
+        ),
+        (
+            lambda: DataLoader(_FloatLengthStream(), batch_size=2),
+            "len\\(\\) of _FloatLengthStream, an IterableDataset,",
+        ),
+    ],
+)
+def test_a_len_that_raises_is_named_with_its_own_error_not_as_missing(make, named):
+    """Attack: a __len__ returning a float (or one with a bug) was reported as 'has no __len__',
+    with the cause dropped; torch shows the TypeError ('float' object cannot be interpreted...)."""
+    with pytest.raises(
+        TypeError, match=f"is unknown: {named} raised TypeError: 'float' object cannot be"
+    ) as info:
+        len(make())
+    assert "has no __len__" not in str(info.value)
+    assert isinstance(info.value.__cause__, TypeError)
+
+
+def test_a_batch_sampler_taking_its_length_from_a_sampler_without_one_names_that_sampler():
+    """Attack: BatchSampler(generator) as batch_sampler was reported as 'your batch_sampler
+    (BatchSampler) has no __len__. Give it a __len__', though BatchSampler has one."""
+    from tinytorch.data import BatchSampler
+
+    loader = DataLoader(ints(6), batch_sampler=BatchSampler((i for i in range(6)), 2, False))
+    with pytest.raises(
+        TypeError,
+        match="your batch_sampler \\(BatchSampler\\) takes its length from generator, which has no __len__",
+    ):
+        len(loader)

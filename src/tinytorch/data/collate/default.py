@@ -106,9 +106,14 @@ def _holds_tensor(batch: Any, torch: Any) -> bool:
         return True
     if isinstance(batch, Mapping):
         return any(_holds_tensor(v, torch) for v in batch.values())
-    if isinstance(batch, (list, tuple)):
+    if _is_container_sequence(batch):
         return any(_holds_tensor(v, torch) for v in batch)
     return False
+
+
+def _is_container_sequence(x: Any) -> bool:
+    """A sequence the collate rules go into (a list, tuple, deque...), not a str or bytes."""
+    return isinstance(x, Sequence) and not isinstance(x, (str, bytes))
 
 
 def _tensors_throughout(batch: Any, torch: Any) -> Any:
@@ -122,12 +127,13 @@ def _tensors_throughout(batch: Any, torch: Any) -> Any:
             return torch.from_numpy(native)
         except (TypeError, RuntimeError):  # a dtype torch lacks stays numpy
             return batch
+    # The containers keep the types collation gave them (defaultdict, a list subclass, deque...)
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):
         return type(batch)(*(_tensors_throughout(v, torch) for v in batch))
-    if isinstance(batch, list):
-        return [_tensors_throughout(v, torch) for v in batch]
-    if isinstance(batch, dict):
-        return type(batch)((k, _tensors_throughout(v, torch)) for k, v in batch.items())
+    if isinstance(batch, Mapping):
+        return _same_mapping(batch, {k: _tensors_throughout(v, torch) for k, v in batch.items()})
+    if _is_container_sequence(batch):
+        return _same_sequence(batch, [_tensors_throughout(v, torch) for v in batch])
     return batch
 
 
@@ -146,7 +152,7 @@ def default_convert(sample: Any) -> Any:
         return type(sample)(*(default_convert(x) for x in sample))
     if isinstance(sample, Mapping):
         return _same_mapping(sample, {key: default_convert(value) for key, value in sample.items()})
-    if isinstance(sample, Sequence) and not isinstance(sample, (str, bytes)):
+    if _is_container_sequence(sample):
         return _same_sequence(sample, [default_convert(x) for x in sample])
     return sample
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar, overload
 
 from tinytorch.data.cpus import available_cores
-from tinytorch.data.datasets.base import Dataset
+from tinytorch.data.datasets.base import Dataset, IterableDataset
 from tinytorch.data.fetch.fetcher import BatchTask, BatchTransform, MapFetcher, StreamFetcher
 from tinytorch.data.loader.config import (
     DEFAULT_BATCH_SIZE,
@@ -597,36 +597,23 @@ class DataLoader(Generic[T_co]):
         """Batches per epoch (samples per epoch when ``batch_size`` is ``None``).
 
         Raises:
-            TypeError: the dataset is an ``IterableDataset`` without ``__len__``, or the sampler
-                has no ``len()``.
+            TypeError: the dataset is an ``IterableDataset`` without ``__len__``, the sampler or
+                batch_sampler passed (or a sampler it takes its length from) has no ``__len__``,
+                or a ``__len__`` raised ``TypeError`` (the cause is chained).
         """
         b = self._batching
         if b.iterable:
             try:
                 n = len(b.dataset)
-            except TypeError:
-                raise TypeError(
-                    f"len(DataLoader) is unknown: {type(b.dataset).__name__} is an IterableDataset "
-                    "without __len__, so the number of batches is only known after iterating. Define "
-                    "__len__ on the dataset if its size is known"
-                ) from None
+            except TypeError as e:
+                raise _unknown_length(b, e) from e
             if b.batch_size is None:
                 return n
             return n // b.batch_size if b.drop_last else -(-n // b.batch_size)
         try:
             return len(b.index_source)  # type: ignore[arg-type]
-        except TypeError:
-            if b.library_sampler:
-                raise TypeError(
-                    f"len(DataLoader) is unknown: {type(b.dataset).__name__} has no __len__. Define "
-                    "__len__ on the dataset (a map-style dataset needs it to be sampled)"
-                ) from None
-            passed = "sampler" if b.sampler is not None else "batch_sampler"
-            given = b.sampler if b.sampler is not None else b.batch_sampler
-            raise TypeError(
-                f"len(DataLoader) is unknown: your {passed} ({type(given).__name__}) has no __len__. "
-                "Give it a __len__ (a list or a Sampler instead of a generator), or iterate without len()"
-            ) from None
+        except TypeError as e:
+            raise _unknown_length(b, e) from e
 
     def __repr__(self) -> str:
         return (
@@ -637,3 +624,81 @@ class DataLoader(Generic[T_co]):
 
 def _plural(kind: str) -> str:
     return "processes" if kind == "process" else f"{kind}s"
+
+
+def _user_index_source(b: Batching) -> tuple[str, Any]:
+    """The keyword and object of what the user passed that ``len(DataLoader)`` asks."""
+    return ("sampler", b.sampler) if b.sampler is not None else ("batch_sampler", b.batch_sampler)
+
+
+def _without_len(obj: Any) -> Any:
+    """What has no ``__len__`` in ``obj`` or the samplers it takes its length from (``.sampler``,
+    ``.data_source``, as torch's and this package's samplers name them), or ``None`` when all
+    have one (a ``__len__`` that raised is then the cause). The base classes' ``__len__`` that
+    only raises counts as none."""
+    for _ in range(8):  # a chain of wrapped samplers; a cycle ends here
+        length = getattr(type(obj), "__len__", None)
+        if length is None or length in (Dataset.__len__, IterableDataset.__len__):
+            return obj
+        inner = next(
+            (getattr(obj, a) for a in ("sampler", "data_source") if getattr(obj, a, None) is not None), None
+        )
+        if inner is None:
+            return None
+        obj = inner
+    return None
+
+
+def _says_no_length(error: TypeError) -> bool:
+    """Whether ``error`` was raised by the base classes' ``__len__`` (a subclass's ``__len__`` that
+    calls ``super().__len__()`` to say it has no length)."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code in (
+        Dataset.__len__.__code__,
+        IterableDataset.__len__.__code__,
+    )
+
+
+def _unknown_length(b: Batching, error: TypeError) -> TypeError:
+    """``len(DataLoader)`` failed with ``error``: what lacks a length, in the user's terms, and
+    the fix. A ``__len__`` that raised ``TypeError`` (a float returned, a bug, or a deliberate
+    "no length", torch's convention) is named with its own message."""
+    if b.iterable or b.library_sampler:
+        name = type(b.dataset).__name__
+        missing = _without_len(b.dataset) is not None or _says_no_length(error)
+        if b.iterable:
+            told = (
+                f"{name} is an IterableDataset without __len__, so"
+                if missing
+                else f"len() of {name}, an IterableDataset, raised TypeError: {error}. Without a length"
+            )
+            return TypeError(
+                f"len(DataLoader) is unknown: {told} the number of batches is only known after iterating. "
+                "Define __len__ on the dataset, returning an int, if its size is known"
+            )
+        if missing:
+            return TypeError(
+                f"len(DataLoader) is unknown: {name} has no __len__. Define __len__ on the dataset "
+                "(a map-style dataset needs it to be sampled)"
+            )
+        return TypeError(
+            f"len(DataLoader) is unknown: len() of the dataset ({name}) raised TypeError: {error}. Make its "
+            "__len__ return the number of samples as an int (a map-style dataset needs it to be sampled)"
+        )
+    passed, given = _user_index_source(b)
+    lacking = _without_len(given)
+    if lacking is None and _says_no_length(error):
+        lacking = given
+    if lacking is None:
+        counted = "batches" if passed == "batch_sampler" else "indices"
+        return TypeError(
+            f"len(DataLoader) is unknown: len() of your {passed} ({type(given).__name__}) raised TypeError: "
+            f"{error}. Make its __len__ return the number of {counted} as an int, or iterate without len()"
+        )
+    takes = "" if lacking is given else f" takes its length from {type(lacking).__name__}, which"
+    return TypeError(
+        f"len(DataLoader) is unknown: your {passed} ({type(given).__name__}){takes} has no __len__. Give it "
+        "a __len__ (a list or a Sampler instead of a generator), or iterate without len()"
+    )
