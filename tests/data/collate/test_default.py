@@ -489,3 +489,10 @@ def test_tensor_batches_keep_the_container_types_torch_keeps():
     assert type(record) is Record
     assert record.source == "disk"
     assert isinstance(record["y"], torch.Tensor)
+
+
+def test_default_convert_keeps_stacked_samples_whole():
+    """Samples read at once stay columns: taken apart per sample, a large read became a list of
+    per-sample lists (slow, and not what the dataset returned)."""
+    stacked = StackedSamples((np.zeros((4, 3)), np.arange(4)), "tuple", 4)
+    assert default_convert(stacked) is stacked

@@ -148,6 +148,8 @@ def default_convert(sample: Any) -> Any:
     :func:`_same_sequence`); this applies through nested containers. The leaves are returned as
     they are: numpy is this library's batch format, so arrays are not turned into tensors.
     """
+    if isinstance(sample, StackedSamples):  # samples read at once: already columns, kept whole
+        return sample
     if isinstance(sample, tuple) and hasattr(sample, "_fields"):  # a namedtuple
         return type(sample)(*(default_convert(x) for x in sample))
     if isinstance(sample, Mapping):
