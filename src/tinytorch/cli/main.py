@@ -80,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     ignored = ignored_options(args)
     if ignored is not None:  # a usage error, found before any work
-        print(f"tinytorch-data {args.command}: error: {ignored}", file=sys.stderr)
+        prog = f"tinytorch-data {args.command}"
+        print(f"{prog}: error: {ignored}\nRun '{prog} --help' to see the options.", file=sys.stderr)
         return 2
     try:
         code: int = args.run(args)
