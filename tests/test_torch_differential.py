@@ -578,3 +578,32 @@ def test_concat_of_datasets_with_int_and_numpy_labels_batches_as_in_torch():
     compare(
         tt.DataLoader(ours, batch_size=3, sampler=order), tud.DataLoader(theirs, batch_size=3, sampler=order)
     )
+
+
+class KeyedWithoutLen:
+    """A dataset read only through the indices a sampler gives (no __len__), as torch allows."""
+
+    def __getitem__(self, i):
+        return np.float32(i) * 2
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_dataset_without_len_is_read_through_the_users_sampler_as_in_torch(workers):
+    """It was refused when the loader was built (map-style datasets needed __len__)."""
+    for kwargs in ({"batch_size": 2, "sampler": [5, 1, 3, 0]}, {"batch_sampler": [[5, 1], [3, 0]]}):
+        ours = tt.DataLoader(KeyedWithoutLen(), num_workers=workers, **kwargs)
+        theirs = tud.DataLoader(KeyedWithoutLen(), **kwargs)
+        assert [b.tolist() for b in ours] == [b.tolist() for b in theirs]
+        assert len(ours) == len(theirs) == 2
+    resumed = tt.DataLoader(KeyedWithoutLen(), batch_size=2, sampler=[5, 1, 3, 0])
+    epoch = iter(resumed)
+    next(epoch)
+    state = resumed.state_dict()
+    fresh = tt.DataLoader(KeyedWithoutLen(), batch_size=2, sampler=[5, 1, 3, 0], num_workers=workers)
+    fresh.load_state_dict(state)
+    assert [b.tolist() for b in fresh] == [[6.0, 0.0]]
+
+
+def test_a_dataset_without_len_and_without_indices_is_refused_with_the_fix():
+    with pytest.raises(TypeError, match="has __getitem__ but no __len__: define __len__.*or pass sampler="):
+        tt.DataLoader(KeyedWithoutLen(), batch_size=2)

@@ -160,7 +160,7 @@ def resolve_batching(
             ``batch_size=None`` with ``drop_last``; an ``IterableDataset`` with ``shuffle``,
             ``sampler`` or ``batch_sampler``.
     """
-    check_dataset(dataset)
+    check_dataset(dataset, indexed=sampler is not None or batch_sampler is not None)
     iterable = is_iterable_dataset(dataset)
     shuffle = False if shuffle is None else check_bool(shuffle, "shuffle")
     drop_last = check_bool(drop_last, "drop_last")
@@ -342,16 +342,24 @@ def default_prefetch_factor(num_workers: int, worker_type: str) -> int | None:
     return 4 if worker_type == "thread" else 2
 
 
-def check_dataset(dataset: object) -> None:
-    """Raise ``TypeError`` unless ``dataset`` is map-style (``__getitem__`` + ``__len__``) or iterable."""
+def check_dataset(dataset: object, *, indexed: bool = False) -> None:
+    """Raise ``TypeError`` unless ``dataset`` is map-style (``__getitem__`` + ``__len__``) or
+    iterable. ``indexed``: the user passes the indices (``sampler=`` or ``batch_sampler=``), so
+    ``__len__`` is not needed, as in torch."""
     if is_iterable_dataset(dataset):
         return
-    if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+    if hasattr(dataset, "__getitem__") and (indexed or hasattr(dataset, "__len__")):
+        return
+    if hasattr(dataset, "__getitem__"):
         raise TypeError(
-            f"DataLoader needs a map-style dataset (with __getitem__ and __len__) or an iterable one "
-            f"(with __iter__), got {type(dataset).__name__}. Wrap arrays with TensorDataset(x, y); "
-            "subclass IterableDataset for streams"
+            f"{type(dataset).__name__} has __getitem__ but no __len__: define __len__ (the number of "
+            "samples), or pass sampler= or batch_sampler= with the indices to read"
         )
+    raise TypeError(
+        f"DataLoader needs a map-style dataset (with __getitem__ and __len__) or an iterable one "
+        f"(with __iter__), got {type(dataset).__name__}. Wrap arrays with TensorDataset(x, y); "
+        "subclass IterableDataset for streams"
+    )
 
 
 def check_context(context: object) -> Any:

@@ -351,7 +351,7 @@ class DataLoader(Generic[T_co]):
             b.index_source,
             epoch,
             batched=b.batched,
-            dataset_length=len(b.dataset),
+            dataset_length=self._dataset_length(),
             trusted=b.library_sampler,
             start=start,
         )

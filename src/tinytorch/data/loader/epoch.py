@@ -33,7 +33,7 @@ def plan_tasks(
     epoch: int,
     *,
     batched: bool,
-    dataset_length: int,
+    dataset_length: int | None,
     trusted: bool = False,
     start: int = 0,
 ) -> Iterator[BatchTask]:
@@ -43,7 +43,8 @@ def plan_tasks(
         index_source: the batch sampler (``batched``) or the sampler.
         epoch: the epoch to plan.
         batched: whether ``index_source`` yields batches of indices.
-        dataset_length: ``len(dataset)``.
+        dataset_length: ``len(dataset)``; ``None`` for a dataset without one (read with your
+            sampler's indices, as torch allows): its ``__getitem__`` judges them.
         trusted: the indices come from a sampler the loader built over this very dataset, so
             they are in range by construction and are not checked again per batch.
         start: the first task wanted (resuming): tasks before it are not made, and nothing is
@@ -61,7 +62,7 @@ def plan_tasks(
         plan = plan_samples(index_source, epoch, start=start)
     n = dataset_length
     for k, (indices, bulk) in enumerate(plan, start):
-        if not trusted and indices.size and not (-n <= indices.min() and indices.max() < n):
+        if n is not None and not trusted and indices.size and not (-n <= indices.min() and indices.max() < n):
             bad = indices[(indices < -n) | (indices >= n)]
             raise IndexError(
                 f"the {type(index_source).__name__} produced index {int(bad[0])} in batch {k} of "
