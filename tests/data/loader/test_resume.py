@@ -311,7 +311,9 @@ def test_another_format_or_version_is_refused():
 
 
 class StatefulSampler:
-    """A torchdata-style sampler: its order depends on state it carries, not on its epoch."""
+    """A torchdata-style sampler: its order depends on state it carries, not on its epoch (a new
+    order on every pass), with ``state_dict()``/``load_state_dict()`` and, like torch's
+    ``Sampler``, no ``set_epoch``."""
 
     def __init__(self, n):
         self.n, self.rng = n, np.random.default_rng(0)
@@ -496,33 +498,13 @@ def test_which_samplers_replay_their_passes():
     assert not any(order_follows_epoch(s) for s in stateful)
 
 
-class OwnStateSampler:
-    """A torch-style sampler (no ``set_epoch``: torch's ``Sampler`` has none) with its own
-    generator and ``state_dict()``/``load_state_dict()``: a new order on every pass."""
-
-    def __init__(self, n):
-        self.n, self.rng = n, np.random.default_rng(5)
-
-    def __iter__(self):
-        return iter(self.rng.permutation(self.n).tolist())
-
-    def __len__(self):
-        return self.n
-
-    def state_dict(self):
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state_dict(self, state):
-        self.rng.bit_generator.state = state["rng"]
-
-
 @pytest.mark.parametrize(("epochs", "k"), [(1, 3), (2, 0)])
 def test_a_sampler_with_state_dict_and_no_set_epoch_resumes(epochs, k):
     """Its state_dict() was saved only for a sampler with set_epoch: the state held
     "sampler": None, and the resumed epoch ran epoch 0's order again, silently."""
 
     def make(**kwargs):
-        return DataLoader(images(), batch_size=6, sampler=OwnStateSampler(40), seed=1, **kwargs)
+        return DataLoader(images(), batch_size=6, sampler=StatefulSampler(40), seed=1, **kwargs)
 
     resumed, rest = _resume_after(_after_epochs(make(), epochs), make, k, {"num_workers": 2})
     assert resumed == rest
@@ -533,12 +515,12 @@ def test_a_sampler_with_state_dict_resumes_from_a_state_saved_between_epochs(set
     """A state saved after an epoch ended held "sampler": None (the sampler's state was kept only
     for a checkpoint mid-epoch): the resumed run started the sampler's generator over."""
 
-    class WithEpoch(OwnStateSampler):
+    class WithEpoch(StatefulSampler):
         def set_epoch(self, epoch):
             self.epoch = epoch
 
     def make():
-        sampler = WithEpoch(40) if set_epoch else OwnStateSampler(40)
+        sampler = WithEpoch(40) if set_epoch else StatefulSampler(40)
         return DataLoader(images(), batch_size=6, sampler=sampler, seed=1)
 
     loader = _after_epochs(make(), 1)
