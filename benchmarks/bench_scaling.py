@@ -231,13 +231,15 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 
 def growth(backend: str, rounds: int) -> dict[str, float]:
-    """Median microseconds per image of the in-process loader at 10k and 1M samples."""
+    """Median microseconds per image of the in-process loader at 10k and 1M samples, and of the
+    bare gather alone (``np.take`` of 256 random rows into a reused array: what a larger dataset
+    costs the memory system, with no loader), the reference for the loader's growth."""
     import tinytorch as tt
 
     rng = np.random.default_rng(1)
     small = rng.integers(0, 256, (10_000, 3, 32, 32), dtype=np.uint8)
     large = np.resize(small, (1_000_000, 3, 32, 32))  # values do not matter; access pattern does
-    result: dict[str, list[float]] = {"10k": [], "1M": []}
+    result: dict[str, list[float]] = {"10k": [], "1M": [], "gather 10k": [], "gather 1M": []}
     loaders = {
         name: tt.DataLoader(
             tt.TensorDataset(x, np.arange(len(x))),
@@ -254,6 +256,13 @@ def growth(backend: str, rounds: int) -> dict[str, float]:
             start = time.perf_counter()
             count = sum(len(x) for _ in range(epochs) for x, _ in loaders[name])
             result[name].append(1e6 * (time.perf_counter() - start) / count)
+        for name, x in (("10k", small), ("1M", large)):
+            picks = np.random.default_rng(r).integers(0, len(x), (2000, BATCH))
+            out = np.empty((BATCH, *x.shape[1:]), x.dtype)
+            start = time.perf_counter()
+            for rows in picks:
+                np.take(x, rows, axis=0, out=out)
+            result[f"gather {name}"].append(1e6 * (time.perf_counter() - start) / picks.size)
     return {name: statistics.median(v) for name, v in result.items()}
 
 
@@ -378,7 +387,9 @@ def main() -> None:
             g = growth(backend, 3)
             print(
                 f"[{backend}] in-process us per image: 10k samples {g['10k']:.3f}, 1M samples {g['1M']:.3f} "
-                f"-> {g['1M'] / g['10k']:.2f}x (goal <= 1.1x)"
+                f"-> {g['1M'] / g['10k']:.2f}x (goal <= 1.1x); the bare gather alone: "
+                f"{g['gather 10k']:.3f} -> {g['gather 1M']:.3f} us (+{g['gather 1M'] - g['gather 10k']:.3f}), "
+                f"the loader: +{g['1M'] - g['10k']:.3f}"
             )
     if args.timeline:
         import timeline
