@@ -159,7 +159,15 @@ def test_state_of_another_configuration_is_refused_naming_the_field():
         ({"count": 0}, "field 'count' must be a positive int, got 0"),
         ({"count": 2.5}, "field 'count' must be a positive int, got float 2.5"),
         ({"shape": [4]}, r"field 'mean' must be a list of 4 finite numbers \(shape \[4\]\)"),
-        ({"shape": "3"}, "field 'shape' must be a list of non-negative ints"),
+        ({"shape": "3"}, "field 'shape' must be a list of positive ints"),
+        # Regressions: these loaded; [0] then failed at transform, [2**32, 2**32] raised numpy's
+        # "cannot reshape array of size 0" (np.prod wrapped around to 0), None became float64.
+        ({"shape": [0], "mean": [], "m2": []}, r"field 'shape' must be a list of positive ints"),
+        (
+            {"shape": [2**32, 2**32], "mean": [], "m2": []},
+            r"field 'mean' must be a list of 18446744073709551616",
+        ),
+        ({"dtype": None}, "field 'dtype' must be the name of a floating numpy dtype"),
         ({"mean": [0.0, float("nan"), 1.0]}, "field 'mean' must be a list of 3 finite numbers"),
         ({"m2": [1.0, -1.0, 1.0]}, "field 'm2' must be sums of squared deviations, none negative"),
         ({"m2": ["a", "b", "c"]}, "field 'm2' must be a list of 3 numbers"),
@@ -171,6 +179,27 @@ def test_invalid_states_name_the_field(change, message):
         Normalizer().load_state_dict(state)
     with pytest.raises(ValueError, match=message):
         Normalizer.from_state_dict(state)
+
+
+@pytest.mark.parametrize("shape", [[3, 4], [], [12, 1, 1]])
+def test_a_per_channel_state_must_hold_one_statistic_per_channel(shape):
+    # Regression: a per-channel state of shape [3, 4] or [] loaded, then transform failed with
+    # numpy's "operands could not be broadcast" or "numpy.float64 has no len()".
+    size = int(np.prod(shape))
+    state = {**Normalizer(mode="per_channel").fit(images()).state_dict(), "shape": shape}
+    state.update(mean=[0.0] * size, m2=[1.0] * size)
+    with pytest.raises(ValueError, match=r"field 'shape' must be \[C\], one statistic per channel"):
+        Normalizer.from_state_dict(state)
+
+
+def test_a_loaded_state_does_not_follow_later_changes_to_the_arrays_it_was_given():
+    # Regression: from_state_dict kept a float64 array passed as "mean" without copying it, so
+    # changing that array afterwards changed the Normalizer's statistics.
+    state = Normalizer().fit(np.arange(6.0).reshape(3, 2)).state_dict()
+    mean = np.array(state["mean"])
+    restored = Normalizer.from_state_dict({**state, "mean": mean})
+    mean[0] = 99.0
+    np.testing.assert_array_equal(restored.mean, [2.0, 3.0])
 
 
 def test_state_errors_change_nothing_and_missing_fields_are_named():

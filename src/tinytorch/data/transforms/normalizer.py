@@ -8,6 +8,7 @@ a DataLoader gives the same result as ``fit`` on the full array.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -378,20 +379,24 @@ def _parse_state(state: object) -> tuple[dict[str, Any], Moments]:
     except (TypeError, ValueError) as e:
         raise ValueError(f"Normalizer state field {e}") from e
     try:
+        if not isinstance(field("dtype"), str):  # np.dtype(None) would be float64, silently
+            raise TypeError(field("dtype"))
         dtype = _float_dtype(field("dtype")).name
     except TypeError as e:
         raise bad("dtype", "the name of a floating numpy dtype, e.g. 'float32'") from e
     shape = field("shape")
     if not isinstance(shape, (list, tuple)) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape
     ):
-        raise bad("shape", "a list of non-negative ints")
-    size = int(np.prod(shape))
+        raise bad("shape", "a list of positive ints (fitting never gives a statistic of no values)")
+    if mode == "per_channel" and len(shape) != 1:
+        raise bad("shape", "[C], one statistic per channel, for mode 'per_channel'")
+    size = math.prod(shape)  # exact: numpy's product of a huge shape wraps around
     stats = {}
     for name in ("mean", "m2"):
         raw = field(name)
         try:
-            values = np.asarray(raw, dtype=np.float64)
+            values = np.array(raw, dtype=np.float64)  # a copy: later changes to raw do not leak in
         except (TypeError, ValueError) as e:
             raise bad(name, f"a list of {size} numbers") from e
         if values.shape != (size,) or not np.isfinite(values).all():
