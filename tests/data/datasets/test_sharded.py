@@ -1,6 +1,9 @@
 import json
 import os
 import random
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -535,3 +538,43 @@ def test_write_shards_refuses_what_it_could_not_read_back_and_leaves_nothing(tmp
     with pytest.raises((ValueError, TypeError), match="sample 0"):
         write_shards([sample] * 3, tmp_path / "d", progress=False)
     assert os.listdir(tmp_path) == []
+
+
+_KILLED_WRITER = """
+import pathlib, sys, time
+import numpy as np
+from tinytorch import write_shards
+
+def samples():
+    for i in range(10):
+        if i == 6:  # two shards are on disk: say so, then wait to be killed
+            pathlib.Path(sys.argv[2]).write_text("ready")
+            time.sleep(60)
+        yield np.full(2, i)
+
+write_shards(samples(), sys.argv[1], samples_per_shard=3, progress=False)
+"""
+
+
+def test_a_write_killed_mid_way_leaves_no_dataset_and_the_next_write_names_its_leftover(tmp_path):
+    # Regression: after kill -9 mid-way, the rerun wrote the dataset but said nothing of the
+    # .d.tmp-XXXXXXXX (two shard files) the killed write left beside it, forever.
+    ready = tmp_path / "ready"
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(tmp_path / "d"), str(ready)])
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert ready.exists(), "the writer did not reach the third shard"
+    finally:
+        child.kill()
+        child.wait()
+    left = [name for name in os.listdir(tmp_path) if name.startswith(".d.tmp-")]
+    assert len(left) == 1
+    assert not (tmp_path / "d").exists()
+    with pytest.warns(UserWarning, match=rf"holds {left[0]}: what a write .* killed") as caught:
+        write_shards([np.full(2, i) for i in range(4)], tmp_path / "d", progress=False)
+    assert caught[0].filename == __file__  # points at the caller's write_shards line
+    assert len(ShardedDataset(tmp_path / "d")) == 4
+    verify_shards(tmp_path / "d")
+    assert sorted(os.listdir(tmp_path / left[0])) == ["shard-00000.tts", "shard-00001.tts"]  # not deleted

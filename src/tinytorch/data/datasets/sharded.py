@@ -81,7 +81,8 @@ def write_shards(
 
     A new dataset is written into a temporary sibling directory and takes ``directory``'s place
     only when complete (every file flushed to disk, the manifest last), so an interrupted or
-    failed write leaves no dataset and no temporary files, and ``overwrite=True`` replaces an
+    failed write leaves no dataset and no temporary files (a killed process leaves its
+    temporary directory, which the next write warns about), and ``overwrite=True`` replaces an
     existing dataset only once the new one is complete (the old one is then removed: only its
     ``manifest.json``, one this library wrote, and the shard files that lists; a directory
     holding anything else, even files named like shards, is refused before anything is

@@ -5,7 +5,10 @@ A new dataset is written into a temporary sibling of its target (``.NAME.tmp-XXX
 when every shard and the manifest are written and flushed to disk does it take the target's
 name, in one atomic exchange (``renameat2(RENAME_EXCHANGE)``; two renames where the filesystem
 lacks it). The old dataset is removed after that, so a failed write (an exception in the source,
-a full disk, an interrupt) leaves the old dataset as it was and no temporary files.
+a full disk, an interrupt) leaves the old dataset as it was and no temporary files. A killed
+process (``SIGKILL``, a power cut) cleans nothing up: its ``.NAME.tmp-XXXXXXXX`` stays beside the
+target, never read, and the next write into the target warns naming it (it is not deleted, as
+it may be a write still running).
 
 What is the library's to delete: a dataset directory's ``manifest.json`` (one this library
 wrote: its format is ``tinytorch-shards`` and its checksum holds) and the shard files that
@@ -389,6 +392,7 @@ def replacing_directory(target: Path, *, overwrite: bool) -> Iterator[Path]:
     """
     target = resolve_target(target)
     check_replaceable(target, overwrite=overwrite)
+    _warn_about_leftovers(target)
     created = _missing_parents(target.parent)
     target.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(4)
@@ -410,6 +414,24 @@ def replacing_directory(target: Path, *, overwrite: bool) -> Iterator[Path]:
     if replaced is not None:
         _remove_ours(replaced)
     _fsync_directory(target.parent)
+
+
+def _warn_about_leftovers(target: Path) -> None:
+    """Warn about temporary siblings of ``target`` that a killed write left (``SIGKILL`` or a
+    power cut run no cleanup). They are not deleted: one may belong to a write still running."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(tmp|old)-[0-9a-f]{{8}}")
+    try:
+        with os.scandir(target.parent) as entries:
+            left = sorted(e.name for e in entries if pattern.fullmatch(e.name))
+    except OSError:  # no parent yet: nothing left there
+        return
+    if left:
+        warnings.warn(
+            f"{target.parent} holds {', '.join(left)}: what a write of a shard dataset into "
+            f"{target.name} left when it was killed before it finished. Nothing reads it; delete "
+            "it once no other write into that directory is running",
+            stacklevel=5,  # the caller of write_shards
+        )
 
 
 def _missing_parents(path: Path) -> list[Path]:
