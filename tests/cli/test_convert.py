@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from PIL import Image
+
 from support.cifar_files import cifar10_files, make_tar, md5
 from support.http_server import LocalServer
 from tinytorch.cli.main import main
@@ -37,6 +39,25 @@ def test_convert_and_verify(tmp_path, capsys):
     shard.write_bytes(b"x" + shard.read_bytes()[1:])
     assert main(["verify", shards]) == 1
     assert "FAILED" in capsys.readouterr().out
+
+
+def test_one_shard_and_one_class_are_counted_in_the_singular(tmp_path, capsys):
+    # Regression: verify printed "OK: 50 samples in 1 shards match ..." (and "1 classes").
+    shards = str(tmp_path / "shards")
+    argv = ["convert", "cifar10", shards, "--root", str(cifar_root(tmp_path)), "--verify", "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "wrote 50 samples in 1 shard (" in out
+    assert "OK: 50 samples in 1 shard match the manifest's checksums" in out
+    photos = tmp_path / "photos" / "cat"
+    photos.mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(photos / "a.png")
+    assert (
+        main(["convert", "imagefolder", str(photos.parent), str(tmp_path / "p"), "--verify", "--quiet"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "wrote 1 image of 1 class in 1 shard (" in out
+    assert "OK: 1 image of 1 class in 1 shard match" in out
 
 
 def test_overwrite_replaces_an_earlier_conversion(tmp_path, capsys):

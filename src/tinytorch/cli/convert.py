@@ -169,8 +169,8 @@ def run_convert(args: argparse.Namespace) -> int:
     )
     size = sum(s.nbytes for s in manifest.shards) / (1 << 20)
     print(
-        f"wrote {manifest.total:,} samples in {len(manifest.shards)} shards ({size:.1f} MB) to "
-        f"{args.directory}"
+        f"wrote {_count(manifest.total, 'sample')} in {_count(len(manifest.shards), 'shard')} "
+        f"({size:.1f} MB) to {args.directory}"
     )
     print(f"read them with: ShardedDataset({str(args.directory)!r})")
     if args.verify:
@@ -210,8 +210,8 @@ def run_convert_images(args: argparse.Namespace) -> int:
     size = sum(s.nbytes for s in manifest.shards) / (1 << 20)
     shards = len(manifest.shards)
     print(
-        f"wrote {manifest.total:,} images of {len(folder.classes)} classes in {shards} "
-        f"shard{'s' if shards != 1 else ''} ({size:.1f} MB) to {args.directory}"
+        f"wrote {_count(manifest.total, 'image')} of {_count(len(folder.classes), 'class')} in "
+        f"{_count(shards, 'shard')} ({size:.1f} MB) to {args.directory}"
     )
     print(f"read them with: ImageShards({str(args.directory)!r})")
     if args.verify:
@@ -267,11 +267,16 @@ def _verified(args: argparse.Namespace, dataset: ShardedDataset | ImageShards) -
     ) as bar:
         dataset.verify(progress=lambda done, _: bar.update(done - bar.n))
     if isinstance(dataset, ImageShards):
-        what = f"{len(dataset):,} images of {len(dataset.classes)} classes"
+        what = f"{_count(len(dataset), 'image')} of {_count(len(dataset.classes), 'class')}"
     else:
-        what = f"{len(dataset):,} samples"
-    print(f"OK: {what} in {dataset.num_shards} shards match the manifest's checksums")
+        what = f"{_count(len(dataset), 'sample')}"
+    print(f"OK: {what} in {_count(dataset.num_shards, 'shard')} match the manifest's checksums")
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    """``"1 shard"``, ``"2 shards"``, ``"1 class"``, ``"3 classes"``."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}{'es' if noun.endswith('s') else 's'}"
 
 
 def _is_image_shards(dataset: ShardedDataset) -> bool:
