@@ -368,3 +368,25 @@ def test_the_size_follows_the_dataset():
 def test_a_partition_cannot_be_built_inconsistent(world, rank):
     with pytest.raises(ValueError, match="0 <= rank < num_replicas"):
         Partition(world, rank)
+
+
+@pytest.mark.parametrize("sampler", ["windowed", "index_shuffle"])
+def test_a_split_sampler_refuses_seed_none_as_the_docs_say(sampler):
+    # Regression: WindowedShuffleSampler and IndexShuffleSampler with num_replicas=2 and no seed
+    # drew a seed per rank, so rank 0 and rank 1 read overlapping samples (8 of 10 shared).
+    from tinytorch import IndexShuffleSampler, WindowedShuffleSampler
+
+    data = types.SimpleNamespace(shard_starts=np.array([0, 3, 6, 9, 12, 15, 18, 20]))
+
+    def build(**kwargs):
+        if sampler == "windowed":
+            return WindowedShuffleSampler(data, window=2, **kwargs)
+        return IndexShuffleSampler(range(20), **kwargs)
+
+    name = "WindowedShuffleSampler" if sampler == "windowed" else "IndexShuffleSampler"
+    with pytest.raises(ValueError, match=rf"{name} got num_replicas=2 and seed=None: .* pass seed=<int>"):
+        build(num_replicas=2, rank=1)
+    build(num_replicas=1, rank=0)  # one process: nothing to overlap with, a drawn seed is fine
+    build()
+    ranks = [build(num_replicas=2, rank=r, seed=7).indices(0) for r in (0, 1)]
+    assert sorted(np.concatenate(ranks).tolist()) == list(range(20))

@@ -87,7 +87,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tinytorch.data.sampling.samplers import ArraySampler, IndexArray, index_dtype, permutation
-from tinytorch.data.seeding import Stream, derive_rng
+from tinytorch.data.seeding import Stream, derive_rng, resolve_seed
 from tinytorch.data.validate import check_bool, check_int
 
 __all__ = ["DistributedEvalSampler", "DistributedSampler", "Partition", "resolve_replicas"]
@@ -253,6 +253,25 @@ class PartitionedSampler(ArraySampler):
     """A sampler that reads one rank's share of its order, as ``self.partition`` says."""
 
     partition: Partition
+
+    def _split(
+        self, num_replicas: object, rank: object, drop_last: object, seed: object, generator: object
+    ) -> tuple[Partition, int]:
+        """The checked partition and seed; a split across processes needs a seed every rank shares.
+
+        Raises:
+            ValueError: ``num_replicas > 1`` with neither ``seed`` nor ``generator``: each rank
+                would draw its own seed, and the ranks' shares would overlap.
+        """
+        owner = type(self).__name__
+        partition = Partition.of(num_replicas, rank, drop_last, owner=owner)
+        if partition.num_replicas > 1 and seed is None and generator is None:
+            raise ValueError(
+                f"{owner} got num_replicas={partition.num_replicas} and seed=None: each rank would "
+                "draw its own seed and order, and the ranks' samples would overlap; pass seed=<int>, "
+                "the same on every rank"
+            )
+        return partition, resolve_seed(seed, generator, owner=owner)
 
     @property
     def num_replicas(self) -> int:

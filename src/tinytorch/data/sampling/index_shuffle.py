@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tinytorch.data.sampling.distributed import Partition, PartitionedSampler
+from tinytorch.data.sampling.distributed import PartitionedSampler
 from tinytorch.data.sampling.samplers import IndexArray, index_dtype
-from tinytorch.data.seeding import Stream, check_seed, derive_rng, resolve_seed
+from tinytorch.data.seeding import Stream, check_seed, derive_rng
 from tinytorch.data.validate import check_int
 
 __all__ = ["IndexShuffleSampler", "index_shuffle"]
@@ -105,7 +105,8 @@ class IndexShuffleSampler(PartitionedSampler):
         data_source: anything with ``len()``; its length is read each epoch.
         generator: a ``torch.Generator`` standing for ``seed=generator.initial_seed()``.
         seed: the order of epoch ``e`` is a pure function of ``(len, seed, e)``; ``None`` draws
-            one (recorded as ``.seed``); pass the same one on every rank.
+            one (recorded as ``.seed``), refused with ``num_replicas > 1``: pass the same one on
+            every rank.
         chunk: positions computed at a time.
         num_replicas, rank: this process's share of a distributed job; both ``None`` (the
             default) reads the whole dataset.
@@ -123,11 +124,9 @@ class IndexShuffleSampler(PartitionedSampler):
         rank: int | None = None,
         drop_last: bool = False,
     ) -> None:
-        owner = type(self).__name__
         self.data_source = data_source
-        self.seed = resolve_seed(seed, generator, owner=owner)
+        self.partition, self.seed = self._split(num_replicas, rank, drop_last, seed, generator)
         self.chunk = check_int(chunk, "chunk", minimum=1)
-        self.partition = Partition.of(num_replicas, rank, drop_last, owner=owner)
 
     def __len__(self) -> int:
         return self.partition.num_samples(len(self.data_source))

@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 
 from tinytorch.data.sampling.distributed import Partition, PartitionedSampler
 from tinytorch.data.sampling.samplers import IndexArray, index_dtype
-from tinytorch.data.seeding import Stream, check_seed, derive_rng, resolve_seed
+from tinytorch.data.seeding import Stream, check_seed, derive_rng
 from tinytorch.data.validate import check_int
 
 __all__ = [
@@ -208,7 +208,8 @@ class WindowedShuffleSampler(PartitionedSampler):
         window: shards shuffled together, positive.
         generator: a ``torch.Generator`` standing for ``seed=generator.initial_seed()``.
         seed: the order of epoch ``e`` is a pure function of ``(seed, e)`` and the split;
-            ``None`` draws one (recorded as ``.seed``); pass the same one on every rank.
+            ``None`` draws one (recorded as ``.seed``), refused with ``num_replicas > 1``: pass
+            the same one on every rank.
         num_replicas, rank: this process's share of a distributed job; both ``None`` (the
             default) reads the whole dataset.
         drop_last: with ``num_replicas``, cut the stream to a multiple of it instead of padding.
@@ -225,11 +226,9 @@ class WindowedShuffleSampler(PartitionedSampler):
         rank: int | None = None,
         drop_last: bool = False,
     ) -> None:
-        owner = type(self).__name__
         self.dataset = dataset
         self.window = check_int(window, "window", minimum=1)
-        self.seed = resolve_seed(seed, generator, owner=owner)
-        self.partition = Partition.of(num_replicas, rank, drop_last, owner=owner)
+        self.partition, self.seed = self._split(num_replicas, rank, drop_last, seed, generator)
 
     def indices(self, epoch: int) -> IndexArray:
         parts = list(self.index_chunks(epoch))
