@@ -63,3 +63,16 @@ def test_errors_from_inside_the_unpickler_are_wrapped_too(monkeypatch):
     with pytest.raises(pickle.UnpicklingError, match="SystemError") as info:
         safe_load(b"\x80\x02N.", "f")
     assert isinstance(info.value.__cause__, SystemError)
+
+
+class _DtypeWithDeprecatedAlign:
+    def __reduce__(self):
+        return (np.dtype, ("f8", 147, True))  # numpy 2.4 deprecates a non-bool align
+
+
+def test_a_file_that_makes_numpy_warn_is_a_bad_file_not_a_warning(recwarn):
+    """Found by the fuzz test: a damaged dtype record made numpy's deprecation warning reach the
+    user's console while the file loaded."""
+    with pytest.raises(pickle.UnpicklingError, match="data_batch_1 is not a valid pickle"):
+        safe_load(pickle.dumps(_DtypeWithDeprecatedAlign(), protocol=2), "data_batch_1")
+    assert not [w for w in recwarn if issubclass(w.category, Warning)]

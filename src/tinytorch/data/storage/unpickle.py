@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import io
 import pickle
+import warnings
 from typing import Any
 
 import numpy as np
@@ -77,7 +78,11 @@ def safe_load(data: bytes, source: str) -> Any:
         pickle.UnpicklingError: the data is not a valid pickle (e.g. truncated).
     """
     try:
-        return _NumpyOnlyUnpickler(io.BytesIO(data), source).load()
+        with warnings.catch_warnings():
+            # A damaged or crafted file can make numpy warn while it rebuilds a dtype (a
+            # deprecated argument value): that is a bad file, reported as one, not a warning.
+            warnings.simplefilter("error")
+            return _NumpyOnlyUnpickler(io.BytesIO(data), source).load()
     except ForbiddenPickleError:
         raise
     except Exception as e:  # MemoryError and RecursionError are Exceptions too
