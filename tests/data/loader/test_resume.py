@@ -231,6 +231,34 @@ def test_resume_over_shards_with_every_sampler(shards, order, workers):
         assert resumed_run(make, k, resume_kwargs={"num_workers": 0}) == reference[k:], k
 
 
+@pytest.mark.parametrize(
+    ("saved", "other", "differs"),
+    [
+        ({"window": 2}, {"window": 3}, "'window': 2"),
+        ({"window": 2}, {"window": 2, "drop_last": True, "num_replicas": 1, "rank": 0}, "'drop_last': False"),
+    ],
+)
+def test_a_state_from_a_sampler_with_other_settings_is_refused(shards, saved, other, differs):
+    """A sampler built with another window= gives another order from the same seed: the
+    resumed run went on silently with other samples."""
+
+    def make(**settings):
+        sampler = WindowedShuffleSampler(shards, seed=4, **settings)
+        return DataLoader(shards, batch_size=6, sampler=sampler, seed=4)
+
+    loader = make(**saved)
+    epoch = iter(loader)
+    next(epoch)
+    state = json.loads(json.dumps(loader.state_dict()))
+    with pytest.raises(ValueError, match=f"sampler_settings=.*{differs}.*build it with the saved ones"):
+        make(**other).load_state_dict(state)
+    resumed = make(**saved)
+    resumed.load_state_dict(state)
+    assert digests(resumed) == digests(epoch)
+    del state["sampler_settings"]  # a state saved before the field existed: not checked
+    make(**other).load_state_dict(state)
+
+
 # ---- streams ------------------------------------------------------------------------------------
 
 

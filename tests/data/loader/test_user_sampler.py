@@ -68,3 +68,20 @@ def test_a_resume_is_refused_where_it_cannot_be_exact():
     with pytest.raises(ValueError, match="generator=None"):
         on_global.check_resume(Resume(1, 0, sampler_passes=1))
     on_global.check_resume(Resume(1, 0))  # a state without the field (saved before it existed)
+
+
+def test_settings_are_read_only_from_known_samplers():
+    class Counting(RandomSampler):  # a subclass: its attributes may be counters
+        pass
+
+    assert tracker(sampler=RandomSampler(DATA, seed=1)).settings == {"replacement": False, "num_samples": 8}
+    assert tracker(sampler=Counting(DATA, seed=1)).settings is None
+    assert tracker(
+        batch_sampler=BatchSampler(RandomSampler(DATA, seed=1), 2, True), batch_size=1
+    ).settings == {
+        "batch_size": 2,
+        "drop_last": True,
+        "sampler.replacement": False,
+        "sampler.num_samples": 8,
+    }
+    assert tracker(shuffle=True, seed=1).settings is None  # the loader's own: its settings are the loader's

@@ -413,14 +413,19 @@ class DataLoader(Generic[T_co]):
         Returns:
             ``{"format", "version", "seed", "epoch", "batches_delivered", "dataset",
             "dataset_length", "batch_size", "drop_last", "num_workers", "num_replicas",
-            "sampler_seed", "sampler_passes", "streams", "sampler"}`` (``num_replicas``: the
-            world size of a distributed sampler, else ``None``; the state names no rank, as
-            ranks run in lockstep; ``sampler_seed``: the seed of a sampler you passed, else
-            ``None``; ``sampler_passes``: for a sampler of yours whose order may change with
-            each pass, the passes made before this epoch, which a resumed loader replays);
-            ``epoch``/``batches_delivered`` are the running epoch's (or the next epoch and 0
-            once it finished or ``set_epoch`` chose another). ``sampler`` is your sampler's own
-            ``state_dict()`` at the start of the epoch when it has one.
+            "sampler_seed", "sampler_settings", "sampler_passes", "streams", "sampler"}``
+            (``num_replicas``: the world size of a distributed sampler, else ``None``; the
+            state names no rank, as ranks run in lockstep; ``sampler_seed`` and
+            ``sampler_settings``: the seed and the order-deciding settings (``window``,
+            ``drop_last``...) of a sampler you passed, else ``None``; ``sampler_passes``: for a
+            sampler of yours whose order may change with each pass, the passes made before
+            this epoch, which a resumed loader replays); ``epoch``/``batches_delivered`` are
+            the running epoch's (or the next epoch and 0 once it finished or ``set_epoch``
+            chose another). An epoch broken off (``break``, an exception) is still the running
+            one, as in torchdata's ``StatefulDataLoader``: a checkpoint taken in an ``except``
+            block resumes it where it stopped, while this loader's next ``iter()`` starts the
+            next epoch. ``sampler`` is your sampler's own ``state_dict()`` at the start of the
+            epoch when it has one.
         """
         p = self._progress
         running = p is not None and not p.finished and not self._epoch_given and self._resume is None
@@ -456,6 +461,7 @@ class DataLoader(Generic[T_co]):
             num_replicas=self._user.num_replicas,
             sampler_seed=self._user.seed,
             sampler_passes=passes if self._user.counts_passes else None,
+            sampler_settings=self._user.settings,
         )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -67,6 +67,7 @@ def loader_state(
     num_replicas: int | None = None,
     sampler_seed: int | None = None,
     sampler_passes: int | None = None,
+    sampler_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The state ``DataLoader.state_dict()`` returns (see the module docstring)."""
     return {
@@ -83,6 +84,7 @@ def loader_state(
         "num_replicas": num_replicas,
         "sampler_seed": sampler_seed,
         "sampler_passes": sampler_passes,
+        "sampler_settings": sampler_settings,
         "streams": streams,
         "sampler": sampler_state,
     }
@@ -115,8 +117,8 @@ def check_state(state: object, expected: dict[str, Any]) -> Resume:
             f"{VERSION}; resume with the tinytorch version that saved it"
         )
     fields = ["seed", "dataset", "dataset_length", "batch_size", "drop_last", "num_replicas"]
-    if "sampler_seed" in state:  # absent from states saved before it was recorded: not checked
-        fields.append("sampler_seed")
+    # Absent from states saved before they were recorded: not checked.
+    fields += [field for field in ("sampler_seed", "sampler_settings") if field in state]
     if expected["dataset"] == "iterable" and (state.get("streams") or expected["num_workers"]):
         fields.append("num_workers")  # a stream is split by worker: the split must be the same
     for field in fields:
@@ -124,6 +126,8 @@ def check_state(state: object, expected: dict[str, Any]) -> Resume:
             why = {
                 "seed": "every order and augmentation derives from it; build the loader with seed="
                 f"{state.get('seed')!r}",
+                "sampler_settings": "your sampler's settings decide which samples come in which order; "
+                "build it with the saved ones",
                 "sampler_seed": "your sampler's order derives from its own seed, not the loader's; "
                 f"build the sampler with seed={state.get(field)!r} (torch's: a generator seeded with it)",
                 "num_workers": "an IterableDataset's stream is split between workers, so another "

@@ -10,8 +10,9 @@ the loader keeps it in step and in the checkpoint. :class:`UserSampler` decides:
 * **its passes**: a sampler whose order may change with every pass over it and that has no
   ``state_dict()`` (torch's ``RandomSampler(generator=g)``) is counted, and a resumed loader
   replays the passes, indices only (:func:`order_follows_epoch` says which samplers need it);
-* **what a checkpoint must match**: its seed and its world size, and whether a saved state can
-  be resumed at all (:meth:`UserSampler.check_resume`).
+* **what a checkpoint must match**: its seed, its world size and its settings
+  (:func:`sampler_settings`), and whether a saved state can be resumed at all
+  (:meth:`UserSampler.check_resume`).
 
 When the loader built the sampler itself (``shuffle=``), the loader's seed and epoch say
 everything and this object does nothing.
@@ -28,7 +29,7 @@ import numpy as np
 from tinytorch.data.loader.config import Batching
 from tinytorch.data.loader.resume import Resume
 
-__all__ = ["UserSampler", "order_follows_epoch", "torch_global_sampler"]
+__all__ = ["UserSampler", "order_follows_epoch", "sampler_settings", "torch_global_sampler"]
 
 
 class UserSampler:
@@ -57,6 +58,8 @@ class UserSampler:
         )
         """Whether its order may change with each pass and it cannot save its own state."""
         self.seed = _sampler_seed(b) if mine else None
+        self.settings = sampler_settings(passed) if mine and not b.iterable else None
+        """What decides its order besides the seed (see :func:`sampler_settings`)."""
         self.num_replicas = _num_replicas(b)
         # An epoch already set when the loader is built is the user's choice; 0 is every
         # sampler's default, and counts as not set.
@@ -166,6 +169,47 @@ def order_follows_epoch(source: object) -> bool:
     if kind is data.BatchSampler:
         return order_follows_epoch(source.sampler)  # type: ignore[attr-defined]
     return kind in (data.SequentialSampler, data.DistributedSampler)
+
+
+_ORDER_SETTINGS = ("window", "chunk", "shuffle", "replacement", "num_samples", "batch_size", "drop_last")
+"""Attributes of the known samplers that change which indices come in which order."""
+
+
+def sampler_settings(source: object) -> dict[str, Any] | None:
+    """The settings that decide the order of this package's samplers and torch's own (a window,
+    ``drop_last``, ``replacement``, how many are drawn, a batch size; a wrapped sampler's under
+    ``"sampler."``), as plain JSON values; ``None`` when there are none to record.
+
+    Recorded in a loader's state and compared on resume: a sampler built with another
+    ``window=`` gives another order from the same seed, and the saved position would mean
+    other samples. Another class's attributes are not read (they may be counters that change).
+    """
+    settings: dict[str, Any] = {}
+    prefix = ""
+    for _ in range(4):  # a batch sampler, the sampler it wraps
+        if source is None or not _known_sampler(type(source)):
+            break
+        for name in _ORDER_SETTINGS:
+            value = getattr(source, name, None)
+            if isinstance(value, (bool, int, float, str, np.integer, np.bool_)):
+                settings[prefix + name] = value.item() if isinstance(value, np.generic) else value
+        partition = getattr(source, "partition", None)
+        if partition is not None and hasattr(partition, "drop_last"):
+            settings[prefix + "drop_last"] = bool(partition.drop_last)
+        source = getattr(source, "sampler", None)
+        prefix += "sampler."
+    return settings or None
+
+
+def _known_sampler(kind: type) -> bool:
+    """This package's samplers, and torch's built-in ones (not a subclass of either)."""
+    if kind.__module__.startswith("tinytorch.data.sampling."):
+        return True
+    data = sys.modules.get("torch.utils.data")
+    if data is None or not kind.__module__.startswith("torch.utils.data"):
+        return False
+    builtin = ("SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler")
+    return kind in (data.BatchSampler, data.DistributedSampler, *(getattr(data, n) for n in builtin))
 
 
 def torch_global_sampler(source: object) -> str | None:
