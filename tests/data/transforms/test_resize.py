@@ -604,3 +604,22 @@ def test_fused_resized_crop_and_flip_equal_the_two_steps(sizes, out, p, as_list,
     got = composed(batch, np.random.default_rng(seed))
     assert got.dtype == expected.dtype
     np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("transform", "shape"),
+    [
+        (Resize((4, 5)), (0, 3, 4, 5)),
+        (Resize(4), (0, 3, 4, 6)),  # smaller edge 8 -> 4, the other 12 -> 6
+        (CenterCrop(4), (0, 3, 4, 4)),
+        (CenterCrop(10), (0, 3, 10, 10)),
+        (RandomResizedCrop(4), (0, 3, 4, 4)),
+        (Compose([RandomResizedCrop(4), RandomHorizontalFlip()]), (0, 3, 4, 4)),
+    ],
+)
+def test_a_batch_of_zero_images_gives_zero_outputs_of_the_output_size(transform, shape):
+    # torchvision 0.29.1 on torch.zeros(0, 3, 8, 12, dtype=torch.uint8) returns these shapes;
+    # here each raised IndexError (the output size was read from image 0)
+    out = transform(np.zeros((0, 3, 8, 12), np.uint8), rng=np.random.default_rng(0))
+    assert out.shape == shape
+    assert out.dtype == np.uint8

@@ -93,8 +93,9 @@ def resized_crops(
         raise ImportError("Resize and RandomResizedCrop resample with Pillow: pip install Pillow") from e
 
     n = len(images)
-    first = images[0]
-    channels, dtype = first.shape[0], first.dtype
+    # An array's channels and dtype are its own, also for an empty batch (N = 0).
+    first = images if isinstance(images, np.ndarray) else images[0]
+    channels, dtype = first.shape[-3], first.dtype
     if dtype not in (np.uint8, np.float32):
         raise TypeError(
             f"resizing takes uint8 or float32 images, got {dtype}; convert them first "

@@ -133,9 +133,12 @@ class Resize(Transform):
 
     def apply(self, batch: Images, params: Any) -> NDArray[Any] | list[NDArray[Any]]:
         heights, widths = image_sizes(batch)
-        out_h, out_w = self.output_sizes(heights, widths)
         whole = Boxes(np.zeros_like(heights), np.zeros_like(widths), heights, widths)
-        if isinstance(batch, np.ndarray) or isinstance(self.size, tuple):
+        if isinstance(batch, np.ndarray):  # one input size: one output size, also for N = 0
+            one_h, one_w = self.output_sizes(np.array(batch.shape[-2:-1]), np.array(batch.shape[-1:]))
+            return resized_crops(batch, whole, (int(one_h[0]), int(one_w[0])), self.interpolation)
+        out_h, out_w = self.output_sizes(heights, widths)
+        if isinstance(self.size, tuple):
             return resized_crops(batch, whole, (int(out_h[0]), int(out_w[0])), self.interpolation)
         return [
             resized_crops(
@@ -173,13 +176,17 @@ class CenterCrop(Transform):
 
     def apply(self, batch: Images, params: Any) -> NDArray[Any]:
         h, w = self.size
+        if isinstance(batch, np.ndarray):  # one anchor for the whole batch, also for N = 0
+            n, channels, height, width = batch.shape
+            out = batch_empty((n, channels, h, w), batch.dtype)
+            top = self.anchors(np.array([height]), h)
+            left = self.anchors(np.array([width]), w)
+            _crop_into(out, batch, int(top[0]), int(left[0]))
+            return out
         heights, widths = image_sizes(batch)
         tops, lefts = self.anchors(heights, h), self.anchors(widths, w)
         channels, dtype = batch[0].shape[0], batch[0].dtype
         out = batch_empty((len(batch), channels, h, w), dtype)
-        if isinstance(batch, np.ndarray):
-            _crop_into(out, batch, int(tops[0]), int(lefts[0]))
-            return out
         for i, (image, top, left) in enumerate(zip(batch, tops.tolist(), lefts.tolist(), strict=True)):
             if image.shape[0] != channels or image.dtype != dtype:
                 raise ValueError(
