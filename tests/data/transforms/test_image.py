@@ -198,3 +198,29 @@ def test_fused_crop_then_flip_equals_the_two_steps():
         rng = np.random.default_rng(4)
         expected = steps[1](steps[0](x, rng), rng)
         np.testing.assert_array_equal(fused(x, np.random.default_rng(4)), expected)
+
+
+@pytest.mark.parametrize(
+    ("transform", "name"),
+    [
+        (RandomCrop(6, padding=1, fill=300), "RandomCrop fill=300"),
+        (RandomCrop(6, padding=1, fill=-1), "RandomCrop fill=-1"),
+        (RandomErasing(p=1, value=300), "RandomErasing value=300"),
+        (Cutout(3, value=256), "Cutout value=256"),
+    ],
+)
+def test_a_fill_outside_the_image_dtype_is_refused_not_wrapped(transform, name):
+    # uint8 images: fill=300 used to pad with 44 and fill=-1 with 255 (numpy's wrap-around);
+    # torchvision's Pad refuses both ("value cannot be converted to type uint8_t without overflow")
+    x = images(n=2)
+    with pytest.raises(ValueError, match=rf"{name} is outside the range of the uint8 images \(0 to 255\)"):
+        transform(x, rng=np.random.default_rng(0))
+
+
+def test_a_fill_inside_the_dtype_is_truncated_as_torchvision_casts_it():
+    x = np.full((1, 1, 2, 2), 7, np.uint8)
+    crop = RandomCrop(4, padding=1, fill=255.7)
+    assert crop(x, rng=np.random.default_rng(0))[0, 0, 0].tolist() == [255, 255, 255, 255]
+    floats = RandomCrop(4, padding=1, fill=300)(x.astype(np.float32), rng=np.random.default_rng(0))
+    assert floats[0, 0, 0].tolist() == [300.0] * 4
+    assert Cutout(8, value=-0.5)(x, rng=np.random.default_rng(0))[0, 0].tolist() == [[0, 0], [0, 0]]

@@ -13,7 +13,7 @@ import numpy as np
 
 from tinytorch.data.validate import check_float, check_int
 
-__all__ = ["check_fill", "check_interval", "check_probability", "check_size"]
+__all__ = ["check_fill", "check_interval", "check_probability", "check_size", "fill_of_dtype"]
 
 
 def check_size(size: object, owner: str, *, name: str = "size") -> tuple[int, int]:
@@ -75,3 +75,26 @@ def check_interval(
 def check_fill(value: object, owner: str, *, name: str = "fill") -> float:
     """A fill value: a finite real number (cast to the batch's dtype where it is used)."""
     return check_float(value, f"{owner} {name}", hint=f"one value for every channel, e.g. {owner}({name}=0)")
+
+
+def fill_of_dtype(value: float, dtype: np.dtype[Any], owner: str, *, name: str = "fill") -> np.generic:
+    """``value`` as a scalar of the batch's ``dtype``, refused where that dtype cannot hold it.
+
+    A fraction is truncated toward zero for integer images (torchvision's cast: 0.5 fills a
+    uint8 image with 0), but a value outside the dtype's range is an error, as in torchvision,
+    instead of wrapping around (300 would fill a uint8 image with 44).
+
+    Raises:
+        ValueError: ``dtype`` is an integer type and ``value`` is outside its range.
+    """
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        whole = float(np.trunc(value))
+        if not info.min <= whole <= info.max:
+            raise ValueError(
+                f"{owner} {name}={value:g} is outside the range of the {dtype} images "
+                f"({info.min} to {info.max}); pass a {name} in that range (e.g. {owner}({name}=0)), "
+                "or convert the images first (ToFloat)"
+            )
+        return np.asarray(whole).astype(dtype)[()]  # type: ignore[no-any-return]
+    return np.asarray(value).astype(dtype)[()]  # type: ignore[no-any-return]

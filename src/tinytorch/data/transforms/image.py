@@ -15,7 +15,13 @@ from numpy.typing import NDArray
 
 from tinytorch.data.memory import batch_empty
 from tinytorch.data.transforms.base import Transform
-from tinytorch.data.transforms.checks import check_fill, check_interval, check_probability, check_size
+from tinytorch.data.transforms.checks import (
+    check_fill,
+    check_interval,
+    check_probability,
+    check_size,
+    fill_of_dtype,
+)
 from tinytorch.data.validate import check_int
 
 __all__ = [
@@ -45,7 +51,9 @@ class RandomCrop(Transform):
         padding: pixels added on each side (0 for none).
         pad_mode: ``"constant"`` (with ``fill``), ``"edge"``, ``"reflect"`` or ``"symmetric"``,
             as in ``numpy.pad`` / torchvision.
-        fill: value of constant padding.
+        fill: value of constant padding, cast to the images' dtype (a fraction truncated for
+            integer images; a value outside the dtype's range, e.g. 300 for uint8, is a
+            ``ValueError`` when the batch arrives, as in torchvision).
 
     Every one of the ``(H + 2p - h + 1) * (W + 2p - w + 1)`` positions is equally likely.
     Shapes: ``(N, C, H, W)`` in, ``(N, C, h, w)`` out, dtype kept.
@@ -109,7 +117,8 @@ class RandomCrop(Transform):
             return batch
         n, c, height, width = batch.shape
         if self.pad_mode == "constant":
-            padded = np.full((n, c, height + 2 * p, width + 2 * p), self.fill, dtype=batch.dtype)
+            fill = fill_of_dtype(self.fill, batch.dtype, "RandomCrop")
+            padded = np.full((n, c, height + 2 * p, width + 2 * p), fill, dtype=batch.dtype)
             padded[:, :, p : p + height, p : p + width] = batch
             return padded
         return np.pad(batch, ((0, 0), (0, 0), (p, p), (p, p)), mode=self.pad_mode)
@@ -183,8 +192,9 @@ class EraseParams(NamedTuple):
     width: NDArray[np.int64]
 
 
-def _erase(batch: NDArray[Any], r: EraseParams, value: float) -> NDArray[Any]:
+def _erase(batch: NDArray[Any], r: EraseParams, value: float, owner: str) -> NDArray[Any]:
     """Set each sample's rectangle to ``value`` through one broadcast mask."""
+    fill = fill_of_dtype(value, batch.dtype, owner, name="value")
     _, _, height, width = batch.shape
     rows = np.arange(height)
     cols = np.arange(width)
@@ -192,7 +202,7 @@ def _erase(batch: NDArray[Any], r: EraseParams, value: float) -> NDArray[Any]:
     in_cols = (cols >= r.left[:, None]) & (cols < (r.left + r.width)[:, None])
     mask = in_rows[:, None, :, None] & in_cols[:, None, None, :]  # (N, 1, H, W)
     out: NDArray[Any] = batch.copy()
-    np.copyto(out, np.asarray(value, dtype=batch.dtype), where=mask)
+    np.copyto(out, fill, where=mask)
     return out
 
 
@@ -202,7 +212,8 @@ class RandomErasing(Transform):
     The rectangle covers a fraction of the image drawn uniformly from ``scale`` with an aspect
     ratio drawn log-uniformly from ``ratio``; its sides are clipped to the image (torchvision
     instead retries up to 10 times to fit it, a per-sample loop), and its position is uniform
-    over the places where it fits. Shapes and dtype kept.
+    over the places where it fits. ``value`` must fit the images' dtype (torchvision wraps 300
+    around to 44 on uint8 images; here that is a ``ValueError``). Shapes and dtype kept.
     """
 
     random = True
@@ -237,7 +248,7 @@ class RandomErasing(Transform):
 
     def apply(self, batch: NDArray[Any], params: NDArray[np.float64]) -> NDArray[Any]:
         _, _, height, width = _check_images(batch, "RandomErasing")
-        return _erase(batch, self.rectangles(params, height, width), self.value)
+        return _erase(batch, self.rectangles(params, height, width), self.value, "RandomErasing")
 
 
 class Cutout(Transform):
@@ -267,7 +278,7 @@ class Cutout(Transform):
         bottom = np.minimum(cy - self.size // 2 + self.size, height)
         right = np.minimum(cx - self.size // 2 + self.size, width)
         rect = EraseParams(params[:, 0] < self.p, top, left, bottom - top, right - left)
-        return _erase(batch, rect, self.value)
+        return _erase(batch, rect, self.value, "Cutout")
 
 
 def mirror_columns(batch: NDArray[Any]) -> NDArray[Any]:
