@@ -219,3 +219,22 @@ def test_cifar_and_tensor_datasets_concatenate_into_batches(tmp_path, transform)
         assert y.dtype == np.int64
         labels += y.tolist()
     assert sorted(labels) == sorted(cifar.targets.tolist() + list(range(6)))
+
+
+def test_random_split_takes_float32_fractions_as_torch_does():
+    # np.float32(0.4) + np.float32(0.6) is exactly 1 in float32, and torch's random_split
+    # (torch 2.13) splits 5 samples [2, 3]; widened to Python floats the sum is 1.00000003
+    # and the split was refused as "not whole sizes"
+    parts = random_split(tensor(0, 5), [np.float32(0.4), np.float32(0.6)])
+    assert [len(p) for p in parts] == [2, 3]
+    parts = random_split(tensor(0, 10), np.array([0.4, 0.6], dtype=np.float32))
+    assert [len(p) for p in parts] == [4, 6]
+
+
+def test_concat_getitems_of_no_indices_is_an_empty_batch():
+    # a batch sampler may yield an empty batch: this raised "need at least one array to concatenate"
+    concat = ConcatDataset([tensor(0, 3), tensor(10, 2)])
+    batch = concat.__getitems__([])
+    assert len(batch) == 0
+    images, labels = default_collate(batch)
+    assert images.shape == (0, 1) and labels.shape == (0,)

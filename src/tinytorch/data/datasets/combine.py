@@ -100,6 +100,8 @@ class ConcatDataset(Dataset[T]):
 
     def __getitems__(self, indices: Sequence[int] | NDArray[np.integer]) -> Any:
         idx = check_indices(indices, len(self), owner="ConcatDataset")
+        if idx.size == 0:  # an empty batch, in the first part's layout (as Subset gives one)
+            return read_batch(self.datasets[0], idx)
         which, local = self._locate(idx)
         groups = np.unique(which)
         parts = [
@@ -213,6 +215,7 @@ def random_split(
 
 
 def _split_sizes(lengths: Sequence[int | float], n: int) -> list[int]:
+    lengths = list(lengths)  # read once (a generator, a numpy array)
     values: list[int | float] = []
     for position, v in enumerate(lengths):
         name = f"random_split lengths[{position}]"
@@ -234,7 +237,10 @@ def _split_sizes(lengths: Sequence[int | float], n: int) -> list[int]:
     if not values:
         raise ValueError("random_split needs at least one length, e.g. [0.8, 0.2] or [800, 200]")
     total = sum(values)
-    if math.isclose(total, 1.0) and total <= 1:  # fractions (torch's test, whatever the number type)
+    # torch's test on the numbers as given: float32 fractions (0.4, 0.6) sum to exactly 1 in
+    # float32, but to 1.00000003 once widened to Python floats.
+    native = sum(lengths)
+    if math.isclose(native, 1.0) and native <= 1:  # fractions (torch's test, whatever the number type)
         sizes = [math.floor(n * f) for f in values]
         for k in range(n - sum(sizes)):
             sizes[k % len(sizes)] += 1
