@@ -58,3 +58,10 @@ def test_normalize_arguments_name_the_fix():
     assert Normalize(np.float32(0.5), np.float64(0.25))(np.ones((1, 2, 2), np.float32)).tolist() == [
         [[2.0, 2.0]] * 2
     ]
+
+
+@pytest.mark.parametrize(("mean", "std"), [([], []), ([], [0.5]), ([0.5], [])])
+def test_empty_statistics_are_refused_when_built(mean, std):
+    # Normalize([], []) was accepted and failed only on the first batch ("statistics for 0 channels")
+    with pytest.raises(ValueError, match="Normalize needs at least one mean and one std"):
+        Normalize(mean, std)

@@ -101,6 +101,11 @@ class Normalize(Transform):
         self.std = _statistic(std, "std")
         if self.mean.ndim != 1 or self.std.ndim != 1:
             raise ValueError("Normalize takes one mean and one std per channel (1-D sequences)")
+        if len(self.mean) == 0 or len(self.std) == 0:
+            raise ValueError(
+                f"Normalize needs at least one mean and one std, got mean={self.mean.tolist()} "
+                f"std={self.std.tolist()}; e.g. Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))"
+            )
         if len(self.mean) != len(self.std) and 1 not in (len(self.mean), len(self.std)):
             raise ValueError(
                 f"Normalize got {len(self.mean)} means and {len(self.std)} stds; pass one of each per channel"
