@@ -237,4 +237,5 @@ def test_concat_getitems_of_no_indices_is_an_empty_batch():
     batch = concat.__getitems__([])
     assert len(batch) == 0
     images, labels = default_collate(batch)
-    assert images.shape == (0, 1) and labels.shape == (0,)
+    assert images.shape == (0, 1)
+    assert labels.shape == (0,)

@@ -96,5 +96,7 @@ def fill_of_dtype(value: float, dtype: np.dtype[Any], owner: str, *, name: str =
                 f"({info.min} to {info.max}); pass a {name} in that range (e.g. {owner}({name}=0)), "
                 "or convert the images first (ToFloat)"
             )
-        return np.asarray(whole).astype(dtype)[()]  # type: ignore[no-any-return]
-    return np.asarray(value).astype(dtype)[()]  # type: ignore[no-any-return]
+        scalar: np.generic = dtype.type(whole)
+        return scalar
+    scalar = dtype.type(value)
+    return scalar

@@ -104,7 +104,8 @@ class Normalize(Transform):
         if len(self.mean) == 0 or len(self.std) == 0:
             raise ValueError(
                 f"Normalize needs at least one mean and one std, got mean={self.mean.tolist()} "
-                f"std={self.std.tolist()}; e.g. Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))"
+                f"std={self.std.tolist()}; e.g. Normalize(mean=(0.485, 0.456, 0.406), "
+                "std=(0.229, 0.224, 0.225))"
             )
         if len(self.mean) != len(self.std) and 1 not in (len(self.mean), len(self.std)):
             raise ValueError(
