@@ -224,3 +224,15 @@ def test_a_fill_inside_the_dtype_is_truncated_as_torchvision_casts_it():
     floats = RandomCrop(4, padding=1, fill=300)(x.astype(np.float32), rng=np.random.default_rng(0))
     assert floats[0, 0, 0].tolist() == [300.0] * 4
     assert Cutout(8, value=-0.5)(x, rng=np.random.default_rng(0))[0, 0].tolist() == [[0, 0], [0, 0]]
+
+
+def test_torchvisions_names_for_padding_are_taken():
+    """A torchvision script's RandomCrop(32, padding=4, padding_mode="reflect") raised TypeError."""
+    x = np.arange(2 * 3 * 6 * 6, dtype=np.uint8).reshape(2, 3, 6, 6)
+    ours = RandomCrop(6, padding=3, padding_mode="reflect").pad(x)
+    np.testing.assert_array_equal(ours, RandomCrop(6, padding=3, pad_mode="reflect").pad(x))
+    assert RandomCrop(4, padding=None).padding == 0  # torchvision's default
+    with pytest.raises(ValueError, match="pad_mode='edge' and padding_mode='reflect'.*pass one"):
+        RandomCrop(4, padding=1, pad_mode="edge", padding_mode="reflect")
+    with pytest.raises(ValueError, match="pad_mode must be"):
+        RandomCrop(4, padding_mode="wrap")

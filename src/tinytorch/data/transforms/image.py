@@ -48,9 +48,10 @@ class RandomCrop(Transform):
 
     Args:
         size: output ``(h, w)``, or one int for a square.
-        padding: pixels added on each side (0 for none).
+        padding: pixels added on each side (0 or ``None`` for none).
         pad_mode: ``"constant"`` (with ``fill``), ``"edge"``, ``"reflect"`` or ``"symmetric"``,
-            as in ``numpy.pad`` / torchvision.
+            as in ``numpy.pad`` / torchvision; ``padding_mode=`` (torchvision's name, keyword
+            only) says the same.
         fill: value of constant padding, cast to the images' dtype (a fraction truncated for
             integer images; a value outside the dtype's range, e.g. 300 for uint8, is a
             ``ValueError`` when the batch arrives, as in torchvision).
@@ -64,14 +65,25 @@ class RandomCrop(Transform):
     def __init__(
         self,
         size: int | tuple[int, int],
-        padding: int = 0,
+        padding: int | None = 0,
         pad_mode: PadMode = "constant",
         fill: float = 0,
+        *,
+        padding_mode: PadMode | None = None,
     ) -> None:
         self.size = check_size(size, "RandomCrop")
         self.padding = check_int(
-            padding, "RandomCrop padding", hint="pixels added on every side, e.g. RandomCrop(32, padding=4)"
+            0 if padding is None else padding,
+            "RandomCrop padding",
+            hint="pixels added on every side, e.g. RandomCrop(32, padding=4)",
         )
+        if padding_mode is not None:
+            if pad_mode != "constant" and pad_mode != padding_mode:
+                raise ValueError(
+                    f"RandomCrop got pad_mode={pad_mode!r} and padding_mode={padding_mode!r}: they are "
+                    "one setting (padding_mode is torchvision's name); pass one"
+                )
+            pad_mode = padding_mode
         if pad_mode not in ("constant", "edge", "reflect", "symmetric"):
             raise ValueError(
                 f"RandomCrop pad_mode must be 'constant', 'edge', 'reflect' or 'symmetric', got {pad_mode!r}"
