@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Dataset",
     "IterableDataset",
+    "NoLengthError",
     "has_len",
     "map_samples",
     "read_batch",
@@ -32,6 +33,12 @@ __all__ = [
 ]
 
 T_co = TypeVar("T_co", covariant=True)
+
+
+class NoLengthError(TypeError):
+    """What the base classes' ``__len__`` raises: the dataset has no length (a ``TypeError``, as
+    ``len()`` of an object without one; a subclass's ``__len__`` may return ``super().__len__()``
+    to say so, torch's convention). Lets the loader tell "no length" from a ``__len__`` that failed."""
 
 
 class Dataset(Generic[T_co]):
@@ -59,7 +66,7 @@ class Dataset(Generic[T_co]):
 
     def __len__(self) -> int:
         """Return the number of samples."""
-        raise TypeError(
+        raise NoLengthError(
             f"object of type {type(self).__name__!r} has no len(): a map-style Dataset must "
             "define __len__ returning its number of samples"
         )
@@ -97,7 +104,7 @@ class IterableDataset(Dataset[T_co], typing.Iterable[T_co]):
         )
 
     def __len__(self) -> int:
-        raise TypeError(
+        raise NoLengthError(
             f"{type(self).__name__} is an IterableDataset without a length; "
             "define __len__ on it if the number of samples is known"
         )

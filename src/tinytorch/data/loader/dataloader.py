@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar, overload
 
 from tinytorch.data.cpus import available_cores
-from tinytorch.data.datasets.base import Dataset, IterableDataset
+from tinytorch.data.datasets.base import Dataset, IterableDataset, NoLengthError
 from tinytorch.data.fetch.fetcher import BatchTask, BatchTransform, MapFetcher, StreamFetcher
 from tinytorch.data.loader.config import (
     DEFAULT_BATCH_SIZE,
@@ -655,25 +655,13 @@ def _without_len(obj: Any) -> Any:
     return None
 
 
-def _says_no_length(error: TypeError) -> bool:
-    """Whether ``error`` was raised by the base classes' ``__len__`` (a subclass's ``__len__`` that
-    calls ``super().__len__()`` to say it has no length)."""
-    tb = error.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_code in (
-        Dataset.__len__.__code__,
-        IterableDataset.__len__.__code__,
-    )
-
-
 def _unknown_length(b: Batching, error: TypeError) -> TypeError:
     """``len(DataLoader)`` failed with ``error``: what lacks a length, in the user's terms, and
     the fix. A ``__len__`` that raised ``TypeError`` (a float returned, a bug, or a deliberate
     "no length", torch's convention) is named with its own message."""
     if b.iterable or b.library_sampler:
         name = type(b.dataset).__name__
-        missing = _without_len(b.dataset) is not None or _says_no_length(error)
+        missing = _without_len(b.dataset) is not None or isinstance(error, NoLengthError)
         if b.iterable:
             told = (
                 f"{name} is an IterableDataset without __len__, so"
@@ -695,7 +683,7 @@ def _unknown_length(b: Batching, error: TypeError) -> TypeError:
         )
     passed, given = _user_index_source(b)
     lacking = _without_len(given)
-    if lacking is None and _says_no_length(error):
+    if lacking is None and isinstance(error, NoLengthError):
         lacking = given
     if lacking is None:
         counted = "batches" if passed == "batch_sampler" else "indices"
