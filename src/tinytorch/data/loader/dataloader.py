@@ -31,7 +31,7 @@ from tinytorch.data.loader.pinning import pin_memory_function
 from tinytorch.data.loader.pools import Lease, PoolStrategy, Prefetcher, WorkerBatches, ordered, pool_strategy
 from tinytorch.data.loader.resume import Resume, check_state, loader_state
 from tinytorch.data.loader.stats import LoaderStats, StatsRecorder
-from tinytorch.data.loader.user_sampler import UserSampler
+from tinytorch.data.loader.user_sampler import UserSampler, passed_sampler
 from tinytorch.data.validate import check_bool, check_int
 from tinytorch.data.workers.loop import PoolSpec
 from tinytorch.data.workers.streams import StreamPrefetcher
@@ -632,11 +632,6 @@ def _plural(kind: str) -> str:
     return "processes" if kind == "process" else f"{kind}s"
 
 
-def _user_index_source(b: Batching) -> tuple[str, Any]:
-    """The keyword and object of what the user passed that ``len(DataLoader)`` asks."""
-    return ("sampler", b.sampler) if b.sampler is not None else ("batch_sampler", b.batch_sampler)
-
-
 def _without_len(obj: Any) -> Any:
     """What has no ``__len__`` in ``obj`` or the samplers it takes its length from (``.sampler``,
     ``.data_source``, as torch's and this package's samplers name them), or ``None`` when all
@@ -681,7 +676,7 @@ def _unknown_length(b: Batching, error: TypeError) -> TypeError:
             f"len(DataLoader) is unknown: len() of the dataset ({name}) raised TypeError: {error}. Make its "
             "__len__ return the number of samples as an int (a map-style dataset needs it to be sampled)"
         )
-    passed, given = _user_index_source(b)
+    passed, given = passed_sampler(b)
     lacking = _without_len(given)
     if lacking is None and isinstance(error, NoLengthError):
         lacking = given

@@ -29,7 +29,7 @@ import numpy as np
 from tinytorch.data.loader.config import Batching
 from tinytorch.data.loader.resume import Resume
 
-__all__ = ["UserSampler", "order_follows_epoch", "sampler_settings", "torch_global_sampler"]
+__all__ = ["UserSampler", "order_follows_epoch", "passed_sampler", "sampler_settings", "torch_global_sampler"]
 
 
 class UserSampler:
@@ -42,7 +42,7 @@ class UserSampler:
 
     def __init__(self, b: Batching) -> None:
         mine = not b.library_sampler
-        passed = b.sampler if b.sampler is not None else b.batch_sampler
+        _, passed = passed_sampler(b)
         owner = (b.dataset if b.iterable else passed) if mine else None
         self.epoch_owner: Any = owner if hasattr(owner, "set_epoch") else None
         """What ``set_epoch`` is called on (``None``: nothing of the user's has it)."""
@@ -235,10 +235,20 @@ def _current_epoch(owner: Any) -> int | None:
     return int(epoch)
 
 
+def passed_sampler(b: Batching) -> tuple[str, Any]:
+    """The keyword and object of the index source the user passed (``sampler=`` first, else
+    ``batch_sampler=``; the object is ``None`` when neither was)."""
+    return ("sampler", b.sampler) if b.sampler is not None else ("batch_sampler", b.batch_sampler)
+
+
+def _index_sampler(b: Batching) -> Any:
+    """The sampler that orders the indices: ``sampler=``, or the one a batch sampler wraps."""
+    return b.sampler if b.sampler is not None else getattr(b.batch_sampler, "sampler", None)
+
+
 def _num_replicas(b: Batching) -> int | None:
     """The world size of a sampler that splits epochs between processes (its ``num_replicas``)."""
-    sampler = b.sampler if b.sampler is not None else getattr(b.batch_sampler, "sampler", None)
-    world = getattr(sampler, "num_replicas", None)
+    world = getattr(_index_sampler(b), "num_replicas", None)
     if isinstance(world, bool) or not isinstance(world, (int, np.integer)):
         return None
     return int(world)
@@ -248,7 +258,7 @@ def _sampler_seed(b: Batching) -> int | None:
     """The seed of a sampler the user passed: its ``seed`` (this package's samplers, torch's
     ``DistributedSampler``) or its torch ``generator``'s ``initial_seed()``; ``None`` for one
     without a seed."""
-    sampler = b.sampler if b.sampler is not None else getattr(b.batch_sampler, "sampler", None)
+    sampler = _index_sampler(b)
     seed = getattr(sampler, "seed", None)
     if seed is None:
         initial_seed = getattr(getattr(sampler, "generator", None), "initial_seed", None)
