@@ -30,8 +30,8 @@ __all__ = [
 ]
 
 
-SYNTHETIC_SIZE = 50_000
-"""Images ``--synthetic`` generates unless ``--size`` says otherwise (bench, profile)."""
+DEFAULT_ROOT = "./data"
+"""``--root`` unless given: where CIFAR-10 is, or is downloaded to."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -165,7 +165,7 @@ def add_cifar_options(parser: argparse.ArgumentParser, *, downloads: bool, env: 
     where = (
         "where CIFAR-10 is, or is downloaded to" if downloads else "where CIFAR-10 is (nothing is downloaded)"
     )
-    parser.add_argument("--root", type=directory_or_new, default="./data", help=where)
+    parser.add_argument("--root", type=directory_or_new, default=DEFAULT_ROOT, help=where)
     if downloads:
         parser.add_argument(
             "--url",
@@ -222,7 +222,7 @@ def ignored_options(args: argparse.Namespace) -> str | None:
     given = []
     root = getattr(args, "root", None)
     # realpath, not Path.resolve: a symlink loop is just another folder, not a RuntimeError
-    if root is not None and os.path.realpath(root) != os.path.realpath("./data"):
+    if root is not None and os.path.realpath(root) != os.path.realpath(DEFAULT_ROOT):
         given.append(f"--root {root}")
     given += [f"--{name}" for name in ("url", "md5") if getattr(args, name, None) is not None]
     if not given:

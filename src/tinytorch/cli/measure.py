@@ -13,7 +13,6 @@ from tinytorch.analysis.machine import describe_machine, versions
 from tinytorch.analysis.plots import matplotlib_missing
 from tinytorch.analysis.sources import load_source
 from tinytorch.cli.args import (
-    SYNTHETIC_SIZE,
     Given,
     add_cifar_options,
     at_least,
@@ -24,6 +23,9 @@ from tinytorch.cli.errors import CommandError
 from tinytorch.data.storage.atomic import atomic_write
 
 __all__ = ["add_measure_options", "format_table", "load_dataset", "machine_lines", "prepare_outputs"]
+
+SYNTHETIC_SIZE = 50_000
+"""Images ``--synthetic`` generates unless ``--size`` says otherwise."""
 
 PIPELINE = "pad-4 random crop + horizontal flip + normalize to float32, per batch"
 
