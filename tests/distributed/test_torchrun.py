@@ -23,6 +23,16 @@ from tinytorch import DistributedSampler, ShardedDataset, WindowedShuffleSampler
 pytest.importorskip("torch.distributed")
 
 N, EVAL_N, BATCH, EPOCHS, SEED = 37, 17, 4, 2, 7  # 19 samples a rank: 5 batches, the last of 3
+SIZES = (
+    "--samples",
+    str(N),
+    "--eval-samples",
+    str(EVAL_N),
+    "--batch-size",
+    str(BATCH),
+    "--epochs",
+    str(EPOCHS),
+)
 TIMEOUT = 90  # seconds for one job; a job still running then is a hang
 
 
@@ -66,16 +76,7 @@ def reference(tmp_path_factory):
     directory = tmp_path_factory.mktemp("reference")
     return run(
         directory,
-        *(
-            "--samples",
-            str(N),
-            "--eval-samples",
-            str(EVAL_N),
-            "--batch-size",
-            str(BATCH),
-            "--epochs",
-            str(EPOCHS),
-        ),
+        *SIZES,
         *("--checkpoint", str(directory / "checkpoint.pt"), "--checkpoint-every", "4", "--workers", "0"),
     )
 
@@ -139,17 +140,7 @@ def test_a_job_killed_mid_epoch_resumes_with_exactly_the_remaining_samples(refer
     killed run loads with 2 process workers, the resumed one in-process, the reference in-process.
     """
     checkpoint = tmp_path / "checkpoint.pt"
-    common = (
-        "--samples",
-        str(N),
-        "--eval-samples",
-        str(EVAL_N),
-        "--batch-size",
-        str(BATCH),
-        "--epochs",
-        str(EPOCHS),
-    )
-    common += ("--checkpoint", str(checkpoint), "--checkpoint-every", "4")
+    common = (*SIZES, "--checkpoint", str(checkpoint), "--checkpoint-every", "4")
     killed = tmp_path / "killed"
     with job(killed, *common, "--workers", "2", "--hang-after", "9") as (proc, log):
         wait_for(proc, [killed / "hanging.0", killed / "hanging.1"], log, TIMEOUT)
